@@ -1,0 +1,135 @@
+"""Streaming voice-activity segmentation with Silero VAD (the ONNX model inside faster-whisper).
+
+Feed it audio as it arrives; it hands back each utterance once its speech has ended (after
+``min_silence_s`` of silence) or has run ``max_utterance_s``, with ``pre_roll_s`` of audio kept
+from before the speech started so that first phonemes are not cut.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+
+WINDOW = 512   # samples per Silero decision at 16 kHz (32 ms)
+CONTEXT = 64   # samples of the previous window that Silero v6 sees with each window
+
+
+@dataclass
+class Segment:
+    audio: np.ndarray     # mono float32, 16 kHz, pre-roll included
+    start_sample: int     # position in the stream (pre-roll included)
+    end_sample: int
+    forced_end: bool      # cut at max_utterance_s, not at silence
+
+    @property
+    def duration_s(self) -> float:
+        return self.audio.size / SAMPLE_RATE
+
+
+class StreamingVad:
+    def __init__(self, threshold: float = 0.5, min_silence_s: float = 0.5,
+                 pre_roll_s: float = 0.3, max_utterance_s: float = 20.0,
+                 min_speech_s: float = 0.25, model=None):
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"VAD threshold must be in (0, 1), got {threshold}")
+        if max_utterance_s <= 0 or min_silence_s < 0 or pre_roll_s < 0:
+            raise ValueError("VAD durations must be positive")
+        if model is None:
+            from faster_whisper.vad import get_vad_model
+            model = get_vad_model()
+        self._session = model.session
+        self.threshold = threshold
+        self.neg_threshold = max(threshold - 0.15, 0.01)  # hysteresis, as in faster-whisper
+        self.min_silence_windows = max(1, int(round(min_silence_s * SAMPLE_RATE / WINDOW)))
+        self.pre_roll_windows = int(round(pre_roll_s * SAMPLE_RATE / WINDOW))
+        self.max_windows = max(1, int(max_utterance_s * SAMPLE_RATE / WINDOW))
+        self.min_speech_windows = max(1, int(round(min_speech_s * SAMPLE_RATE / WINDOW)))
+        self.reset()
+
+    def reset(self) -> None:
+        self._pending = np.zeros(0, np.float32)
+        self._context = np.zeros(CONTEXT, np.float32)
+        self._h = np.zeros((1, 1, 128), np.float32)
+        self._c = np.zeros((1, 1, 128), np.float32)
+        self._pre_roll: deque = deque(maxlen=max(self.pre_roll_windows, 1))
+        self._speech: list[np.ndarray] = []
+        self._speech_windows = 0
+        self._silence_run = 0
+        self._window_index = 0  # windows consumed so far
+        self._start_window = 0
+        self.last_probability = 0.0
+
+    @property
+    def in_speech(self) -> bool:
+        return bool(self._speech)
+
+    def _probabilities(self, windows: np.ndarray) -> np.ndarray:
+        contexts = np.concatenate([self._context[None], windows[:-1, -CONTEXT:]], axis=0)
+        batch = np.concatenate([contexts, windows], axis=1).astype(np.float32)
+        out, self._h, self._c = self._session.run(
+            None, {"input": batch, "h": self._h, "c": self._c})
+        self._context = windows[-1, -CONTEXT:].copy()
+        return np.asarray(out).reshape(-1)
+
+    def accept(self, samples: np.ndarray) -> list[Segment]:
+        """Consume 16 kHz mono audio; return the utterances that ended inside it."""
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self._pending = np.concatenate([self._pending, x])
+        n = self._pending.size // WINDOW
+        if n == 0:
+            return []
+        windows = self._pending[: n * WINDOW].reshape(n, WINDOW)
+        self._pending = self._pending[n * WINDOW:]
+        done = []
+        for window, prob in zip(windows, self._probabilities(windows)):
+            self.last_probability = float(prob)
+            segment = self._step(window, float(prob))
+            if segment is not None:
+                done.append(segment)
+            self._window_index += 1
+        return done
+
+    def _step(self, window: np.ndarray, prob: float) -> Segment | None:
+        if not self._speech:
+            if prob >= self.threshold:
+                self._start_window = self._window_index - len(self._pre_roll)
+                self._speech = list(self._pre_roll) + [window]
+                self._speech_windows, self._silence_run = 1, 0
+            elif self.pre_roll_windows:
+                self._pre_roll.append(window)
+            return None
+        self._speech.append(window)
+        if prob < self.neg_threshold:
+            self._silence_run += 1
+        else:
+            self._silence_run = 0
+            self._speech_windows += 1
+        if self._silence_run >= self.min_silence_windows:
+            return self._close(forced=False)
+        if len(self._speech) >= self.max_windows:
+            return self._close(forced=True)
+        return None
+
+    def _close(self, forced: bool) -> Segment | None:
+        windows = self._speech
+        if not forced:  # keep a little of the trailing silence, drop the rest
+            keep = len(windows) - self._silence_run + min(self._silence_run, 3)
+            windows = windows[:keep]
+        speech_windows = self._speech_windows
+        start = self._start_window
+        self._speech, self._speech_windows, self._silence_run = [], 0, 0
+        self._pre_roll.clear()
+        if speech_windows < self.min_speech_windows:
+            return None  # a click or a cough, not an utterance
+        audio = np.concatenate(windows)
+        return Segment(audio, start * WINDOW, start * WINDOW + audio.size, forced)
+
+    def flush(self) -> Segment | None:
+        """End of stream: return the utterance in progress, if any."""
+        if not self._speech:
+            return None
+        self._silence_run = 0
+        return self._close(forced=True)

@@ -1,0 +1,1 @@
+"""Thin rclpy nodes over tinyalign_ros.core. Each ``*_node.py`` is one executable."""
