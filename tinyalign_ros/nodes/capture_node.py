@@ -1,0 +1,135 @@
+"""Capture node: microphone (PyAudio) or audio files -> tinyalign_ros/AudioChunk at 16 kHz mono.
+
+Publishes:  audio (AudioChunk, sensor-data QoS), audio_info (AudioInfo, latched)
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from rclpy.node import Node
+
+from tinyalign_ros.core.audio import SAMPLE_RATE, AudioError
+from tinyalign_ros.core.sources import FileSource, MicrophoneError, MicrophoneSource
+from tinyalign_ros.msg import AudioChunk, AudioInfo
+
+from .common import LATCHED_QOS, SENSOR_QOS, Diagnostics, Param, declare_parameters, run
+
+PARAMETERS = (
+    Param("source", "microphone", "'microphone' (PyAudio) or 'file'"),
+    Param("device", "", "microphone: device index or a substring of its name; '' = first input"),
+    Param("device_rate", 0, "microphone: rate to open the device at; 0 = the device's default"),
+    Param("channels", 1, "microphone: channels to record (mixed down to mono)"),
+    Param("file_path", "", "file source: an audio file, a folder of them, or a glob"),
+    Param("file_loop", False, "file source: start over after the last file"),
+    Param("file_gap_s", 1.0, "file source: silence played after each file, so VAD ends utterances"),
+    Param("raw_sample_rate", 16000, "file source: rate of headerless .raw/.pcm files (s16le mono)"),
+    Param("playback_speed", 1.0, "file source: 1.0 = real time, 2.0 = twice as fast"),
+    Param("chunk_ms", 100, "length of each published chunk in milliseconds"),
+    Param("retry_period_s", 2.0, "microphone: seconds between attempts to open a missing device"),
+    Param("frame_id", "microphone", "header.frame_id of the published audio"),
+)
+
+
+class CaptureNode(Node):
+    def __init__(self):
+        super().__init__("capture")
+        self.p = declare_parameters(self, PARAMETERS)
+        if self.p.source not in ("microphone", "file"):
+            raise ValueError(f"source must be 'microphone' or 'file', got {self.p.source!r}")
+        self.chunk_frames = max(160, int(SAMPLE_RATE * self.p.chunk_ms / 1000))
+        self.pub = self.create_publisher(AudioChunk, "audio", SENSOR_QOS)
+        self.info_pub = self.create_publisher(AudioInfo, "audio_info", LATCHED_QOS)
+        self.diag = Diagnostics(self)
+        self.chunks_sent = 0
+        self._stop = threading.Event()
+        target = self._file_loop if self.p.source == "file" else self._mic_loop
+        self._thread = threading.Thread(target=target, name="capture", daemon=True)
+        self._thread.start()
+
+    # -- publishing
+    def _publish_info(self, source: str) -> None:
+        info = AudioInfo(sample_rate=SAMPLE_RATE, channels=1, encoding="F32LE",
+                         chunk_frames=self.chunk_frames, source=source)
+        info.header.stamp = self.get_clock().now().to_msg()
+        info.header.frame_id = self.p.frame_id
+        self.info_pub.publish(info)
+
+    def _publish(self, samples: np.ndarray) -> None:
+        msg = AudioChunk(sample_rate=SAMPLE_RATE, channels=1, encoding="F32LE")
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.p.frame_id
+        msg.samples = np.ascontiguousarray(samples, dtype=np.float32)
+        self.pub.publish(msg)
+        self.chunks_sent += 1
+
+    # -- sources (each in its own thread, so pacing and blocking reads never stall the executor)
+    def _file_loop(self) -> None:
+        try:
+            source = FileSource(self.p.file_path, self.chunk_frames, self.p.file_gap_s,
+                                self.p.file_loop, self.p.raw_sample_rate)
+        except AudioError as exc:
+            self.get_logger().error(f"file source: {exc}")
+            self.diag.set(2, str(exc))
+            return
+        self.get_logger().info(f"file source: {len(source.files)} file(s) from "
+                               f"{self.p.file_path!r}, speed x{self.p.playback_speed}")
+        self._publish_info(f"file:{self.p.file_path}")
+        self.diag.set(0, "playing files", files=len(source.files))
+        period = self.chunk_frames / SAMPLE_RATE / max(self.p.playback_speed, 1e-3)
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                chunk = source.read()
+            except AudioError as exc:  # one unreadable file must not end the stream
+                self.get_logger().error(f"file source: skipping a file: {exc}")
+                continue
+            if chunk is None:
+                break
+            self._publish(chunk)
+            next_t += period
+            self._stop.wait(max(0.0, next_t - time.monotonic()))
+        self.get_logger().info(f"file source finished after {self.chunks_sent} chunks")
+        self.diag.set(0, "file source finished", chunks=self.chunks_sent)
+
+    def _mic_loop(self) -> None:
+        last_error = None
+        while not self._stop.is_set():
+            try:
+                mic = MicrophoneSource(self.p.device, self.chunk_frames, self.p.channels,
+                                       self.p.device_rate)
+            except (MicrophoneError, OSError) as exc:
+                if str(exc) != last_error:  # one clear line, not one per retry
+                    self.get_logger().error(f"microphone: {exc}; retrying every "
+                                            f"{self.p.retry_period_s} s")
+                    last_error = str(exc)
+                self.diag.set(2, f"no microphone: {exc}")
+                self._stop.wait(self.p.retry_period_s)
+                continue
+            self.get_logger().info(f"microphone: {mic.name} at {mic.rate} Hz, {mic.channels} ch "
+                                   f"-> {SAMPLE_RATE} Hz mono")
+            self._publish_info(f"microphone:{mic.name}")
+            self.diag.set(0, "capturing", device=mic.name, device_rate=mic.rate)
+            last_error = None
+            try:
+                while not self._stop.is_set():
+                    samples = mic.read()
+                    if samples.size:
+                        self._publish(samples)
+            except OSError as exc:  # unplugged: go back to waiting for a device
+                self.get_logger().error(f"microphone lost: {exc}")
+            finally:
+                mic.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+def main(args=None) -> int:
+    return run(CaptureNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

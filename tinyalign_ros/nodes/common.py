@@ -1,0 +1,94 @@
+"""What every tinyalign_ros node shares: parameter declaration with descriptions, QoS profiles,
+diagnostics, and a main() that starts and stops rclpy cleanly. Uses only API that ROS 2 Humble has.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+# Raw microphone stream: best effort, like any sensor. Subscribers must use it too (a RELIABLE
+# subscriber never connects to a BEST_EFFORT publisher, silently).
+SENSOR_QOS = qos_profile_sensor_data
+# Utterances, features, transcripts, responses: every message matters.
+RELIABLE_QOS = QoSProfile(depth=20, history=HistoryPolicy.KEEP_LAST,
+                          reliability=ReliabilityPolicy.RELIABLE)
+# "Latest state" topics (audio info, projector updates): late joiners get the last message.
+LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+
+
+def declare_parameters(node, params: tuple[Param, ...]) -> SimpleNamespace:
+    """Declare every parameter with its description; return their current values by name."""
+    for p in params:
+        node.declare_parameter(p.name, p.default, ParameterDescriptor(description=p.description))
+    return read_parameters(node, params)
+
+
+def read_parameters(node, params: tuple[Param, ...]) -> SimpleNamespace:
+    return SimpleNamespace(**{p.name: node.get_parameter(p.name).value for p in params})
+
+
+def run(node_factory, args=None) -> int:
+    """Standard node main: init, spin until Ctrl-C or shutdown, destroy, shutdown."""
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = node_factory()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close:
+                close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+class Diagnostics:
+    """Publishes one DiagnosticStatus for a node on /diagnostics at a fixed period."""
+
+    def __init__(self, node, period_s: float = 2.0):
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self._node = node
+        self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.level, self.message, self.values = 0, "starting", {}
+        node.create_timer(period_s, self.publish)
+
+    def set(self, level: int, message: str, **values) -> None:
+        self.level, self.message = level, message
+        self.values.update({k: str(v) for k, v in values.items()})
+
+    def publish(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+        status = DiagnosticStatus(level=bytes([self.level]),
+                                  name=f"tinyalign_ros: {self._node.get_fully_qualified_name()}",
+                                  message=self.message, hardware_id="tinyalign_ros")
+        status.values = [KeyValue(key=k, value=v) for k, v in sorted(self.values.items())]
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self._node.get_clock().now().to_msg()
+        self._pub.publish(arr)
