@@ -23,7 +23,7 @@ from tinyalign_ros.core.users import UserIdError, check_user_id
 from tinyalign_ros.core.vad import Segment, StreamingVad
 from tinyalign_ros.msg import AudioChunk, SpeechFeatures, Utterance
 
-from .common import (RELIABLE_QOS, SENSOR_QOS, Diagnostics, Param, declare_parameters, run)
+from .common import AUDIO_SUB_QOS, RELIABLE_QOS, Diagnostics, Param, declare_parameters, run
 
 PARAMETERS = (
     Param("whisper_model", "", "CTranslate2 Whisper folder; '' = the bundled tiny.en"),
@@ -65,7 +65,7 @@ class AsrNode(Node):
         self.features_pub = self.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
         self.transcript_pub = self.create_publisher(String, "transcript", RELIABLE_QOS)
         self.utterance_pub = self.create_publisher(Utterance, "utterance", RELIABLE_QOS)
-        self.create_subscription(AudioChunk, "audio", self.on_audio, SENSOR_QOS)
+        self.create_subscription(AudioChunk, "audio", self.on_audio, AUDIO_SUB_QOS)
         self.create_subscription(String, "set_user", self.on_set_user, RELIABLE_QOS)
         self.add_on_set_parameters_callback(self.on_parameters)
         self.utterances = 0

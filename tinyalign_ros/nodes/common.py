@@ -16,6 +16,11 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 # Raw microphone stream: best effort, like any sensor. Subscribers must use it too (a RELIABLE
 # subscriber never connects to a BEST_EFFORT publisher, silently).
 SENSOR_QOS = qos_profile_sensor_data
+# The ASR node's side of it: still best effort (compatible with any audio publisher), but a deep
+# queue (10 s of 100 ms chunks), so a busy moment in the node does not drop speech.
+AUDIO_SUB_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
+                           reliability=ReliabilityPolicy.BEST_EFFORT,
+                           durability=DurabilityPolicy.VOLATILE)
 # Utterances, features, transcripts, responses: every message matters.
 RELIABLE_QOS = QoSProfile(depth=20, history=HistoryPolicy.KEEP_LAST,
                           reliability=ReliabilityPolicy.RELIABLE)

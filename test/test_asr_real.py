@@ -1,0 +1,87 @@
+"""The ASR front end and VAD on the real default Whisper (tiny.en) and real recorded speech."""
+import numpy as np
+import pytest
+
+from conftest import GOFORWARD, LIBRIVOX, librivox_references
+from tinyalign_ros.core.asr import AsrFrontEnd
+from tinyalign_ros.core.audio import load_audio
+from tinyalign_ros.core.models import ModelNotFoundError, resolve_whisper
+from tinyalign_ros.core.vad import StreamingVad
+
+pytestmark = pytest.mark.real_models
+
+
+@pytest.fixture(scope="module")
+def asr():
+    return AsrFrontEnd(cpu_threads=2)
+
+
+def words(text):
+    return "".join(c if c.isalnum() else " " for c in text.lower()).split()
+
+
+def test_goforward_transcript_and_features(asr):
+    result = asr.process(load_audio(GOFORWARD))
+    assert words(result.transcript.text) in (["go", "forward", "10", "meters"],
+                                             ["go", "forward", "ten", "meters"])
+    assert 0.3 < result.transcript.confidence <= 1.0
+    # 2.79 s of audio -> one encoder frame per 20 ms, padding dropped
+    assert result.features.shape == (140, 384) and result.features.dtype == np.float32
+    assert np.all(np.isfinite(result.features)) and result.features.std() > 0.1
+    assert asr.model_id == "whisper-tiny.en:384"
+
+
+def test_features_are_those_of_the_padded_window(asr):
+    """Dropping padding frames must not change the frames that are kept."""
+    from faster_whisper.audio import pad_or_trim
+
+    audio = load_audio(GOFORWARD)
+    mel = asr.model.feature_extractor(audio)
+    full = np.asarray(asr.model.encode(pad_or_trim(mel)))[0]
+    assert full.shape == (1500, 384)
+    assert np.allclose(asr.encode(audio), full[:140], atol=1e-5)
+
+
+def test_longer_than_30s_is_handled(asr):
+    files = sorted(LIBRIVOX.glob("*.wav"))
+    audio = np.concatenate([load_audio(f) for f in files] * 2)
+    assert audio.size / 16000 > 30
+    feats = asr.encode(audio)
+    assert abs(feats.shape[0] - audio.size / 16000 / 0.02) < 4
+    assert len(words(asr.transcribe(audio).text)) > 60
+
+
+def test_vad_segments_real_speech():
+    refs = librivox_references()
+    files = sorted(LIBRIVOX.glob("*.wav"))[:3]
+    silence = np.zeros(16000, np.float32)
+    stream = np.concatenate([np.concatenate([load_audio(f), silence]) for f in files])
+    vad = StreamingVad()
+    segments = []
+    for i in range(0, stream.size, 1600):       # 100 ms chunks, as the capture node sends
+        segments += vad.accept(stream[i:i + 1600])
+    assert vad.flush() is None
+    assert len(segments) == 3, [s.duration_s for s in segments]
+    for seg, f in zip(segments, files):
+        assert abs(seg.duration_s - load_audio(f).size / 16000) < 1.0
+        assert refs[f.stem]
+
+
+def test_vad_ignores_silence_and_noise():
+    rng = np.random.default_rng(0)
+    vad = StreamingVad()
+    assert vad.accept(np.zeros(48000, np.float32)) == []
+    assert vad.accept((0.01 * rng.standard_normal(48000)).astype(np.float32)) == []
+    assert vad.flush() is None
+
+
+def test_vad_cuts_at_max_length():
+    audio = load_audio(sorted(LIBRIVOX.glob("*.wav"))[0])   # 7 s of continuous speech
+    vad = StreamingVad(max_utterance_s=2.0)
+    segments = vad.accept(audio)
+    assert segments and all(s.forced_end and s.duration_s <= 2.05 for s in segments)
+
+
+def test_bad_whisper_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="does not hold a CTranslate2 Whisper"):
+        resolve_whisper(tmp_path)
