@@ -26,6 +26,8 @@ PARAMETERS = (
     Param("file_gap_s", 1.0, "file source: silence played after each file, so VAD ends utterances"),
     Param("raw_sample_rate", 16000, "file source: rate of headerless .raw/.pcm files (s16le mono)"),
     Param("playback_speed", 1.0, "file source: 1.0 = real time, 2.0 = twice as fast"),
+    Param("file_wait_for_subscriber_s", 10.0, "file source: wait this long for a subscriber "
+          "before playing, so the start of the file is not lost to DDS discovery; 0 = no wait"),
     Param("chunk_ms", 100, "length of each published chunk in milliseconds"),
     Param("retry_period_s", 2.0, "microphone: seconds between attempts to open a missing device"),
     Param("frame_id", "microphone", "header.frame_id of the published audio"),
@@ -76,6 +78,9 @@ class CaptureNode(Node):
         self.get_logger().info(f"file source: {len(source.files)} file(s) from "
                                f"{self.p.file_path!r}, speed x{self.p.playback_speed}")
         self._publish_info(f"file:{self.p.file_path}")
+        deadline = time.monotonic() + self.p.file_wait_for_subscriber_s
+        while self.pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            self._stop.wait(0.05)
         self.diag.set(0, "playing files", files=len(source.files))
         period = self.chunk_frames / SAMPLE_RATE / max(self.p.playback_speed, 1e-3)
         next_t = time.monotonic()
