@@ -1,0 +1,35 @@
+"""The tinyalign command, as a user runs it."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import GOFORWARD, LIB_DIR
+
+
+def run_cli(*args, exe=None):
+    cmd = [str(exe)] if exe else [sys.executable, "-m", "tinyalign_ros.cli"]
+    return subprocess.run(cmd + list(map(str, args)), capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.real_models
+def test_transcribe_json(installed):
+    out = run_cli("transcribe", GOFORWARD, "--json", "--threads", "2", exe=LIB_DIR / "tinyalign")
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["text"].lower().startswith("go forward") and row["features"] == [140, 384]
+
+
+def test_bad_input_is_one_clear_line(tmp_path):
+    out = run_cli("transcribe", tmp_path / "missing.wav")
+    assert out.returncode == 2 and "audio file not found" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = run_cli("transcribe", GOFORWARD, "--whisper-model", tmp_path)
+    assert out.returncode == 2 and "does not hold a CTranslate2 Whisper model" in out.stderr
+
+
+def test_prepare_models_is_idempotent():
+    out = run_cli("prepare-models")
+    assert out.returncode == 0, out.stderr
+    assert "Whisper:" in out.stdout and "LLM:" in out.stdout

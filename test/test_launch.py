@@ -1,0 +1,102 @@
+"""The launch file, checked against what the build installs (launch_ros is not on PyPI, so the
+launch file is run against small stand-ins for launch/launch_ros that record what it asks for)."""
+import ast
+import importlib
+import runpy
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import LIB_DIR, ROOT, SHARE_DIR
+from tinyalign_ros import graph
+
+LAUNCH_FILE = ROOT / "launch" / "tinyalign.launch.py"
+
+
+class Recorder:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class LaunchConfiguration(Recorder):
+    @property
+    def name(self):
+        return self.args[0]
+
+
+@pytest.fixture
+def launch_description(monkeypatch, installed):
+    fakes = {
+        "launch": types.SimpleNamespace(LaunchDescription=Recorder),
+        "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=Recorder),
+        "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
+        "launch_ros": types.SimpleNamespace(),
+        "launch_ros.actions": types.SimpleNamespace(Node=Recorder),
+    }
+    for name, mod in fakes.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(installed))
+    ld = runpy.run_path(str(LAUNCH_FILE))["generate_launch_description"]()
+    entities = ld.args[0]
+    declared = {e.args[0]: e.kwargs for e in entities if "default_value" in e.kwargs}
+    nodes = [e.kwargs for e in entities if "executable" in e.kwargs]
+    return declared, nodes
+
+
+def test_launch_starts_every_node_of_the_graph(launch_description):
+    _, nodes = launch_description
+    assert [(n["name"], n["executable"]) for n in nodes] == \
+        [(s.name, s.executable) for s in graph.NODES]
+
+
+def test_every_launched_executable_is_installed(launch_description):
+    _, nodes = launch_description
+    for n in nodes:
+        assert n["package"] == "tinyalign_ros"
+        exe = LIB_DIR / n["executable"]
+        assert exe.is_file() and exe.stat().st_mode & 0o111, f"{exe} not installed/executable"
+
+
+def test_every_parameter_set_is_declared(launch_description):
+    declared_args, nodes = launch_description
+    for n in nodes:
+        module = importlib.import_module(graph.node(n["name"]).module)
+        params = {p.name for p in module.PARAMETERS}
+        params_file, overrides = n["parameters"]
+        assert isinstance(params_file, LaunchConfiguration) and params_file.name == "params_file"
+        for param, value in overrides.items():
+            assert param in params, f"launch sets {n['name']}.{param}, which is not declared"
+            assert value.name in declared_args, f"{value.name} is not a declared launch argument"
+        config = yaml.safe_load(Path(declared_args["params_file"]["default_value"]).read_text())
+        assert set(config[n["name"]]["ros__parameters"]) <= params
+
+
+def test_config_file_named_by_launch_exists_installed(launch_description):
+    declared_args, _ = launch_description
+    path = Path(declared_args["params_file"]["default_value"])
+    assert path == SHARE_DIR / "config" / graph.CONFIG_FILE and path.is_file()
+    assert (SHARE_DIR / "launch" / LAUNCH_FILE.name).is_file()
+    assert path.read_text() == (ROOT / "config" / graph.CONFIG_FILE).read_text()
+
+
+def test_launch_argument_defaults_match_config(launch_description):
+    """A plain launch must behave like the parameter file says."""
+    config = yaml.safe_load((ROOT / "config" / graph.CONFIG_FILE).read_text())
+    for arg in graph.LAUNCH_ARGUMENTS:
+        for node_name, param in arg.sets.items():
+            assert str(config[node_name]["ros__parameters"][param]) == arg.default, arg.name
+
+
+def test_setup_py_entry_points_match_installed_executables(installed):
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    assert "console_scripts" in ast.unparse(tree)
+    nodes = sorted(p.stem for p in (ROOT / "tinyalign_ros" / "nodes").glob("*_node.py"))
+    installed_exes = sorted(p.name for p in LIB_DIR.iterdir() if p.name.endswith("_node"))
+    assert installed_exes == nodes
+    assert {s.executable for s in graph.NODES} <= set(nodes)
+    assert (LIB_DIR / "tinyalign").is_file()
+    for exe in nodes:
+        assert callable(importlib.import_module(f"tinyalign_ros.nodes.{exe}").main)
