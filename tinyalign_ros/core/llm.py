@@ -1,0 +1,181 @@
+"""The frozen LLM: loads a local transformers folder offline, embeds text with its own
+embedding table, and generates greedily from input embeddings with the KV cache, streaming.
+
+Also ``EmbeddingTable``: just the token embedding matrix (read from the safetensors file, no
+model built), which is all that EmbedLink training needs from the LLM.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .models import resolve_llm
+
+
+def resolve_torch_device(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+    return device
+
+
+def llm_id(path: Path) -> str:
+    """Identifies the LLM for checkpoint checks: folder name and embedding width."""
+    cfg = json.loads((Path(path) / "config.json").read_text())
+    return f"{Path(path).resolve().name}:{cfg['hidden_size']}"
+
+
+def load_tokenizer(path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+class EmbeddingTable:
+    """The LLM's input embedding matrix and tokenizer, without the transformer (for EmbedLink)."""
+
+    def __init__(self, model_path: str | os.PathLike | None = None):
+        from safetensors import safe_open
+
+        self.path = resolve_llm(model_path)
+        self.tokenizer = load_tokenizer(self.path)
+        weight = None
+        for f in sorted(self.path.glob("*.safetensors")):
+            with safe_open(str(f), "pt") as st:
+                keys = [k for k in st.keys() if k.endswith("embed_tokens.weight")]
+                if keys:
+                    weight = st.get_tensor(keys[0]).float()
+                    break
+        if weight is None:
+            raise ValueError(f"no embed_tokens.weight in {self.path}")
+        self.weight = weight
+        self.dim = int(weight.shape[1])
+        self.model_id = llm_id(self.path)
+
+    def ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def embed_ids(self, ids) -> torch.Tensor:
+        return self.weight[torch.as_tensor(ids, dtype=torch.long)]
+
+
+@dataclass
+class Generation:
+    text: str
+    token_ids: list[int]
+    prefill_s: float
+    decode_s: float
+    first_token_s: float
+    stopped: bool                  # ended on an end token (not the token limit)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return len(self.token_ids) / self.decode_s if self.decode_s > 0 else 0.0
+
+
+class FrozenLLM:
+    """A causal LM used read-only: embeddings in, greedy text out."""
+
+    def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto",
+                 dtype: str = "auto", int8: bool = False, threads: int = 0):
+        from transformers import AutoModelForCausalLM
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.path = resolve_llm(model_path)
+        self.device = resolve_torch_device(device)
+        if dtype == "auto":
+            dtype = "float16" if self.device == "cuda" else "float32"
+        self.dtype = getattr(torch, dtype)
+        self.tokenizer = load_tokenizer(self.path)
+        model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=self.dtype,
+                                                     local_files_only=True)
+        model.eval().requires_grad_(False)
+        if int8:
+            if self.device != "cpu":
+                raise ValueError("int8 dynamic quantization runs on CPU only")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
+                                                           dtype=torch.qint8)
+        self.model = model.to(self.device)
+        self.int8 = int8
+        self.dim = int(model.config.hidden_size)
+        self.model_id = llm_id(self.path)
+        self.stop_ids = self._stop_ids()
+
+    def _stop_ids(self) -> set[int]:
+        ids = set()
+        for tok in (self.tokenizer.eos_token, "<|im_end|>", "<|eot_id|>", "<|endoftext|>"):
+            if tok is not None:
+                tid = self.tokenizer.convert_tokens_to_ids(tok)
+                if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
+                    ids.add(tid)
+        eos = self.model.generation_config.eos_token_id
+        ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        return ids
+
+    @property
+    def embedding(self) -> torch.nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def embed_ids(self, ids) -> torch.Tensor:
+        return self.embedding(torch.as_tensor(ids, dtype=torch.long, device=self.device))
+
+    def embed_text(self, text: str) -> torch.Tensor:
+        return self.embed_ids(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    @torch.inference_mode()
+    def prefill(self, embeds: torch.Tensor, cache=None):
+        """Run (1, n, dim) embeddings through the model; return (logits of last, cache)."""
+        past = copy.deepcopy(cache) if cache is not None else None
+        past_len = past.get_seq_length() if past is not None else 0
+        n = embeds.shape[1]
+        attn = torch.ones(1, past_len + n, dtype=torch.long, device=self.device)
+        out = self.model(inputs_embeds=embeds.to(self.device, self.dtype), attention_mask=attn,
+                         past_key_values=past, use_cache=True)
+        return out.logits[:, -1], out.past_key_values
+
+    @torch.inference_mode()
+    def generate(self, embeds: torch.Tensor, max_new_tokens: int = 48, cache=None,
+                 on_token: Callable[[str], None] | None = None) -> Generation:
+        """Greedy decoding from (1, n, dim) input embeddings, appended to an optional cached
+        prefix (its KV cache is copied, so one prefix serves every request)."""
+        t0 = time.perf_counter()
+        logits, past = self.prefill(embeds, cache)
+        t_prefill = time.perf_counter() - t0
+        ids: list[int] = []
+        text_so_far = ""
+        stopped = False
+        first_token_s = 0.0
+        total = (past.get_seq_length())
+        for step in range(max_new_tokens):
+            next_id = int(torch.argmax(logits, dim=-1))
+            if step == 0:
+                first_token_s = time.perf_counter() - t0
+            if next_id in self.stop_ids:
+                stopped = True
+                break
+            ids.append(next_id)
+            if on_token is not None:
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                if len(text) > len(text_so_far):
+                    on_token(text[len(text_so_far):])
+                    text_so_far = text
+            total += 1
+            attn = torch.ones(1, total, dtype=torch.long, device=self.device)
+            out = self.model(input_ids=torch.tensor([[next_id]], device=self.device),
+                             attention_mask=attn, past_key_values=past, use_cache=True)
+            logits, past = out.logits[:, -1], out.past_key_values
+        decode_s = time.perf_counter() - t0 - t_prefill
+        return Generation(self.tokenizer.decode(ids, skip_special_tokens=True).strip(), ids,
+                          t_prefill, decode_s, first_token_s, stopped)
