@@ -1,0 +1,303 @@
+"""Training the projector: EmbedLink, the cross-entropy baseline, and the two chained.
+
+EmbedLink (Tiny-Align): the projected tokens are pulled towards the frozen LLM's own input
+embeddings of the paired text; no LLM forward pass, only its embedding table is loaded.
+  target   the text's token ids as they would appear in the prompt, embedded; longer than T
+           is truncated to T. With pooling="length" the projector makes exactly as many tokens
+           as the text has (so there is no padding) and learns to predict that count; with
+           pooling="fixed" positions past the text are either trained towards the end-of-turn
+           embedding (pad_target="eos", the feasibility run's choice) or left out of the loss
+           (pad_target="mask").
+  loss     MSE / mean(E^2) (scale-free: embedding entries are ~1e-2) + cos_weight x (1 - cos)
+           on the text positions, + length_weight x SmoothL1(predicted length, text length).
+Cross-entropy (SLAM-ASR style): the projected tokens sit inside the injected prompt, the frozen
+LLM is teacher-forced on the text + end-of-turn, loss on those tokens only.
+"embedlink+ce": EmbedLink warm start, then a short CE finish (the recipe that reached the
+true-text ceiling in the feasibility run).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import FeatureItem
+from .projector import BridgeFormer
+
+OBJECTIVES = ("embedlink", "ce", "embedlink+ce")
+
+
+@dataclass
+class TrainConfig:
+    objective: str = "embedlink+ce"
+    embedlink_epochs: int = 30
+    ce_epochs: int = 3
+    batch_size: int = 16
+    lr: float = 1e-3
+    ce_lr: float = 3e-4
+    weight_decay: float = 0.01
+    cos_weight: float = 1.0
+    length_weight: float = 0.1
+    pad_target: str = "eos"        # pooling="fixed" only: "eos" or "mask"
+    grad_clip: float = 1.0
+    max_steps: int = 0             # per stage; 0 = no cap
+    seed: int = 0
+    threads: int = 0               # torch CPU threads; 0 = torch default
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.pad_target not in ("eos", "mask"):
+            raise ValueError(f"pad_target must be 'eos' or 'mask', got {self.pad_target!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TrainingCancelled(Exception):
+    pass
+
+
+@dataclass
+class StageResult:
+    name: str
+    steps: int = 0
+    epochs: int = 0
+    wall_s: float = 0.0
+    step_s: float = 0.0
+    epoch_s: float = 0.0
+    best_val_loss: float = math.inf
+    best_epoch: int = -1
+    time_to_best_s: float = 0.0
+    history: list = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    stages: list
+    cancelled: bool = False
+
+    def summary(self) -> dict:
+        return {s.name: {k: (round(v, 4) if isinstance(v, float) else v)
+                         for k, v in asdict(s).items() if k != "history"} for s in self.stages}
+
+
+def collate(items: list[FeatureItem], device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    L = max(it.features.shape[0] for it in items)
+    D = items[0].features.shape[1]
+    x = torch.zeros(len(items), L, D)
+    mask = torch.zeros(len(items), L, dtype=torch.bool)
+    for i, it in enumerate(items):
+        n = it.features.shape[0]
+        x[i, :n] = torch.from_numpy(np.asarray(it.features, dtype=np.float32))
+        mask[i, :n] = True
+    return x.to(device), mask.to(device)
+
+
+class Trainer:
+    """Trains a BridgeFormer in place. ``embeddings`` (EmbeddingTable) is needed for EmbedLink,
+    ``llm`` (FrozenLLM) and ``prompt`` (PromptBuilder) for cross-entropy."""
+
+    def __init__(self, projector: BridgeFormer, config: TrainConfig, embeddings=None, llm=None,
+                 prompt=None, progress: Callable[[dict], None] | None = None,
+                 cancel: threading.Event | None = None, show_progress_bar: bool = True):
+        self.projector, self.config = projector, config
+        self.embeddings, self.llm, self.prompt = embeddings, llm, prompt
+        self.progress, self.cancel = progress, cancel or threading.Event()
+        self.show_progress_bar = show_progress_bar
+        if "embedlink" in config.objective and embeddings is None:
+            raise ValueError("EmbedLink needs the LLM's embedding table (EmbeddingTable)")
+        if "ce" in config.objective.split("+") and (llm is None or prompt is None):
+            raise ValueError("cross-entropy training needs the LLM and the prompt")
+        tok = (embeddings or llm).tokenizer
+        self.tokenizer = tok
+        self.end_id = tok.convert_tokens_to_ids("<|im_end|>")
+        if not isinstance(self.end_id, int) or self.end_id == tok.unk_token_id:
+            self.end_id = tok.eos_token_id
+        if embeddings is not None:
+            self.table = embeddings.weight
+        elif llm is not None:
+            self.table = llm.embedding.weight.detach().float().cpu()
+        self.target_scale = float(self.table.pow(2).mean())
+
+    # ---- text -> targets
+    def text_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def embedlink_targets(self, items):
+        T = self.projector.config.num_tokens
+        fixed = self.projector.config.pooling == "fixed"
+        B = len(items)
+        targets = torch.zeros(B, T, self.table.shape[1])
+        mask = torch.zeros(B, T, dtype=torch.bool)
+        lengths = torch.zeros(B, dtype=torch.long)
+        for i, it in enumerate(items):
+            ids = self.text_ids(it.text)[:T] or [self.end_id]
+            n = len(ids)
+            lengths[i] = n
+            if fixed and self.config.pad_target == "eos":
+                ids = ids + [self.end_id] * (T - n)
+                mask[i] = True
+            else:
+                mask[i, :n] = True
+            targets[i, :len(ids)] = self.table[torch.tensor(ids)]
+        return targets, mask, lengths
+
+    # ---- losses
+    def embedlink_loss(self, items) -> torch.Tensor:
+        x, fmask = collate(items)
+        targets, tmask, lengths = self.embedlink_targets(items)
+        tokens, token_mask, predicted = self.projector(x, fmask, token_lengths=lengths)
+        valid = tmask & token_mask
+        mse = ((tokens - targets) ** 2).mean(-1)[valid].mean() / self.target_scale
+        cos = F.cosine_similarity(tokens, targets, dim=-1)[valid].mean()
+        loss = mse + self.config.cos_weight * (1.0 - cos)
+        if self.projector.config.pooling == "length":
+            loss = loss + self.config.length_weight * F.smooth_l1_loss(predicted, lengths.float())
+        return loss
+
+    def ce_loss(self, items) -> torch.Tensor:
+        llm = self.llm
+        dev = llm.device
+        x, fmask = collate(items, dev)
+        lengths = torch.tensor([min(len(self.text_ids(it.text)) or 1,
+                                    self.projector.config.num_tokens) for it in items], device=dev)
+        tokens, token_mask, predicted = self.projector(x, fmask, token_lengths=lengths)
+        emb = llm.embedding
+        prefix = emb(torch.tensor(self.prompt.prefix_ids, device=dev)).detach()
+        seqs, labels = [], []
+        for i, it in enumerate(items):
+            suffix_ids = self.prompt.suffix_ids(it.transcript if it.transcript else None)
+            answer = self.text_ids(it.text) + [self.end_id]
+            audio = tokens[i][token_mask[i]].to(llm.dtype)
+            rest = emb(torch.tensor(suffix_ids + answer, device=dev)).detach()
+            seqs.append(torch.cat([prefix, audio, rest]))
+            labels.append([-100] * (len(self.prompt.prefix_ids) + audio.shape[0] + len(suffix_ids))
+                          + answer)
+        n = max(s.shape[0] for s in seqs)
+        batch = torch.zeros(len(seqs), n, seqs[0].shape[1], dtype=llm.dtype, device=dev)
+        attn = torch.zeros(len(seqs), n, dtype=torch.long, device=dev)
+        lab = torch.full((len(seqs), n), -100, dtype=torch.long, device=dev)
+        for i, (s, l) in enumerate(zip(seqs, labels)):
+            batch[i, :s.shape[0]] = s
+            attn[i, :s.shape[0]] = 1
+            lab[i, :len(l)] = torch.tensor(l, device=dev)
+        out = llm.model(inputs_embeds=batch, attention_mask=attn, labels=lab)
+        loss = out.loss.float()
+        if self.projector.config.pooling == "length":
+            loss = loss + self.config.length_weight * F.smooth_l1_loss(predicted.float(),
+                                                                       lengths.float())
+        return loss
+
+    # ---- loop
+    def _batches(self, items, rng):
+        order = rng.permutation(len(items))
+        bs = self.config.batch_size
+        return [[items[j] for j in order[i:i + bs]] for i in range(0, len(items), bs)]
+
+    @torch.no_grad()
+    def evaluate(self, items, loss_fn) -> float:
+        if not items:
+            return math.nan
+        self.projector.eval()
+        total, n = 0.0, 0
+        for i in range(0, len(items), self.config.batch_size):
+            batch = items[i:i + self.config.batch_size]
+            total += float(loss_fn(batch)) * len(batch)
+            n += len(batch)
+        return total / n
+
+    def _stage(self, name, loss_fn, epochs, lr, train, val) -> StageResult:
+        from tqdm import tqdm
+
+        cfg = self.config
+        result = StageResult(name)
+        params = [p for p in self.projector.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+        total = steps_per_epoch * epochs
+        if cfg.max_steps:
+            total = min(total, cfg.max_steps)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1),
+                                                    pct_start=0.1 if total > 20 else 0.3)
+        rng = np.random.default_rng(cfg.seed)
+        best_state = {k: v.detach().clone() for k, v in self.projector.state_dict().items()}
+        t0 = time.perf_counter()
+        bar = tqdm(total=total, desc=name, unit="step", disable=not self.show_progress_bar,
+                   leave=False)
+        step = 0
+        try:
+            for epoch in range(epochs):
+                self.projector.train()
+                t_epoch = time.perf_counter()
+                for batch in self._batches(train, rng):
+                    if self.cancel.is_set():
+                        raise TrainingCancelled()
+                    if step >= total:
+                        break
+                    loss = loss_fn(batch)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    elapsed = time.perf_counter() - t0
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(loss):.4f}")
+                    if self.progress:
+                        self.progress({"stage": name, "step": step, "total_steps": total,
+                                       "loss": float(loss),
+                                       "eta_s": elapsed / step * (total - step)})
+                result.epoch_s = time.perf_counter() - t_epoch
+                val_loss = self.evaluate(val or train[:cfg.batch_size * 2], loss_fn)
+                result.history.append({"epoch": epoch, "val_loss": val_loss,
+                                       "train_loss": float(loss)})
+                if val_loss < result.best_val_loss:
+                    result.best_val_loss, result.best_epoch = val_loss, epoch
+                    result.time_to_best_s = time.perf_counter() - t0
+                    best_state = {k: v.detach().clone()
+                                  for k, v in self.projector.state_dict().items()}
+                if self.progress:
+                    self.progress({"stage": name, "step": step, "total_steps": total,
+                                   "loss": float(loss), "val_loss": val_loss,
+                                   "eta_s": (time.perf_counter() - t0) / step * (total - step)})
+                result.epochs = epoch + 1
+                if step >= total:
+                    break
+        finally:
+            bar.close()
+            self.projector.load_state_dict(best_state)   # best so far, also when cancelled
+            self.projector.eval()
+            result.steps = step
+            result.wall_s = time.perf_counter() - t0
+            result.step_s = result.wall_s / max(step, 1)
+        return result
+
+    def fit(self, train: list[FeatureItem], val: list[FeatureItem]) -> TrainResult:
+        if not train:
+            raise ValueError("no training examples")
+        if self.config.threads > 0:
+            torch.set_num_threads(self.config.threads)
+        torch.manual_seed(self.config.seed)
+        stages, cancelled = [], False
+        plan = []
+        if "embedlink" in self.config.objective:
+            plan.append(("embedlink", self.embedlink_loss, self.config.embedlink_epochs,
+                         self.config.lr))
+        if self.config.objective in ("ce", "embedlink+ce"):
+            plan.append(("ce", self.ce_loss, self.config.ce_epochs,
+                         self.config.ce_lr if self.config.objective != "ce" else self.config.lr))
+        for name, fn, epochs, lr in plan:
+            try:
+                stages.append(self._stage(name, fn, epochs, lr, train, val))
+            except TrainingCancelled:
+                cancelled = True
+                break
+        return TrainResult(stages, cancelled)
