@@ -19,6 +19,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["tinyalign_ros", "tinyalign_ros.*"]),
+    package_data={"tinyalign_ros": ["data/*.safetensors", "data/*.json"]},
     data_files=[("share/tinyalign_ros/launch", ["launch/tinyalign.launch.py"]),
                 ("share/tinyalign_ros/config", ["config/tinyalign.yaml"]),
                 ("share/tinyalign_ros", ["package.xml"])],

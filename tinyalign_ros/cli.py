@@ -38,6 +38,154 @@ def cmd_transcribe(args) -> int:
     return 0
 
 
+def _prompt_config(args):
+    from .core.prompt import PromptConfig
+
+    return PromptConfig(task=args.task, transcript_hint=args.hint)
+
+
+def _load_items(args, asr):
+    from .core.data import encode_examples, load_examples
+
+    examples = load_examples(args.data)
+    if args.limit:
+        examples = examples[:args.limit]
+    print(f"{len(examples)} examples from {args.data}; encoding (cached in {args.cache})",
+          file=sys.stderr)
+    return encode_examples(examples, asr, args.cache, with_transcripts=True,
+                           progress=_progress_printer("encode"))
+
+
+def _progress_printer(what):
+    def show(done, total):
+        if done == total or done % 25 == 0:
+            print(f"  {what}: {done}/{total}", file=sys.stderr)
+    return show
+
+
+def cmd_respond(args) -> int:
+    from .core.asr import AsrFrontEnd
+    from .core.audio import load_audio
+    from .core.llm import FrozenLLM
+    from .core.pipeline import Assistant
+
+    asr = AsrFrontEnd(args.whisper_model, args.device, cpu_threads=args.threads)
+    llm = FrozenLLM(args.llm_model, args.device, threads=args.threads)
+    assistant = Assistant(llm, _prompt_config(args), args.max_new_tokens)
+    if args.projector:
+        meta = assistant.load_projector(args.projector, asr.model_id)
+        print(f"projector {meta.version} ({args.projector})", file=sys.stderr)
+    for path in args.audio:
+        result = asr.process(load_audio(path))
+        row = {"file": path, "transcript": result.transcript.text}
+        if args.mode in ("cascade", "both"):
+            row["cascade"] = assistant.respond_text(result.transcript.text).text
+        if args.mode in ("aligned", "both"):
+            if assistant.projector is None:
+                print("tinyalign: error: aligned mode needs --projector", file=sys.stderr)
+                return 2
+            reply = assistant.respond_features(result.features, result.transcript.text)
+            row["aligned"] = reply.text
+            row["timings"] = {k: round(v, 3) for k, v in reply.timings.items()}
+        print(json.dumps(row))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .core.asr import AsrFrontEnd
+    from .core.checkpoint import ProjectorMeta, load_checkpoint, save_checkpoint
+    from .core.data import split
+    from .core.llm import EmbeddingTable, FrozenLLM
+    from .core.projector import BridgeFormer, ProjectorConfig
+    from .core.prompt import PromptBuilder
+    from .core.train import TrainConfig, Trainer
+
+    asr = AsrFrontEnd(args.whisper_model, args.device, cpu_threads=args.threads)
+    items = _load_items(args, asr)
+    train, val = split(items, args.val_fraction, args.seed)
+    emb = EmbeddingTable(args.llm_model)
+    parent = ""
+    if args.init:
+        projector, init_meta = load_checkpoint(args.init, asr.model_id, emb.model_id)
+        parent = init_meta.version
+    else:
+        projector = BridgeFormer(ProjectorConfig(
+            asr_dim=asr.dim, llm_dim=emb.dim, hidden=args.hidden, layers=args.layers,
+            heads=args.heads, num_tokens=args.tokens, pooling=args.pooling,
+            share_layers=args.share_layers))
+    cfg = TrainConfig(objective=args.objective, embedlink_epochs=args.epochs,
+                      ce_epochs=args.ce_epochs, batch_size=args.batch_size, lr=args.lr,
+                      seed=args.seed, threads=args.threads)
+    llm = prompt = None
+    prompt_cfg = _prompt_config(args)
+    if args.objective != "embedlink":
+        llm = FrozenLLM(args.llm_model, args.device, threads=args.threads)
+        prompt = PromptBuilder(llm.tokenizer, prompt_cfg)
+    print(f"training {projector.num_parameters() / 1e6:.2f} M parameters on {len(train)} "
+          f"examples, validating on {len(val)} ({args.objective})", file=sys.stderr)
+    result = Trainer(projector, cfg, emb, llm, prompt).fit(train, val)
+    meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=emb.model_id,
+                         projector=projector.config.to_dict(), parent_version=parent,
+                         prompt=prompt_cfg.to_dict(),
+                         training={"data": str(args.data), "examples": len(train),
+                                   "validation": len(val), "config": cfg.to_dict(),
+                                   "stages": result.summary(), "cancelled": result.cancelled})
+    save_checkpoint(projector, meta, args.out, int8=args.int8)
+    print(json.dumps({"out": str(args.out), "version": meta.version, **result.summary()}))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .core.asr import AsrFrontEnd
+    from .core.llm import FrozenLLM
+    from .core.metrics import wer
+    from .core.pipeline import Assistant
+
+    asr = AsrFrontEnd(args.whisper_model, args.device, cpu_threads=args.threads)
+    items = _load_items(args, asr)
+    llm = FrozenLLM(args.llm_model, args.device, threads=args.threads)
+    assistant = Assistant(llm, _prompt_config(args), args.max_new_tokens)
+    assistant.load_projector(args.projector, asr.model_id)
+    refs, asr_h, aligned_h, cascade_h = [], [], [], []
+    for it in items:
+        refs.append(it.text)
+        asr_h.append(it.transcript)
+        aligned_h.append(assistant.respond_features(it.features, it.transcript).text)
+        if args.cascade:
+            cascade_h.append(assistant.respond_text(it.transcript).text)
+        if args.verbose:
+            print(f"  ref {it.text!r}\n  asr {it.transcript!r}\n  out {aligned_h[-1]!r}",
+                  file=sys.stderr)
+    row = {"examples": len(refs), "wer_whisper": round(wer(refs, asr_h), 4),
+           "wer_aligned": round(wer(refs, aligned_h), 4)}
+    if args.cascade:
+        row["wer_cascade"] = round(wer(refs, cascade_h), 4)
+    print(json.dumps(row))
+    return 0
+
+
+def _model_args(p, threads_default=2):
+    p.add_argument("--whisper-model", help="CTranslate2 Whisper folder (default: bundled tiny.en)")
+    p.add_argument("--llm-model", help="transformers LLM folder (default: prepared SmolLM2)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=threads_default, help="CPU threads")
+
+
+def _prompt_args(p):
+    p.add_argument("--task", default="repeat", choices=("repeat", "reply"),
+                   help="injected instruction preset")
+    p.add_argument("--hint", action="store_true", help="inject the ASR transcript as a hint")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+
+
+def _data_args(p):
+    p.add_argument("--data", required=True, help="JSONL of {audio, text} or a folder of "
+                                                 "audio files with same-named .txt")
+    p.add_argument("--cache", default=None, help="feature cache folder "
+                                                 "(default: $TINYALIGN_HOME/cache/features)")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N examples")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyalign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,17 +202,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: default)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("respond", help="answer audio files (aligned, cascade or both)")
+    p.add_argument("audio", nargs="+")
+    p.add_argument("--projector", help="projector checkpoint (.safetensors)")
+    p.add_argument("--mode", default="both", choices=("aligned", "cascade", "both"))
+    _model_args(p)
+    _prompt_args(p)
+    p.set_defaults(func=cmd_respond)
+
+    p = sub.add_parser("train", help="train a projector on audio + text pairs")
+    _data_args(p)
+    p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
+    p.add_argument("--objective", default="embedlink", choices=("embedlink", "ce", "embedlink+ce"))
+    p.add_argument("--init", help="start from this checkpoint (adaptation)")
+    p.add_argument("--epochs", type=int, default=30, help="EmbedLink epochs (or CE epochs "
+                                                          "with --objective ce)")
+    p.add_argument("--ce-epochs", type=int, default=3, help="CE epochs of embedlink+ce")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden", type=int, default=384)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=6)
+    p.add_argument("--tokens", type=int, default=32, help="T: most output tokens")
+    p.add_argument("--pooling", default="length", choices=("length", "fixed"))
+    p.add_argument("--share-layers", action="store_true")
+    p.add_argument("--int8", action="store_true", help="store int8 weights")
+    _model_args(p)
+    _prompt_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="WER of the repeat task with a projector")
+    _data_args(p)
+    p.add_argument("--projector", required=True)
+    p.add_argument("--cascade", action="store_true", help="also score the cascade")
+    p.add_argument("--verbose", action="store_true")
+    _model_args(p)
+    _prompt_args(p)
+    p.set_defaults(func=cmd_eval)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .core.audio import AudioError
-    from .core.models import ModelNotFoundError
+    from .core.checkpoint import CheckpointError
+    from .core.models import ModelNotFoundError, data_dir
 
+    if getattr(args, "data", None) and args.cache is None:
+        args.cache = str(data_dir() / "cache" / "features")
     try:
         return args.func(args)
-    except (AudioError, ModelNotFoundError) as exc:
+    except (AudioError, ModelNotFoundError, CheckpointError, FileNotFoundError,
+            ValueError) as exc:
         print(f"tinyalign: error: {exc}", file=sys.stderr)
         return 2
 

@@ -29,6 +29,7 @@ class LaunchArgument:
 NODES = (
     NodeSpec("capture", "capture_node", "microphone or file audio -> AudioChunk stream"),
     NodeSpec("asr", "asr_node", "VAD utterances -> Whisper encoder features + transcript"),
+    NodeSpec("response", "response_node", "features -> projector -> frozen LLM -> Response"),
 )
 
 LAUNCH_ARGUMENTS = (
@@ -42,8 +43,14 @@ LAUNCH_ARGUMENTS = (
                    {"capture": "device"}),
     LaunchArgument("whisper_model", "", "local CTranslate2 Whisper folder ('' = bundled tiny.en)",
                    {"asr": "whisper_model"}),
+    LaunchArgument("llm_model", "", "local transformers LLM folder ('' = prepared SmolLM2-135M)",
+                   {"response": "llm_model"}),
+    LaunchArgument("projector", "", "base projector checkpoint ('' = the one shipped)",
+                   {"response": "projector"}),
+    LaunchArgument("mode", "aligned", "response mode: aligned, cascade or both",
+                   {"response": "mode"}),
     LaunchArgument("device", "auto", "model device: auto, cpu or cuda",
-                   {"asr": "device"}),
+                   {"asr": "device", "response": "device"}),
 )
 
 CONFIG_FILE = "tinyalign.yaml"   # in config/ (source) and share/tinyalign_ros/config (installed)

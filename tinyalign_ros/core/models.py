@@ -87,6 +87,14 @@ def resolve_llm(path: str | os.PathLike | None = None) -> Path:
         "or set the llm_model parameter to a local transformers model folder")
 
 
+BASE_PROJECTOR = Path(__file__).resolve().parents[1] / "data" / "base_projector.safetensors"
+
+
+def default_projector() -> str:
+    """The base projector shipped in the package (made by `make base-projector`), or ''."""
+    return str(BASE_PROJECTOR) if BASE_PROJECTOR.is_file() else ""
+
+
 def prepare_default_whisper(dest_root: Path | None = None) -> Path:
     """Link the packaged tiny.en into the models folder so every model has one home."""
     dest = (dest_root or models_dir()) / DEFAULT_WHISPER

@@ -72,16 +72,17 @@ class Assistant:
 
     # ---- responses
     @torch.inference_mode()
-    def project(self, features: np.ndarray) -> torch.Tensor:
-        if self.projector is None:
+    def project(self, features: np.ndarray, projector: BridgeFormer | None = None) -> torch.Tensor:
+        projector = projector or self.projector
+        if projector is None:
             raise RuntimeError("no projector loaded")
-        x = torch.as_tensor(np.asarray(features, dtype=np.float32)).unsqueeze(0)
-        if x.shape[-1] != self.projector.config.asr_dim:
-            raise ValueError(f"features have dim {x.shape[-1]}, the projector expects "
-                             f"{self.projector.config.asr_dim}")
+        x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+        if x.dim() != 2 or x.shape[-1] != projector.config.asr_dim or x.shape[0] == 0:
+            raise ValueError(f"features have shape {tuple(x.shape)}, the projector expects "
+                             f"(frames, {projector.config.asr_dim})")
         if not torch.all(torch.isfinite(x)):
             raise ValueError("features hold NaN/inf values")
-        tokens, mask, _ = self.projector(x.to(self.llm.device))
+        tokens, mask, _ = projector(x.unsqueeze(0).to(self.llm.device))
         return tokens[0][mask[0]]
 
     def _generate(self, middle: torch.Tensor, suffix_ids, on_token, max_new_tokens):
@@ -93,12 +94,21 @@ class Assistant:
     def respond_features(self, features: np.ndarray, transcript: str | None = None,
                          on_token: Callable[[str], None] | None = None,
                          max_new_tokens: int | None = None) -> Reply:
+        return self.respond_with(self.projector, self.meta, features, transcript, on_token,
+                                 max_new_tokens)
+
+    def respond_with(self, projector: BridgeFormer, meta: ProjectorMeta | None,
+                     features: np.ndarray, transcript: str | None = None,
+                     on_token: Callable[[str], None] | None = None,
+                     max_new_tokens: int | None = None) -> Reply:
+        """Aligned response with a given projector (callers that swap projectors pass theirs
+        per request, so a swap never changes a request in flight)."""
         t0 = time.perf_counter()
-        audio_tokens = self.project(features)
+        audio_tokens = self.project(features, projector)
         projector_s = time.perf_counter() - t0
         gen = self._generate(audio_tokens, self.prompt.suffix_ids(transcript), on_token,
                              max_new_tokens)
-        return Reply(gen.text, gen, projector_s, self.projector_version)
+        return Reply(gen.text, gen, projector_s, meta.version if meta else "")
 
     def respond_text(self, text: str, on_token: Callable[[str], None] | None = None,
                      max_new_tokens: int | None = None) -> Reply:

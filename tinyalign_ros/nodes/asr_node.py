@@ -45,6 +45,12 @@ PARAMETERS = (
 _ids = itertools.count(1)
 
 
+def to_time_msg(t: float):
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=int(t), nanosec=int((t % 1.0) * 1e9))
+
+
 class AsrNode(Node):
     def __init__(self):
         super().__init__("asr")
@@ -160,8 +166,10 @@ class AsrNode(Node):
                                    transcript=result.transcript.text,
                                    confidence=float(result.transcript.confidence),
                                    asr_model_id=self.asr.model_id,
-                                   audio_duration_s=float(result.duration_s))
+                                   audio_duration_s=float(result.duration_s),
+                                   asr_time_s=float(sum(result.timings.values())))
             feats.header.stamp = stamp
+            feats.speech_end = to_time_msg(t_end)
             feats.data = result.features.reshape(-1)
             self.features_pub.publish(feats)
         self.transcript_pub.publish(String(data=result.transcript.text))

@@ -1,0 +1,85 @@
+"""The response node as its own process: real SmolLM2, real Whisper features, over DDS."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import GOFORWARD, spin_until
+from tinyalign_ros.core.audio import load_audio
+
+pytestmark = [pytest.mark.ros, pytest.mark.real_models]
+
+
+def features_msg(asr, audio, utterance_id, user_id="alice"):
+    from tinyalign_ros.msg import SpeechFeatures
+
+    r = asr.process(audio)
+    msg = SpeechFeatures(utterance_id=utterance_id, user_id=user_id, frames=r.frames, dim=r.dim,
+                         valid_frames=r.frames, transcript=r.transcript.text,
+                         confidence=r.transcript.confidence, asr_model_id=asr.model_id,
+                         audio_duration_s=r.duration_s)
+    msg.data = r.features.reshape(-1)
+    return msg
+
+
+def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_node, tmp_path):
+    from tinyalign_ros.core.asr import AsrFrontEnd
+    from tinyalign_ros.core.checkpoint import ProjectorMeta, to_bytes
+    from tinyalign_ros.core.llm import llm_id
+    from tinyalign_ros.core.models import resolve_llm
+    from tinyalign_ros.core.projector import BridgeFormer, ProjectorConfig
+    from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
+    from tinyalign_ros.nodes.common import LATCHED_QOS, RELIABLE_QOS
+
+    responses, partials = [], []
+    ros_node.create_subscription(Response, "response", responses.append, RELIABLE_QOS)
+    ros_node.create_subscription(Response, "response_partial", partials.append, RELIABLE_QOS)
+    feat_pub = ros_node.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
+    update_pub = ros_node.create_publisher(ProjectorUpdate, "projector_updates", LATCHED_QOS)
+
+    # no projector at all: the node must still answer (cascade) and say so
+    node = start_node("response_node", threads=2, projector=str(tmp_path / "none.safetensors"),
+                      max_new_tokens=16)
+    assert node.wait_for_log("LLM SmolLM2-135M-Instruct:576", timeout=90), node.output()
+    assert spin_until(ros_node, lambda: feat_pub.get_subscription_count() > 0, 20, [node])
+
+    asr = AsrFrontEnd(cpu_threads=2)
+    good = features_msg(asr, load_audio(GOFORWARD), "utt-1")
+    bad_dims = SpeechFeatures(utterance_id="bad-dims", frames=10, dim=384,
+                              data=np.zeros(100, np.float32))
+    bad_nan = SpeechFeatures(utterance_id="bad-nan", frames=2, dim=2,
+                             data=np.array([0, np.nan, 0, 0], np.float32))
+    empty = SpeechFeatures(utterance_id="empty")
+    for msg in (bad_dims, bad_nan, empty, good):
+        feat_pub.publish(msg)
+    assert spin_until(ros_node, lambda: len(responses) >= 1, 90, [node]), node.output()
+    r = responses[0]
+    assert r.utterance_id == "utt-1" and r.mode == "cascade" and r.text.strip()
+    assert "go forward" in r.text.lower()
+    assert r.tokens > 0 and r.llm_prefill_time_s > 0 and r.first_token_latency_s > 0
+    assert partials and all(p.partial for p in partials)
+    out = node.output()
+    for uid in ("bad-dims", "bad-nan", "empty"):
+        assert f"dropping features '{uid}'" in out, out
+
+    # a projector update for alice arrives: her next response is aligned and names its version
+    torch.manual_seed(0)
+    proj = BridgeFormer(ProjectorConfig(asr_dim=384, llm_dim=576))
+    meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=llm_id(resolve_llm()),
+                         projector=proj.config.to_dict(), version="v-test-1")
+    update = ProjectorUpdate(user_id="alice", version=meta.version)
+    update.checkpoint = to_bytes(proj, meta)
+    update_pub.publish(update)
+    assert node.wait_for_log("projector v-test-1 now serves user 'alice'", 30), node.output()
+    # a corrupt update is refused, and the node keeps its projector
+    broken = ProjectorUpdate(user_id="alice", version="broken")
+    broken.checkpoint = b"not a checkpoint"
+    update_pub.publish(broken)
+    assert node.wait_for_log("ignoring projector update", 30), node.output()
+
+    feat_pub.publish(features_msg(asr, load_audio(GOFORWARD), "utt-2"))
+    feat_pub.publish(features_msg(asr, load_audio(GOFORWARD), "utt-3", user_id="bob"))
+    assert spin_until(ros_node, lambda: len(responses) >= 3, 120, [node]), node.output()
+    by_id = {r.utterance_id: r for r in responses}
+    assert by_id["utt-2"].mode == "aligned" and by_id["utt-2"].projector_version == "v-test-1"
+    assert by_id["utt-3"].mode == "cascade"          # bob has no projector, and there is no base
+    assert node.poll() is None
