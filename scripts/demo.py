@@ -2,8 +2,9 @@
 """make demo: the tinyalign_ros graph on recorded speech, as separate processes over DDS.
 
 Starts the capture node (file source, real time) on six real recordings (five LibriVox
-utterances and "go forward ten meters" from Debian's pocketsphinx-testdata) and the ASR node,
-then prints what arrives on the topics for each utterance. Run from `source scripts/env.sh`.
+utterances and "go forward ten meters" from Debian's pocketsphinx-testdata), the ASR node and
+the response node (projector + SmolLM2), then prints what arrives on the topics for each
+utterance. Run from `source scripts/env.sh`.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--speed", type=float, default=1.0, help="file playback speed")
     parser.add_argument("--user", default="demo_user")
+    parser.add_argument("--mode", default="both", choices=("aligned", "cascade", "both"),
+                        help="response node mode")
     args = parser.parse_args()
     if not LIB.is_dir():
         print(f"{LIB} is missing: run `make setup` first", file=sys.stderr)
@@ -56,7 +59,7 @@ def main() -> int:
     from std_msgs.msg import String
 
     from tinyalign_ros.core.audio import load_audio
-    from tinyalign_ros.msg import SpeechFeatures
+    from tinyalign_ros.msg import Response, SpeechFeatures
     from tinyalign_ros.nodes.common import RELIABLE_QOS
 
     work = Path(tempfile.mkdtemp(prefix="tinyalign-demo-"))
@@ -73,18 +76,27 @@ def main() -> int:
     rclpy.init()
     node = rclpy.create_node("demo_listener")
     got: list = []
+    responses: dict = {}
     node.create_subscription(SpeechFeatures, "speech_features", got.append, RELIABLE_QOS)
-    node.create_subscription(String, "transcript", lambda m: None, RELIABLE_QOS)
+    node.create_subscription(Response, "response",
+                             lambda m: responses.setdefault(m.utterance_id, []).append(m),
+                             RELIABLE_QOS)
 
     print(f"tinyalign_ros demo: {len(sources)} recordings ({total_s:.0f} s with gaps), "
           f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, logs in {work}")
+    resp = start("response_node", work, threads=2, mode=args.mode)
     asr = start("asr_node", work, user_id=args.user, cpu_threads=2)
     cap = start("capture_node", work, source="file", file_path=str(clips),
                 playback_speed=args.speed)
-    procs = {"asr_node": asr, "capture_node": cap}
+    procs = {"asr_node": asr, "capture_node": cap, "response_node": resp}
     t0 = time.monotonic()
     deadline = t0 + 60 + total_s / args.speed * 2
     shown = 0
+    want_modes = 2 if args.mode == "both" else 1
+
+    def complete(f) -> bool:
+        return len(responses.get(f.utterance_id, [])) >= want_modes
+
     try:
         while time.monotonic() < deadline and shown < len(sources):
             rclpy.spin_once(node, timeout_sec=0.2)
@@ -93,7 +105,7 @@ def main() -> int:
                     print(f"{name} exited with {p.returncode}; its log:\n"
                           + (work / f"{name}.log").read_text(), file=sys.stderr)
                     return 1
-            while shown < len(got):
+            while shown < len(got) and complete(got[shown]):
                 f = got[shown]
                 shown += 1
                 ref = refs.get(sources[shown - 1].stem, "?") if shown <= len(sources) else "?"
@@ -102,6 +114,11 @@ def main() -> int:
                 print(f"  heard:      {f.transcript!r}  (confidence {f.confidence:.2f})")
                 print(f"  reference:  {ref!r}")
                 print(f"  features:   {f.frames} x {f.dim} encoder states from {f.asr_model_id}")
+                for r in responses[f.utterance_id]:
+                    tag = f"{r.mode}" + (f" (projector {r.projector_version})"
+                                         if r.projector_version else "")
+                    print(f"  response:   {r.text!r}  [{tag}; first token "
+                          f"{r.first_token_latency_s:.2f} s after end of speech, {r.tokens} tokens]")
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -113,10 +130,10 @@ def main() -> int:
                 p.kill()
         node.destroy_node()
         rclpy.shutdown()
-    print(f"\nDone: {shown} utterance(s) went recording -> capture_node -> audio topic -> "
-          f"asr_node (Silero VAD, Whisper) -> speech_features/transcript topics -> this listener.")
-    print("Not yet in the demo: the projector + LLM response node and the adaptation node "
-          "(being built: issues 3-4).")
+    print(f"\nDone: {shown} utterance(s) went recording -> capture_node -> audio -> asr_node "
+          f"(Silero VAD, Whisper tiny.en) -> speech_features -> response_node (BridgeFormer + "
+          f"SmolLM2-135M) -> response -> this listener, each node its own process over DDS.")
+    print("Not yet in the demo: the adaptation node (issue 4).")
     return 0 if shown == len(sources) else 1
 
 

@@ -28,18 +28,39 @@ def test_goforward_transcript_and_features(asr):
     # 2.79 s of audio -> one encoder frame per 20 ms, padding dropped
     assert result.features.shape == (140, 384) and result.features.dtype == np.float32
     assert np.all(np.isfinite(result.features)) and result.features.std() > 0.1
-    assert asr.model_id == "whisper-tiny.en:384"
+    assert asr.model_id == "whisper-tiny.en+var:384"
 
 
-def test_features_are_those_of_the_padded_window(asr):
-    """Dropping padding frames must not change the frames that are kept."""
+def test_ct2_features_are_those_of_the_padded_window():
+    """ct2 encoder: dropping the padding frames must not change the frames that are kept."""
     from faster_whisper.audio import pad_or_trim
 
+    asr = AsrFrontEnd(cpu_threads=2, encoder="ct2")
+    assert asr.model_id == "whisper-tiny.en:384"
     audio = load_audio(GOFORWARD)
     mel = asr.model.feature_extractor(audio)
     full = np.asarray(asr.model.encode(pad_or_trim(mel)))[0]
     assert full.shape == (1500, 384)
     assert np.allclose(asr.encode(audio), full[:140], atol=1e-5)
+
+
+def test_torch_encoder_rebuilt_from_ct2_weights_matches_ct2():
+    """The variable-length encoder is Whisper's own: on the padded window it gives CTranslate2's
+    float32 output; on the unpadded audio, close but not equal states (hence its own model id)."""
+    from faster_whisper.audio import pad_or_trim
+
+    from tinyalign_ros.core.whisper_encoder import TorchWhisperEncoder
+
+    ct2 = AsrFrontEnd(cpu_threads=2, encoder="ct2", compute_type="float32")
+    enc = TorchWhisperEncoder.from_ct2(ct2.model_path)
+    mel = ct2.model.feature_extractor(load_audio(GOFORWARD))
+    reference = np.asarray(ct2.model.encode(pad_or_trim(mel)))[0]
+    assert np.abs(enc.encode(pad_or_trim(mel)) - reference).max() < 2e-3
+    var = enc.encode(mel)
+    assert var.shape == (140, 384)
+    cos = np.sum(var * reference[:140], 1) / np.linalg.norm(var, axis=1) / \
+        np.linalg.norm(reference[:140], axis=1)
+    assert 0.85 < cos.mean() < 0.999
 
 
 def test_longer_than_30s_is_handled(asr):

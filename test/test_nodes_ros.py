@@ -54,7 +54,7 @@ def test_asr_node_transcribes_file_and_foreign_rate_audio(ros_node, start_node):
     user_pub = ros_node.create_publisher(String, "set_user", RELIABLE_QOS)
 
     asr = start_node("asr_node", cpu_threads=2, user_id="alice")
-    assert asr.wait_for_log("Whisper whisper-tiny.en:384", timeout=60), asr.output()
+    assert asr.wait_for_log("Whisper whisper-tiny.en+var:384", timeout=60), asr.output()
     assert spin_until(ros_node, lambda: audio_pub.get_subscription_count() > 0, 20, [asr])
     assert spin_until(ros_node, lambda: user_pub.get_subscription_count() > 0, 20, [asr])
     assert list_parameters(ros_node, "/asr") == {p.name for p in asr_node.PARAMETERS}
@@ -82,7 +82,7 @@ def test_asr_node_transcribes_file_and_foreign_rate_audio(ros_node, start_node):
     assert spin_until(ros_node, lambda: len(features) >= 1, 60, [asr]), asr.output()
     f = features[0]
     assert words(f.transcript)[:2] == ["go", "forward"], f.transcript
-    assert f.user_id == "bob" and f.dim == 384 and f.asr_model_id == "whisper-tiny.en:384"
+    assert f.user_id == "bob" and f.dim == 384 and f.asr_model_id == "whisper-tiny.en+var:384"
     # the VAD keeps the ~2 s of speech (plus pre-roll) of the 2.8 s recording: 50 frames per s
     assert 90 <= f.frames <= 140 and abs(f.frames - f.audio_duration_s / 0.02) <= 2
     assert len(f.data) == f.frames * f.dim

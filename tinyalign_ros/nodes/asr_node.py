@@ -31,6 +31,8 @@ PARAMETERS = (
     Param("compute_type", "default", "CTranslate2 compute type; default = int8 on CPU, float16 on CUDA"),
     Param("cpu_threads", 0, "threads for Whisper on CPU; 0 = CTranslate2's default"),
     Param("beam_size", 1, "Whisper beam size for the transcript"),
+    Param("encoder", "var", "features from 'var' (torch, speech frames only, fast) or 'ct2' "
+          "(padded 30 s window); must match the projector's"),
     Param("user_id", "default", "who is speaking; settable at run time (parameter or set_user)"),
     Param("vad_threshold", 0.5, "Silero speech probability that starts an utterance"),
     Param("vad_min_silence_s", 0.5, "silence that ends an utterance"),
@@ -59,7 +61,7 @@ class AsrNode(Node):
         self.diag = Diagnostics(self)
         self.diag.set(0, "loading Whisper")
         self.asr = AsrFrontEnd(self.p.whisper_model or None, self.p.device, self.p.compute_type,
-                               self.p.cpu_threads, self.p.beam_size)
+                               self.p.cpu_threads, self.p.beam_size, self.p.encoder)
         self.vad = StreamingVad(self.p.vad_threshold, self.p.vad_min_silence_s,
                                 self.p.vad_pre_roll_s, self.p.vad_max_utterance_s,
                                 self.p.vad_min_speech_s)
