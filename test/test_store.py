@@ -1,0 +1,86 @@
+"""The adaptation log: durable, bounded, safe against hostile user ids."""
+import sqlite3
+
+import numpy as np
+import pytest
+
+from tinyalign_ros.core.store import StoreError, UtteranceStore
+from tinyalign_ros.core.users import UserIdError
+
+
+def feats(n=10):
+    return np.random.default_rng(n).standard_normal((n, 8)).astype(np.float32)
+
+
+def test_log_correct_and_select(tmp_path):
+    store = UtteranceStore(tmp_path)
+    store.log("u1", "alice", feats(), "go forward ten meters", 0.9, "asr:8", created=1)
+    store.log("u2", "alice", feats(12), "turn lift", 0.4, "asr:8", created=2)
+    store.log("u3", "bob", feats(), "hello", 0.9, "asr:8", created=3)
+    store.correct("alice", "u2", "turn left")
+    all_alice = store.utterances("alice")
+    assert [u.utterance_id for u in all_alice] == ["u1", "u2"]
+    assert [u.label for u in all_alice] == ["go forward ten meters", "turn left"]
+    assert np.allclose(all_alice[1].features(), feats(12), atol=1e-2)
+    assert [u.utterance_id for u in store.utterances("alice", corrected_only=True)] == ["u2"]
+    assert [u.utterance_id for u in store.utterances("alice", min_confidence=0.95)] == ["u2"]
+    with pytest.raises(StoreError, match="no logged utterance"):
+        store.correct("bob", "u2", "steal alice's utterance")
+    with pytest.raises(StoreError, match="empty"):
+        store.correct("alice", "u1", "  ")
+
+
+def test_survives_reopen_and_uses_wal(tmp_path):
+    store = UtteranceStore(tmp_path)
+    store.log("u1", "alice", feats(), "hi", 0.9, "asr:8")
+    store.close()
+    again = UtteranceStore(tmp_path)
+    assert again.count("alice") == 1
+    mode = sqlite3.connect(tmp_path / "store.sqlite").execute("PRAGMA journal_mode").fetchone()
+    assert mode[0] == "wal"
+    assert not list(tmp_path.rglob(".tmp-*"))       # no temporary file left behind
+
+
+def test_retention_keeps_corrected_and_newest(tmp_path):
+    store = UtteranceStore(tmp_path, max_utterances_per_user=3)
+    store.log("old-corrected", "alice", feats(), "a", 0.9, "asr:8", created=0)
+    store.correct("alice", "old-corrected", "a!")
+    for i in range(1, 6):
+        store.log(f"u{i}", "alice", feats(), "x", 0.9, "asr:8", created=i)
+    kept = [u.utterance_id for u in store.utterances("alice")]
+    assert kept == ["old-corrected", "u4", "u5"]
+    files = list((tmp_path / "users" / "alice" / "features").glob("*.npy"))
+    assert len(files) == 3
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "a/b", "..", ""])
+def test_hostile_user_ids_touch_no_path(tmp_path, bad):
+    store = UtteranceStore(tmp_path)
+    with pytest.raises(UserIdError):
+        store.log("u1", bad, feats(), "x", 0.9, "asr:8")
+    with pytest.raises(UserIdError):
+        store.forget(bad)
+    assert not (tmp_path.parent / "etc").exists()
+
+
+def test_full_disk_is_refused_before_writing(tmp_path):
+    store = UtteranceStore(tmp_path, min_free_mb=10**12)
+    with pytest.raises(StoreError, match="disk nearly full"):
+        store.log("u1", "alice", feats(), "x", 0.9, "asr:8")
+    assert store.count("alice") == 0
+
+
+def test_projector_versions_rollback_and_forget(tmp_path):
+    store = UtteranceStore(tmp_path)
+    store.log("u1", "alice", feats(), "x", 0.9, "asr:8")
+    store.add_projector("alice", "v1", "base", b"one", {"wer": 0.5}, make_current=True)
+    store.add_projector("alice", "v2", "v1", b"two", {"wer": 0.3}, make_current=True)
+    store.add_projector("alice", "v3", "v2", b"worse", {"wer": 0.6}, make_current=False)
+    assert store.current_projector("alice").version == "v2"
+    assert store.rollback("alice").version == "v1"
+    assert store.current_projector("alice").version == "v1"
+    assert store.rollback("alice") is None                       # back to the base projector
+    with pytest.raises(StoreError, match="no adapted projector"):
+        store.rollback("alice")
+    assert store.forget("alice") == (1, 3)
+    assert not (tmp_path / "users" / "alice").exists() and store.count("alice") == 0
