@@ -136,7 +136,8 @@ class UtteranceStore:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO utterances VALUES (?,?,?,?,?,NULL,?,?,?)",
-                (utterance_id, user_id, created or time.time(), transcript, float(confidence),
+                (utterance_id, user_id, time.time() if created is None else created,
+                 transcript, float(confidence),
                  asr_model_id, int(features.shape[0]), str(path)))
         self._enforce_retention(user_id)
 
