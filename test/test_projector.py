@@ -5,7 +5,8 @@ import torch
 from tinyalign_ros.core.projector import BridgeFormer, ProjectorConfig, magnitude_prune, \
     pool_matrix
 
-SMALL = dict(asr_dim=16, llm_dim=24, hidden=32, layers=2, heads=4, num_tokens=6, dropout=0.0)
+SMALL = dict(asr_dim=16, llm_dim=24, hidden=32, layers=2, heads=4, num_tokens=6, dropout=0.0,
+             stack=1)
 
 
 def batch(lengths, L=None, dim=16, seed=0):
@@ -51,6 +52,17 @@ def test_padding_frames_do_not_change_the_output():
     a = model(x, mask)[0]
     b = model(padded, pmask)[0]
     assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [1, 4, 5, 23])
+def test_frame_stacking_ignores_padding(frames):
+    model = BridgeFormer(ProjectorConfig(**{**SMALL, "stack": 4})).eval()
+    x, mask = batch([frames])
+    padded = torch.cat([x, 50 * torch.randn(1, 9, 16)], dim=1)
+    pmask = torch.cat([mask, torch.zeros(1, 9, dtype=torch.bool)], dim=1)
+    stacked, smask = model.stack_frames(x, mask)
+    assert stacked.shape == (1, -(-frames // 4), 64) and smask.all()
+    assert torch.allclose(model(x, mask)[0], model(padded, pmask)[0], atol=1e-5)
 
 
 def test_no_positional_encoding_order_comes_only_from_input():

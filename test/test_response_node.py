@@ -28,13 +28,13 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     from tinyalign_ros.core.models import resolve_llm
     from tinyalign_ros.core.projector import BridgeFormer, ProjectorConfig
     from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
-    from tinyalign_ros.nodes.common import LATCHED_QOS, RELIABLE_QOS
+    from tinyalign_ros.nodes.common import PROJECTOR_QOS, RELIABLE_QOS
 
     responses, partials = [], []
     ros_node.create_subscription(Response, "response", responses.append, RELIABLE_QOS)
     ros_node.create_subscription(Response, "response_partial", partials.append, RELIABLE_QOS)
     feat_pub = ros_node.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
-    update_pub = ros_node.create_publisher(ProjectorUpdate, "projector_updates", LATCHED_QOS)
+    update_pub = ros_node.create_publisher(ProjectorUpdate, "projector_updates", PROJECTOR_QOS)
 
     # no projector at all: the node must still answer (cascade) and say so
     node = start_node("response_node", threads=2, projector=str(tmp_path / "none.safetensors"),

@@ -30,6 +30,7 @@ NODES = (
     NodeSpec("capture", "capture_node", "microphone or file audio -> AudioChunk stream"),
     NodeSpec("asr", "asr_node", "VAD utterances -> Whisper encoder features + transcript"),
     NodeSpec("response", "response_node", "features -> projector -> frozen LLM -> Response"),
+    NodeSpec("adaptation", "adaptation_node", "utterance log, corrections, per-user retraining"),
 )
 
 LAUNCH_ARGUMENTS = (
@@ -44,13 +45,13 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("whisper_model", "", "local CTranslate2 Whisper folder ('' = bundled tiny.en)",
                    {"asr": "whisper_model"}),
     LaunchArgument("llm_model", "", "local transformers LLM folder ('' = prepared SmolLM2-135M)",
-                   {"response": "llm_model"}),
+                   {"response": "llm_model", "adaptation": "llm_model"}),
     LaunchArgument("projector", "", "base projector checkpoint ('' = the one shipped)",
-                   {"response": "projector"}),
+                   {"response": "projector", "adaptation": "projector"}),
     LaunchArgument("mode", "aligned", "response mode: aligned, cascade or both",
                    {"response": "mode"}),
     LaunchArgument("device", "auto", "model device: auto, cpu or cuda",
-                   {"asr": "device", "response": "device"}),
+                   {"asr": "device", "response": "device", "adaptation": "device"}),
 )
 
 CONFIG_FILE = "tinyalign.yaml"   # in config/ (source) and share/tinyalign_ros/config (installed)

@@ -1,6 +1,7 @@
 """BridgeFormer: the trainable bridge from ASR encoder states to LLM input embeddings.
 
-    input MLP (asr_dim -> hidden) -> N transformer encoder layers (multi-head attention, NO
+    frame stacking (k frames -> 1, as SLAM-ASR/Ultravox do; k=1 turns it off) ->
+    input MLP (k*asr_dim -> hidden) -> N transformer encoder layers (multi-head attention, NO
     positional encoding: Whisper's states already carry time) -> pooling to tokens ->
     output MLP (hidden -> llm_dim)
 
@@ -35,13 +36,15 @@ class ProjectorConfig:
     share_layers: bool = False       # one set of layer weights applied `layers` times
     num_tokens: int = 32             # T: tokens out (fixed) or the most tokens (length)
     pooling: str = "length"          # "fixed" or "length"
+    stack: int = 4                   # encoder frames concatenated per position (20 ms each)
 
     def __post_init__(self):
         if self.pooling not in ("fixed", "length"):
             raise ValueError(f"pooling must be 'fixed' or 'length', got {self.pooling!r}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
-        if min(self.asr_dim, self.llm_dim, self.hidden, self.layers, self.num_tokens) < 1:
+        if min(self.asr_dim, self.llm_dim, self.hidden, self.layers, self.num_tokens,
+               self.stack) < 1:
             raise ValueError(f"projector sizes must be positive: {self}")
 
     def to_dict(self) -> dict:
@@ -76,7 +79,7 @@ class BridgeFormer(nn.Module):
     def __init__(self, config: ProjectorConfig):
         super().__init__()
         self.config = c = config
-        self.input_mlp = nn.Sequential(nn.Linear(c.asr_dim, c.hidden), nn.GELU(),
+        self.input_mlp = nn.Sequential(nn.Linear(c.asr_dim * c.stack, c.hidden), nn.GELU(),
                                        nn.Linear(c.hidden, c.hidden))
         layer = nn.TransformerEncoderLayer(c.hidden, c.heads, c.hidden * c.ff_mult, c.dropout,
                                            activation="gelu", batch_first=True, norm_first=True)
@@ -89,8 +92,23 @@ class BridgeFormer(nn.Module):
         self.length_head = nn.Sequential(nn.Linear(c.hidden, c.hidden // 2), nn.GELU(),
                                          nn.Linear(c.hidden // 2, 1))
 
+    def stack_frames(self, features: torch.Tensor, frame_mask: torch.Tensor):
+        """(B, L, D), (B, L) -> (B, ceil(L/k), k*D), (B, ceil(L/k)); padding frames are zeroed
+        so they never leak into a stacked position."""
+        k = self.config.stack
+        if k == 1:
+            return features, frame_mask
+        B, L, D = features.shape
+        pad = (-L) % k
+        x = features * frame_mask.unsqueeze(-1)
+        if pad:
+            x = torch.cat([x, x.new_zeros(B, pad, D)], dim=1)
+            frame_mask = torch.cat([frame_mask, frame_mask.new_zeros(B, pad)], dim=1)
+        x = x.reshape(B, (L + pad) // k, k * D)
+        return x, frame_mask.reshape(B, -1, k).any(-1)
+
     def encode(self, features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        """(B, L, asr_dim) states and (B, L) True-for-valid mask -> (B, L, hidden)."""
+        """(B, P, k*asr_dim) stacked states and (B, P) True-for-valid mask -> (B, P, hidden)."""
         x = self.input_mlp(features)
         pad = ~frame_mask
         for i in range(self.config.layers):
@@ -116,9 +134,11 @@ class BridgeFormer(nn.Module):
         B, L, _ = features.shape
         if frame_mask is None:
             frame_mask = torch.ones(B, L, dtype=torch.bool, device=features.device)
-        valid = frame_mask.sum(1)
-        if torch.any(valid == 0):
+        if torch.any(frame_mask.sum(1) == 0):
             raise ValueError("an utterance has no valid frames")
+        features, frame_mask = self.stack_frames(features, frame_mask)
+        L = features.shape[1]
+        valid = frame_mask.sum(1)
         hidden = self.encode(features, frame_mask)
         predicted = self.predict_lengths(hidden, frame_mask)
         T = self.config.num_tokens

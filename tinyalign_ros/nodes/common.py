@@ -29,6 +29,11 @@ LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
+# Projector updates: latched, and deep enough to hold the current projector of many users.
+PROJECTOR_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
+                           reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
 
 @dataclass(frozen=True)
 class Param:
@@ -48,7 +53,7 @@ def read_parameters(node, params: tuple[Param, ...]) -> SimpleNamespace:
     return SimpleNamespace(**{p.name: node.get_parameter(p.name).value for p in params})
 
 
-def run(node_factory, args=None) -> int:
+def run(node_factory, args=None, threads: int = 2) -> int:
     """Standard node main: init, spin until Ctrl-C or shutdown, destroy, shutdown."""
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
@@ -56,7 +61,7 @@ def run(node_factory, args=None) -> int:
     node = None
     try:
         node = node_factory()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

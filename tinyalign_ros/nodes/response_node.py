@@ -24,7 +24,7 @@ from tinyalign_ros.core.prompt import PromptConfig
 from tinyalign_ros.core.models import default_projector
 from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
 
-from .common import LATCHED_QOS, RELIABLE_QOS, Diagnostics, Param, declare_parameters, run
+from .common import PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, Param, declare_parameters, run
 
 PARAMETERS = (
     Param("llm_model", "", "transformers causal-LM folder; '' = the prepared SmolLM2-135M-Instruct"),
@@ -69,7 +69,8 @@ class ResponseNode(Node):
         self.partial_pub = self.create_publisher(Response, "response_partial", RELIABLE_QOS)
         self.text_pub = self.create_publisher(String, "response_text", RELIABLE_QOS)
         self.create_subscription(SpeechFeatures, "speech_features", self.on_features, RELIABLE_QOS)
-        self.create_subscription(ProjectorUpdate, "projector_updates", self.on_update, LATCHED_QOS)
+        self.create_subscription(ProjectorUpdate, "projector_updates", self.on_update,
+                                 PROJECTOR_QOS)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, self.p.queue_size))
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="llm", daemon=True)
@@ -98,6 +99,11 @@ class ResponseNode(Node):
     def on_update(self, msg: ProjectorUpdate) -> None:
         from tinyalign_ros.core.checkpoint import check_compatible, from_bytes
 
+        if len(msg.checkpoint) == 0:  # no checkpoint: the user is back on the base projector
+            with self._lock:
+                self.user_projectors.pop(msg.user_id, None)
+            self.get_logger().info(f"user {msg.user_id!r} is back on the base projector")
+            return
         try:
             model, meta = from_bytes(bytes(msg.checkpoint))
             check_compatible(meta, None, self.assistant.llm.model_id, source="projector update")

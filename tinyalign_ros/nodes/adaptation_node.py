@@ -1,0 +1,287 @@
+"""Adaptation node: logs every utterance, takes corrections, and retrains a user's projector
+on request, publishing it only when it beats the current one.
+
+Subscribes: speech_features (SpeechFeatures)
+Publishes:  projector_updates (ProjectorUpdate, latched; the checkpoint bytes travel in the
+            message, so the response node may run on another host)
+Services:   adapt (Adapt: starts a job, returns at once), correct_transcript, forget_user, rollback
+Action:     adapt (Adapt: the same job with step/loss/validation-WER/ETA feedback and cancel)
+"""
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+
+from tinyalign_ros.core.adapt import AdaptationError, AdaptConfig, adapt_user
+from tinyalign_ros.core.checkpoint import CheckpointError, load_checkpoint
+from tinyalign_ros.core.llm import EmbeddingTable, FrozenLLM
+from tinyalign_ros.core.models import data_dir, default_projector
+from tinyalign_ros.core.pipeline import Assistant
+from tinyalign_ros.core.prompt import PromptConfig
+from tinyalign_ros.core.store import StoreError, UtteranceStore
+from tinyalign_ros.core.users import UserIdError, check_user_id
+from tinyalign_ros.msg import Metric, ProjectorUpdate, SpeechFeatures
+from tinyalign_ros.action import Adapt as AdaptAction
+from tinyalign_ros.srv import Adapt, CorrectTranscript, ForgetUser, Rollback
+
+from .common import PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, Param, declare_parameters, run
+
+PARAMETERS = (
+    Param("store_dir", "", "where utterances and projectors are kept; '' = $TINYALIGN_HOME/store"),
+    Param("max_utterances_per_user", 500, "retention: oldest uncorrected utterances go first"),
+    Param("min_free_mb", 200, "stop logging when the disk has less free space than this"),
+    Param("log_utterances", True, "log every utterance that arrives on speech_features"),
+    Param("llm_model", "", "transformers LLM folder ('' = prepared SmolLM2-135M-Instruct)"),
+    Param("projector", "", "base projector checkpoint ('' = the one shipped)"),
+    Param("task", "repeat", "injected instruction used for validation: repeat or reply"),
+    Param("objective", "embedlink", "default recipe: embedlink, ce or embedlink+ce"),
+    Param("epochs", 15, "default training epochs"),
+    Param("learning_rate", 5e-4, "adaptation learning rate"),
+    Param("batch_size", 8, "adaptation batch size"),
+    Param("val_fraction", 0.2, "held-out share of the user's utterances"),
+    Param("min_utterances", 6, "fewest usable utterances to adapt on"),
+    Param("use_pseudo_labels", True, "train on uncorrected utterances above the threshold too"),
+    Param("pseudo_label_confidence", 0.8, "ASR confidence above which a transcript is a label"),
+    Param("require_improvement", True, "publish only projectors that beat the current one on "
+          "held-out utterances"),
+    Param("train_threads", 1, "torch threads for training, so it never starves the response node"),
+    Param("nice", 10, "process niceness added at start (0 = none): training yields the CPU"),
+    Param("device", "auto", "auto, cpu or cuda"),
+)
+
+
+class AdaptationNode(Node):
+    def __init__(self):
+        super().__init__("adaptation")
+        self.p = declare_parameters(self, PARAMETERS)
+        if self.p.nice > 0:
+            os.nice(self.p.nice)
+        import torch
+        torch.set_num_threads(max(1, self.p.train_threads))
+        self.diag = Diagnostics(self)
+        store_dir = Path(self.p.store_dir) if self.p.store_dir else data_dir() / "store"
+        self.store = UtteranceStore(store_dir, self.p.max_utterances_per_user, self.p.min_free_mb)
+        self.diag.set(0, "loading models")
+        llm = FrozenLLM(self.p.llm_model or None, self.p.device, threads=self.p.train_threads)
+        self.assistant = Assistant(llm, PromptConfig(task=self.p.task))
+        self.embeddings = EmbeddingTable(self.p.llm_model or None)
+        base_path = self.p.projector or default_projector()
+        if not base_path:
+            raise RuntimeError("the adaptation node needs a base projector to start from "
+                               "(set the projector parameter)")
+        self.base = load_checkpoint(base_path, None, llm.model_id)
+        self.get_logger().info(f"store {store_dir}; base projector {self.base[1].version}; "
+                               f"LLM {llm.model_id}")
+        group = ReentrantCallbackGroup()
+        self.update_pub = self.create_publisher(ProjectorUpdate, "projector_updates",
+                                                 PROJECTOR_QOS)
+        self.create_subscription(SpeechFeatures, "speech_features", self.on_features,
+                                 RELIABLE_QOS, callback_group=group)
+        self.create_service(Adapt, "adapt", self.on_adapt, callback_group=group)
+        self.create_service(CorrectTranscript, "correct_transcript", self.on_correct,
+                            callback_group=group)
+        self.create_service(ForgetUser, "forget_user", self.on_forget, callback_group=group)
+        self.create_service(Rollback, "rollback", self.on_rollback, callback_group=group)
+        self.action = ActionServer(self, AdaptAction, "adapt", self.execute_goal,
+                                   goal_callback=self.on_goal,
+                                   cancel_callback=lambda _: CancelResponse.ACCEPT,
+                                   callback_group=group)
+        self._job_lock = threading.Lock()   # one training job at a time
+        self.jobs: dict[str, str] = {}
+        self.logged = 0
+        self._republish_current()
+        self.diag.set(0, "ready", base_projector=self.base[1].version, store=str(store_dir))
+
+    # ---- logging and corrections
+    def on_features(self, msg: SpeechFeatures) -> None:
+        if not self.p.log_utterances:
+            return
+        try:
+            check_user_id(msg.user_id)
+            data = np.asarray(msg.data, dtype=np.float32)
+            if msg.frames == 0 or data.size != msg.frames * msg.dim:
+                raise ValueError(f"{data.size} values for {msg.frames} x {msg.dim}")
+            if not np.all(np.isfinite(data)):
+                raise ValueError("NaN/inf features")
+            self.store.log(msg.utterance_id, msg.user_id, data.reshape(msg.frames, msg.dim),
+                           msg.transcript, msg.confidence, msg.asr_model_id)
+            self.logged += 1
+        except (ValueError, UserIdError, StoreError, OSError) as exc:
+            self.get_logger().warning(f"not logging {msg.utterance_id!r}: {exc}")
+
+    def on_correct(self, req, res):
+        try:
+            self.store.correct(req.user_id, req.utterance_id, req.text)
+            res.success, res.message = True, "corrected"
+        except (StoreError, UserIdError) as exc:
+            res.success, res.message = False, str(exc)
+        return res
+
+    def on_forget(self, req, res):
+        try:
+            n_utt, n_proj = self.store.forget(req.user_id)
+        except UserIdError as exc:
+            res.success, res.message = False, str(exc)
+            return res
+        self._publish(req.user_id, None)
+        res.success, res.utterances_deleted, res.projectors_deleted = True, n_utt, n_proj
+        res.message = f"deleted {n_utt} utterances and {n_proj} projectors of {req.user_id!r}"
+        self.get_logger().info(res.message)
+        return res
+
+    def on_rollback(self, req, res):
+        try:
+            parent = self.store.rollback(req.user_id)
+        except (StoreError, UserIdError) as exc:
+            res.success, res.message = False, str(exc)
+            return res
+        self._publish(req.user_id, parent)
+        res.success = True
+        res.version = parent.version if parent else ""
+        res.message = f"{req.user_id!r} now on {res.version or 'the base projector'}"
+        return res
+
+    # ---- projector updates
+    def _publish(self, user_id: str, record, data: bytes | None = None, meta=None) -> None:
+        msg = ProjectorUpdate(user_id=user_id)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        if record is not None:
+            data = data or record.path.read_bytes()
+            msg.version, msg.parent_version = record.version, record.parent_version
+            msg.path = str(record.path)
+            msg.metrics = [Metric(name=k, value=float(v)) for k, v in record.metrics.items()
+                           if isinstance(v, (int, float))]
+        if data:
+            msg.checkpoint = data
+        self.update_pub.publish(msg)
+
+    def _republish_current(self) -> None:
+        """Latched topic: announce every user's current projector again after a restart."""
+        users_dir = self.store.root / "users"
+        for user_dir in sorted(users_dir.iterdir()) if users_dir.is_dir() else []:
+            try:
+                record = self.store.current_projector(user_dir.name)
+            except UserIdError:
+                continue
+            if record is not None and record.path.is_file():
+                self._publish(user_dir.name, record)
+
+    # ---- training jobs
+    def _config(self, req) -> AdaptConfig:
+        return AdaptConfig(objective=req.objective or self.p.objective,
+                           epochs=req.epochs or self.p.epochs, lr=self.p.learning_rate,
+                           batch_size=self.p.batch_size, val_fraction=self.p.val_fraction,
+                           min_utterances=self.p.min_utterances,
+                           use_pseudo_labels=req.use_pseudo_labels or self.p.use_pseudo_labels,
+                           pseudo_label_confidence=self.p.pseudo_label_confidence,
+                           max_utterances=max(0, req.max_utterances),
+                           require_improvement=self.p.require_improvement)
+
+    def _current(self, user_id: str):
+        record = self.store.current_projector(user_id)
+        if record is None:
+            return self.base
+        try:
+            return load_checkpoint(record.path, None, self.assistant.llm.model_id)
+        except CheckpointError as exc:
+            self.get_logger().error(f"{user_id}'s projector unusable ({exc}); starting from base")
+            return self.base
+
+    def _run_job(self, job_id: str, user_id: str, config: AdaptConfig, progress=None,
+                 cancel=None):
+        with self._job_lock:
+            self.jobs[job_id] = "running"
+            self.diag.set(0, f"adapting {user_id}", job=job_id)
+            try:
+                asr_id = self.base[1].asr_model_id
+                result = adapt_user(self.store, user_id, self._current(user_id), self.assistant,
+                                    self.embeddings, asr_id, config, progress, cancel)
+            except (AdaptationError, StoreError, ValueError) as exc:
+                self.jobs[job_id] = f"failed: {exc}"
+                self.get_logger().error(f"adaptation {job_id} for {user_id!r} failed: {exc}")
+                self.diag.set(0, "ready")
+                return None, str(exc)
+            if result.published:
+                self._publish(user_id, self.store.current_projector(user_id), result.checkpoint)
+            self.jobs[job_id] = "done: " + result.message
+            self.get_logger().info(f"adaptation {job_id} for {user_id!r}: {result.message}")
+            self.diag.set(0, "ready", last_job=job_id)
+            return result, result.message
+
+    def on_adapt(self, req, res):
+        try:
+            check_user_id(req.user_id)
+            config = self._config(req)
+        except (UserIdError, ValueError) as exc:
+            res.accepted, res.message = False, str(exc)
+            return res
+        if self._job_lock.locked():
+            res.accepted, res.message = False, "a training job is already running; try later"
+            return res
+        job_id = uuid.uuid4().hex[:8]
+        threading.Thread(target=self._run_job, args=(job_id, req.user_id, config),
+                         daemon=True).start()
+        res.accepted, res.job_id = True, job_id
+        res.message = f"adapting {req.user_id!r} in the background (job {job_id})"
+        return res
+
+    def on_goal(self, goal):
+        try:
+            check_user_id(goal.user_id)
+        except UserIdError as exc:
+            self.get_logger().error(f"adapt goal refused: {exc}")
+            return GoalResponse.REJECT
+        return GoalResponse.REJECT if self._job_lock.locked() else GoalResponse.ACCEPT
+
+    def execute_goal(self, goal_handle):
+        req = goal_handle.request
+        cancel = threading.Event()
+        job_id = uuid.uuid4().hex[:8]
+        last_wer = [-1.0]
+
+        def progress(p):
+            if goal_handle.is_cancel_requested:
+                cancel.set()
+            fb = AdaptAction.Feedback(stage=p.get("stage", ""), step=int(p.get("step", 0)),
+                                      total_steps=int(p.get("total_steps", 0)),
+                                      loss=float(p.get("loss", 0.0)),
+                                      validation_wer=last_wer[0], eta_s=float(p.get("eta_s", 0)))
+            goal_handle.publish_feedback(fb)
+
+        out = AdaptAction.Result()
+        try:
+            config = self._config(req)
+        except ValueError as exc:
+            goal_handle.abort()
+            out.message = str(exc)
+            return out
+        result, message = self._run_job(job_id, req.user_id, config, progress, cancel)
+        out.message = message
+        if result is None or not result.success:
+            if cancel.is_set():
+                goal_handle.canceled()
+            else:
+                goal_handle.abort()
+            return out
+        out.success, out.published, out.version = True, result.published, result.version
+        out.metrics = [Metric(name=k, value=float(v)) for k, v in result.metrics.items()]
+        goal_handle.succeed()
+        return out
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def main(args=None) -> int:
+    return run(AdaptationNode, args, threads=4)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
