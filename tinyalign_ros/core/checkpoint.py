@@ -128,7 +128,11 @@ def from_bytes(data: bytes) -> tuple[BridgeFormer, ProjectorMeta]:
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError(f"corrupt or foreign projector checkpoint: {exc}") from exc
-    model = BridgeFormer(ProjectorConfig.from_dict(meta.projector))
+    try:
+        model = BridgeFormer(ProjectorConfig.from_dict(meta.projector))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint settings not understood by this version: {exc}") \
+            from exc
     state = _dequantize(state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
