@@ -26,3 +26,13 @@ clean:
 	rm -rf build install log
 
 .PHONY: help setup build demo test clean
+
+# The shipped base projector's recipe (synthesize, encode, train; see tinyalign_ros/recipe.py).
+base-projector: setup
+	$(ENV) && tinyalign make-base-projector --out tinyalign_ros/data/base_projector.safetensors
+
+# Encoder / LLM / training-cost numbers on this machine (prints a table; asserts nothing).
+bench: setup
+	$(ENV) && tinyalign bench --out results
+
+.PHONY: base-projector bench

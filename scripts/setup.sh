@@ -13,7 +13,8 @@ step() { printf '\n==> [setup %ss] %s\n' "$SECONDS" "$*"; }
 
 # ---- apt: build tools, PortAudio for pyaudio, sox/espeak-ng for synthetic speech, real speech data
 APT_PACKAGES=(cmake g++ python3-dev python3-venv portaudio19-dev sox espeak-ng
-              pocketsphinx-testdata asterisk-core-sounds-en-wav asterisk-core-sounds-en)
+              pocketsphinx-testdata asterisk-core-sounds-en-wav asterisk-core-sounds-en
+              fortunes-min fortunes)
 if [[ "${TINYALIGN_SKIP_APT:-0}" != 1 ]]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

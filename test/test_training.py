@@ -96,20 +96,35 @@ def test_ce_loss_goes_down_and_labels_only_the_answer(tiny_llm_dir):
     original = llm.model.forward
 
     def spy(*args, **kw):
-        captured["labels"] = kw["labels"]
-        captured["attn"] = kw["attention_mask"]
+        captured.setdefault("calls", []).append(kw)
         return original(*args, **kw)
 
+    ce_calls = []
+    real_ce = torch.nn.functional.cross_entropy
+
+    def ce_spy(logits, target, **kw):
+        ce_calls.append(target)
+        return real_ce(logits, target, **kw)
+
     llm.model.forward = spy
-    trainer.ce_loss(data[:2])
-    llm.model.forward = original
-    labels, attn = captured["labels"], captured["attn"]
+    torch.nn.functional.cross_entropy = ce_spy
+    try:
+        trainer.ce_loss(data[:2])
+    finally:
+        llm.model.forward = original
+        torch.nn.functional.cross_entropy = real_ce
+    call = captured["calls"][-1]                       # the batch pass (after the prefix pass)
+    attn = call["attention_mask"]
+    labels = ce_calls[-1].view(2, -1)                  # shifted targets of the batch
+    P = len(prompt.prefix_ids)
+    # the prefix comes from the shared KV cache: only the rest is fed, and the cache is copied
+    assert call["inputs_embeds"].shape[1] == attn.shape[1] - P
+    assert trainer._prefix_cache().get_seq_length() == P
     for i, it in enumerate(data[:2]):
         answer = llm.tokenizer(it.text, add_special_tokens=False).input_ids + [trainer.end_id]
         assert labels[i][labels[i] != -100].tolist() == answer
         audio_tokens = min(len(answer) - 1, 8)           # one per text token, at most T
-        assert int(attn[i].sum()) == len(prompt.prefix_ids) + audio_tokens + \
-            len(prompt.suffix_ids()) + len(answer)
+        assert int(attn[i].sum()) == P + audio_tokens + len(prompt.suffix_ids()) + len(answer)
     assert all(not p.requires_grad for p in llm.model.parameters())
     before = trainer.evaluate(data, trainer.ce_loss)
     trainer.fit(data, [])

@@ -164,6 +164,25 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_make_base(args) -> int:
+    from .recipe import make_base_projector
+
+    make_base_projector(Path(args.out), args.utterances, args.epochs, args.ce_epochs,
+                        args.threads, args.seed)
+    print(f"base projector written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+
+    report = bench.run(Path(args.out), args.threads, args.repeats, args.train_utterances,
+                       args.train_epochs)
+    print(bench.markdown(report))
+    print(f"written to {args.out}/bench-core.json and .md", file=sys.stderr)
+    return 0
+
+
 def _model_args(p, threads_default=2):
     p.add_argument("--whisper-model", help="CTranslate2 Whisper folder (default: bundled tiny.en)")
     p.add_argument("--llm-model", help="transformers LLM folder (default: prepared SmolLM2)")
@@ -242,6 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _prompt_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("make-base-projector", help="synthesize a corpus and train the base "
+                                                   "projector (the shipped one's recipe)")
+    p.add_argument("--out", default="tinyalign_ros/data/base_projector.safetensors")
+    p.add_argument("--utterances", type=int, default=1500)
+    p.add_argument("--epochs", type=int, default=12, help="EmbedLink epochs")
+    p.add_argument("--ce-epochs", type=int, default=1, help="cross-entropy finish epochs")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_base)
+
+    p = sub.add_parser("bench", help="encoder, LLM and training-cost numbers on this machine")
+    p.add_argument("--out", default="results", help="folder for bench-core.json/.md")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--train-utterances", type=int, default=64)
+    p.add_argument("--train-epochs", type=int, default=2)
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

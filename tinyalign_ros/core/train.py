@@ -17,6 +17,7 @@ true-text ceiling in the feasibility run).
 """
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -170,30 +171,44 @@ class Trainer:
                                     self.projector.config.num_tokens) for it in items], device=dev)
         tokens, token_mask, predicted = self.projector(x, fmask, token_lengths=lengths)
         emb = llm.embedding
-        prefix = emb(torch.tensor(self.prompt.prefix_ids, device=dev)).detach()
         seqs, labels = [], []
         for i, it in enumerate(items):
             suffix_ids = self.prompt.suffix_ids(it.transcript if it.transcript else None)
             answer = self.text_ids(it.text) + [self.end_id]
             audio = tokens[i][token_mask[i]].to(llm.dtype)
             rest = emb(torch.tensor(suffix_ids + answer, device=dev)).detach()
-            seqs.append(torch.cat([prefix, audio, rest]))
-            labels.append([-100] * (len(self.prompt.prefix_ids) + audio.shape[0] + len(suffix_ids))
-                          + answer)
+            seqs.append(torch.cat([audio, rest]))
+            labels.append([-100] * (audio.shape[0] + len(suffix_ids)) + answer)
         n = max(s.shape[0] for s in seqs)
-        batch = torch.zeros(len(seqs), n, seqs[0].shape[1], dtype=llm.dtype, device=dev)
-        attn = torch.zeros(len(seqs), n, dtype=torch.long, device=dev)
-        lab = torch.full((len(seqs), n), -100, dtype=torch.long, device=dev)
+        B = len(seqs)
+        batch = torch.zeros(B, n, seqs[0].shape[1], dtype=llm.dtype, device=dev)
+        lab = torch.full((B, n), -100, dtype=torch.long, device=dev)
+        P = len(self.prompt.prefix_ids)
+        attn = torch.zeros(B, P + n, dtype=torch.long, device=dev)
+        attn[:, :P] = 1
         for i, (s, l) in enumerate(zip(seqs, labels)):
             batch[i, :s.shape[0]] = s
-            attn[i, :s.shape[0]] = 1
+            attn[i, P:P + s.shape[0]] = 1
             lab[i, :len(l)] = torch.tensor(l, device=dev)
-        out = llm.model(inputs_embeds=batch, attention_mask=attn, labels=lab)
-        loss = out.loss.float()
+        # The prompt prefix (system + few-shot turns) is the same for every example and holds
+        # no trainable input: its KV cache is computed once and shared, not recomputed per step.
+        past = copy.deepcopy(self._prefix_cache())
+        past.batch_repeat_interleave(B)
+        logits = llm.model(inputs_embeds=batch, attention_mask=attn, past_key_values=past,
+                           use_cache=True).logits
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), lab[:, 1:].flatten(),
+                               ignore_index=-100)
         if self.projector.config.pooling == "length":
             loss = loss + self.config.length_weight * F.smooth_l1_loss(predicted.float(),
                                                                        lengths.float())
         return loss
+
+    def _prefix_cache(self):
+        if getattr(self, "_prefix_kv", None) is None:
+            with torch.no_grad():
+                ids = torch.tensor([self.prompt.prefix_ids], device=self.llm.device)
+                self._prefix_kv = self.llm.model(input_ids=ids, use_cache=True).past_key_values
+        return self._prefix_kv
 
     # ---- loop
     def _batches(self, items, rng):
