@@ -41,6 +41,17 @@ def start(executable: str, log_dir: Path, **params) -> subprocess.Popen:
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory, from /proc (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--speed", type=float, default=1.0, help="file playback speed")
@@ -119,6 +130,9 @@ def main() -> int:
                                          if r.projector_version else "")
                     print(f"  response:   {r.text!r}  [{tag}; first token "
                           f"{r.first_token_latency_s:.2f} s after end of speech, {r.tokens} tokens]")
+        peaks = {name: peak_rss_mb(p.pid) for name, p in procs.items()}
+        print("\npeak memory (VmHWM): " + ", ".join(f"{n} {v:.0f} MB" for n, v in peaks.items())
+              + f"; whole graph {sum(peaks.values()):.0f} MB")
     finally:
         for p in procs.values():
             if p.poll() is None:

@@ -33,3 +33,18 @@ def test_prepare_models_is_idempotent():
     out = run_cli("prepare-models")
     assert out.returncode == 0, out.stderr
     assert "Whisper:" in out.stdout and "LLM:" in out.stdout
+
+
+@pytest.mark.real_models
+def test_respond_with_the_shipped_base_projector(installed):
+    """The real default models and the base projector in the repository answer a recording."""
+    from tinyalign_ros.core.models import default_projector
+
+    assert default_projector(), "tinyalign_ros/data/base_projector.safetensors is missing"
+    out = run_cli("respond", GOFORWARD, "--projector", default_projector(), "--mode", "both",
+                  "--max-new-tokens", "16", exe=LIB_DIR / "tinyalign")
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["aligned"].strip() and row["cascade"].strip()
+    assert row["transcript"].lower().startswith("go forward")
+    assert row["timings"]["tokens"] > 0

@@ -107,6 +107,7 @@ def save_checkpoint(model: BridgeFormer, meta: ProjectorMeta, path: str | os.Pat
                 f.write(payload)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)   # mkstemp makes 0600; checkpoints are shared, installed files
             os.replace(tmp, target)
         except BaseException:
             if os.path.exists(tmp):

@@ -244,7 +244,9 @@ class Trainer:
         rng = np.random.default_rng(cfg.seed)
         best_state = {k: v.detach().clone() for k, v in self.projector.state_dict().items()}
         t0 = time.perf_counter()
-        bar = tqdm(total=total, desc=name, unit="step", disable=not self.show_progress_bar,
+        # disable=None: a bar on a terminal, nothing in logs (tqdm checks for a TTY)
+        bar = tqdm(total=total, desc=name, unit="step",
+                   disable=None if self.show_progress_bar else True,
                    leave=False)
         step = 0
         try:
