@@ -97,6 +97,16 @@ def main() -> int:
           f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, logs in {work}")
     resp = start("response_node", work, threads=2, mode=args.mode)
     asr = start("asr_node", work, user_id=args.user, cpu_threads=2)
+    # play the files only once the ASR and response nodes have loaded their models and joined
+    # the graph (features published before the response node subscribes would be lost)
+    print("waiting for the asr and response nodes to load their models ...")
+    ready_by = time.monotonic() + 180
+    while not (node.count_publishers("speech_features") >= 1 and
+               node.count_subscribers("speech_features") >= 2):
+        rclpy.spin_once(node, timeout_sec=0.2)
+        if time.monotonic() > ready_by or asr.poll() is not None or resp.poll() is not None:
+            print("the asr/response nodes did not come up; logs in " + str(work), file=sys.stderr)
+            return 1
     cap = start("capture_node", work, source="file", file_path=str(clips),
                 playback_speed=args.speed)
     procs = {"asr_node": asr, "capture_node": cap, "response_node": resp}
@@ -130,6 +140,7 @@ def main() -> int:
                                          if r.projector_version else "")
                     print(f"  response:   {r.text!r}  [{tag}; first token "
                           f"{r.first_token_latency_s:.2f} s after end of speech, {r.tokens} tokens]")
+        print(f"(received {len(got)} feature messages, responses for {len(responses)} utterances)")
         peaks = {name: peak_rss_mb(p.pid) for name, p in procs.items()}
         print("\npeak memory (VmHWM): " + ", ".join(f"{n} {v:.0f} MB" for n, v in peaks.items())
               + f"; whole graph {sum(peaks.values()):.0f} MB")
@@ -147,7 +158,8 @@ def main() -> int:
     print(f"\nDone: {shown} utterance(s) went recording -> capture_node -> audio -> asr_node "
           f"(Silero VAD, Whisper tiny.en) -> speech_features -> response_node (BridgeFormer + "
           f"SmolLM2-135M) -> response -> this listener, each node its own process over DDS.")
-    print("Not yet in the demo: the adaptation node (issue 4).")
+    print("The adaptation node (corrections, Adapt service/action) is exercised by "
+          "test/test_adaptation_node.py; see the README for its service calls.")
     return 0 if shown == len(sources) else 1
 
 

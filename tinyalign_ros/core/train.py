@@ -267,15 +267,16 @@ class Trainer:
                     step += 1
                     elapsed = time.perf_counter() - t0
                     bar.update(1)
-                    bar.set_postfix(loss=f"{float(loss):.4f}")
+                    loss_value = float(loss.detach())
+                    bar.set_postfix(loss=f"{loss_value:.4f}")
                     if self.progress:
                         self.progress({"stage": name, "step": step, "total_steps": total,
-                                       "loss": float(loss),
+                                       "loss": loss_value,
                                        "eta_s": elapsed / step * (total - step)})
                 result.epoch_s = time.perf_counter() - t_epoch
                 val_loss = self.evaluate(val or train[:cfg.batch_size * 2], loss_fn)
                 result.history.append({"epoch": epoch, "val_loss": val_loss,
-                                       "train_loss": float(loss)})
+                                       "train_loss": loss_value})
                 if val_loss < result.best_val_loss:
                     result.best_val_loss, result.best_epoch = val_loss, epoch
                     result.time_to_best_s = time.perf_counter() - t0
@@ -283,7 +284,7 @@ class Trainer:
                                   for k, v in self.projector.state_dict().items()}
                 if self.progress:
                     self.progress({"stage": name, "step": step, "total_steps": total,
-                                   "loss": float(loss), "val_loss": val_loss,
+                                   "loss": loss_value, "val_loss": val_loss,
                                    "eta_s": (time.perf_counter() - t0) / step * (total - step)})
                 result.epochs = epoch + 1
                 if step >= total:
