@@ -112,6 +112,7 @@ def test_adapt_publishes_a_projector_the_response_node_serves(ros_node, start_no
     result = result_future.result().result
     assert result.success and result.published, result.message
     assert any(f.stage == "training" and f.step > 0 and f.loss > 0 for f in feedback)
+    assert any(f.stage == "validating" and f.validation_wer >= 0 for f in feedback)
     assert {m.name for m in result.metrics} >= {"wer_before", "wer_after", "train_s"}
     assert spin_until(ros_node, lambda: any(u.version == result.version for u in updates), 30,
                       procs)

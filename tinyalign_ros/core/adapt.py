@@ -104,6 +104,9 @@ def adapt_user(store: UtteranceStore, user_id: str, current: tuple[BridgeFormer,
     report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0})
     base_model, base_meta = current
     before = score(assistant, base_model, val, config.max_new_tokens, cancel) if val else None
+    if before is not None:
+        report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0,
+                "validation_wer": before})
 
     model = copy.deepcopy(base_model).train()
     tcfg = TrainConfig(objective=config.objective, embedlink_epochs=config.epochs,
@@ -119,6 +122,9 @@ def adapt_user(store: UtteranceStore, user_id: str, current: tuple[BridgeFormer,
         return AdaptResult(False, False, message="cancelled; the current projector is kept")
     report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0})
     after = score(assistant, model, val, config.max_new_tokens, cancel) if val else None
+    if after is not None:
+        report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0,
+                "validation_wer": after})
 
     metrics = {"train_utterances": len(train), "validation_utterances": len(val),
                "wer_before": before if before is not None else -1.0,

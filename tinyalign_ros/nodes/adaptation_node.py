@@ -249,6 +249,8 @@ class AdaptationNode(Node):
         def progress(p):
             if goal_handle.is_cancel_requested:
                 cancel.set()
+            if "validation_wer" in p:    # WER of the current, then of the new projector
+                last_wer[0] = float(p["validation_wer"])
             fb = AdaptAction.Feedback(stage=p.get("stage", ""), step=int(p.get("step", 0)),
                                       total_steps=int(p.get("total_steps", 0)),
                                       loss=float(p.get("loss", 0.0)),

@@ -1,0 +1,58 @@
+"""The whole graph: the four node executables as separate processes over DDS, the capture node
+playing real recorded speech from files, the shipped base projector, the real default models."""
+import pytest
+
+from conftest import LIBRIVOX, librivox_references, spin_until
+
+pytestmark = [pytest.mark.ros, pytest.mark.real_models]
+
+
+def test_four_nodes_answer_recorded_speech(ros_node, start_node, tmp_path):
+    from std_msgs.msg import String
+
+    from tinyalign_ros.msg import Response, SpeechFeatures
+    from tinyalign_ros.nodes.common import RELIABLE_QOS
+    from tinyalign_ros.srv import CorrectTranscript
+
+    features, transcripts, responses = [], [], []
+    ros_node.create_subscription(SpeechFeatures, "speech_features", features.append, RELIABLE_QOS)
+    ros_node.create_subscription(String, "transcript", transcripts.append, RELIABLE_QOS)
+    ros_node.create_subscription(Response, "response", responses.append, RELIABLE_QOS)
+
+    asr = start_node("asr_node", cpu_threads=1, user_id="dana")
+    resp = start_node("response_node", threads=1, mode="both", max_new_tokens=16, queue_size=16)
+    adapt = start_node("adaptation_node", store_dir=str(tmp_path / "store"), nice=0)
+    procs = [asr, resp, adapt]
+    # the model nodes are up when they publish / subscribe speech_features (+ this test)
+    assert spin_until(ros_node, lambda: ros_node.count_publishers("speech_features") >= 1 and
+                      ros_node.count_subscribers("speech_features") >= 3, 180, procs), \
+        asr.output() + resp.output() + adapt.output()
+    files = sorted(LIBRIVOX.glob("*.wav"))[:3]
+    cap = start_node("capture_node", source="file", file_path=str(LIBRIVOX / "*.wav"),
+                     playback_speed=2.0)
+    procs.append(cap)
+
+    assert spin_until(ros_node, lambda: len(features) >= 3, 180, procs), asr.output()
+    ids = [f.utterance_id for f in features[:3]]
+    assert spin_until(ros_node, lambda: sum(r.utterance_id in ids for r in responses) >= 6,
+                      300, procs), resp.output()
+    refs = librivox_references()
+    for f, path in zip(features[:3], files):
+        assert f.user_id == "dana" and f.frames > 50 and f.transcript
+        ref_words = set(refs[path.stem].split())
+        assert len(set(f.transcript.lower().replace(".", "").split()) & ref_words) >= 3
+        mine = {r.mode: r for r in responses if r.utterance_id == f.utterance_id}
+        assert set(mine) == {"aligned", "cascade"}
+        assert mine["cascade"].text.strip() and mine["aligned"].tokens >= 0
+        assert mine["aligned"].projector_version and not mine["cascade"].projector_version
+    assert [t.data for t in transcripts[:3]] == [f.transcript for f in features[:3]]
+
+    # the adaptation node logged every utterance: each can be corrected
+    client = ros_node.create_client(CorrectTranscript, "correct_transcript")
+    assert spin_until(ros_node, client.service_is_ready, 30, procs)
+    for f, path in zip(features[:3], files):
+        future = client.call_async(CorrectTranscript.Request(
+            user_id="dana", utterance_id=f.utterance_id, text=refs[path.stem]))
+        assert spin_until(ros_node, future.done, 30, procs)
+        assert future.result().success, future.result().message
+    assert all(p.poll() is None for p in procs)

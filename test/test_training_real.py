@@ -1,0 +1,62 @@
+"""Training on the real default models and real recorded speech (short runs)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.real_models
+
+
+@pytest.fixture(scope="module")
+def real_items():
+    from tinyalign_ros.core.asr import AsrFrontEnd
+    from tinyalign_ros.core.corpora import asterisk_examples
+    from tinyalign_ros.core.data import encode_examples
+
+    asr = AsrFrontEnd(cpu_threads=2)
+    examples = [e for e in asterisk_examples() if 2 <= len(e.text.split()) <= 10][:40]
+    return asr, examples, encode_examples(examples, asr)
+
+
+def test_short_embedlink_run_lowers_validation_loss(real_items):
+    import torch
+
+    from tinyalign_ros.core.data import split
+    from tinyalign_ros.core.llm import EmbeddingTable
+    from tinyalign_ros.core.projector import BridgeFormer, ProjectorConfig
+    from tinyalign_ros.core.train import TrainConfig, Trainer
+
+    _, _, items = real_items
+    train, val = split(items, 0.25, seed=0)
+    emb = EmbeddingTable()
+    torch.manual_seed(0)
+    proj = BridgeFormer(ProjectorConfig(asr_dim=384, llm_dim=emb.dim, layers=1))
+    trainer = Trainer(proj, TrainConfig(objective="embedlink", embedlink_epochs=6, batch_size=8),
+                      embeddings=emb, show_progress_bar=False)
+    before = trainer.evaluate(val, trainer.embedlink_loss)
+    result = trainer.fit(train, val)
+    after = trainer.evaluate(val, trainer.embedlink_loss)
+    assert after < 0.9 * before, (before, after)
+    assert result.stages[0].best_val_loss == pytest.approx(after, rel=1e-4)
+
+
+def test_cli_train_then_eval_on_real_speech(real_items, tmp_path):
+    _, examples, _ = real_items
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"audio": str(e.audio), "text": e.text}) + "\n"
+                            for e in examples[:16]))
+    ckpt = tmp_path / "p.safetensors"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", *map(str, a)],  # noqa: E731
+                                    capture_output=True, text=True, timeout=600)
+    out = run("train", "--data", data, "--out", ckpt, "--epochs", "2", "--layers", "1",
+              "--objective", "embedlink", "--cache", tmp_path / "cache")
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["embedlink"]["steps"] > 0 and ckpt.is_file()
+    out = run("eval", "--data", data, "--projector", ckpt, "--limit", "3", "--cascade",
+              "--max-new-tokens", "12", "--cache", tmp_path / "cache")
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["examples"] == 3 and 0 <= row["wer_whisper"] <= 1.0
+    assert row["wer_aligned"] >= 0 and row["wer_cascade"] >= 0
