@@ -84,3 +84,33 @@ def test_projector_versions_rollback_and_forget(tmp_path):
         store.rollback("alice")
     assert store.forget("alice") == (1, 3)
     assert not (tmp_path / "users" / "alice").exists() and store.count("alice") == 0
+
+
+def test_export_user_log_to_mcap(tmp_path):
+    from mcap_ros2.reader import read_ros2_messages
+
+    from tinyalign_ros.cli import main
+
+    store = UtteranceStore(tmp_path / "store")
+    store.log("u1", "alice", feats(10), "go forward", 0.9, "asr:8", created=100.5)
+    store.log("u2", "alice", feats(12), "turn lift", 0.4, "asr:8", created=101.0)
+    store.log("u3", "bob", feats(), "not alice", 0.9, "asr:8", created=102.0)
+    store.correct("alice", "u2", "turn left")
+    store.add_projector("alice", "v1", "base", b"checkpoint-bytes", {"wer_after": 0.3}, True)
+    store.close()
+    out = tmp_path / "alice.mcap"
+    assert main(["export", "--user", "alice", "--out", str(out),
+                 "--store", str(tmp_path / "store")]) == 0
+    msgs = {}
+    for m in read_ros2_messages(str(out)):
+        msgs.setdefault(m.channel.topic, []).append(m.ros_msg)
+    feats_msgs = msgs["/speech_features"]
+    assert [m.utterance_id for m in feats_msgs] == ["u1", "u2"]        # bob's are not exported
+    assert (feats_msgs[1].frames, feats_msgs[1].dim) == (12, 8)
+    assert np.allclose(np.array(feats_msgs[1].data).reshape(12, 8), feats(12), atol=1e-2)
+    assert feats_msgs[0].header.stamp.sec == 100
+    assert [m.data for m in msgs["/corrections"]] == ['{"utterance_id": "u2", "text": "turn left"}']
+    upd = msgs["/projector_updates"][0]
+    assert upd.version == "v1" and bytes(upd.checkpoint) == b"checkpoint-bytes"
+    assert main(["export", "--user", "../../etc", "--out", str(out),
+                 "--store", str(tmp_path / "store")]) == 2

@@ -173,6 +173,21 @@ def cmd_make_base(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .core.export import export_user
+    from .core.models import data_dir
+    from .core.store import UtteranceStore
+    from .core.users import check_user_id
+
+    check_user_id(args.user)
+    store_dir = Path(args.store) if args.store else data_dir() / "store"
+    if not (store_dir / "store.sqlite").is_file():
+        raise FileNotFoundError(f"no utterance store at {store_dir} (set --store)")
+    counts = export_user(UtteranceStore(store_dir), args.user, args.out)
+    print(json.dumps({"out": str(args.out), **counts}))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from . import bench
 
@@ -271,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_base)
+
+    p = sub.add_parser("export", help="a user's logged utterances, corrections and projectors "
+                                      "as an MCAP file (ROS 2 encoding)")
+    p.add_argument("--user", required=True)
+    p.add_argument("--out", required=True, help="file to write, e.g. alice.mcap")
+    p.add_argument("--store", help="store folder (default: $TINYALIGN_HOME/store)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="encoder, LLM and training-cost numbers on this machine")
     p.add_argument("--out", default="results", help="folder for bench-core.json/.md")
