@@ -21,8 +21,8 @@ from rclpy.node import Node
 
 from tinyalign_ros.core.adapt import AdaptationError, AdaptConfig, adapt_user
 from tinyalign_ros.core.checkpoint import CheckpointError, load_checkpoint
-from tinyalign_ros.core.llm import EmbeddingTable, FrozenLLM
-from tinyalign_ros.core.models import data_dir, default_projector
+from tinyalign_ros.core.llm import EmbeddingTable, FrozenLLM, llm_id
+from tinyalign_ros.core.models import data_dir, default_projector, resolve_llm
 from tinyalign_ros.core.pipeline import Assistant
 from tinyalign_ros.core.prompt import PromptConfig
 from tinyalign_ros.core.store import StoreError, UtteranceStore
@@ -31,7 +31,8 @@ from tinyalign_ros.msg import Metric, ProjectorUpdate, SpeechFeatures
 from tinyalign_ros.action import Adapt as AdaptAction
 from tinyalign_ros.srv import Adapt, CorrectTranscript, ForgetUser, Rollback
 
-from .common import PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, Param, declare_parameters, run
+from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, ModelActivation, Param,
+                     declare_parameters, run)
 
 PARAMETERS = (
     Param("store_dir", "", "where utterances and projectors are kept; '' = $TINYALIGN_HOME/store"),
@@ -54,10 +55,12 @@ PARAMETERS = (
     Param("train_threads", 1, "torch threads for training, so it never starves the response node"),
     Param("nice", 10, "process niceness added at start (0 = none): training yields the CPU"),
     Param("device", "auto", "auto, cpu or cuda"),
+    Param("autostart", True, "load the LLM at start; false: wait for ~/set_active true "
+          "(utterances are logged either way)"),
 )
 
 
-class AdaptationNode(Node):
+class AdaptationNode(ModelActivation, Node):
     def __init__(self):
         super().__init__("adaptation")
         self.p = declare_parameters(self, PARAMETERS)
@@ -68,17 +71,15 @@ class AdaptationNode(Node):
         self.diag = Diagnostics(self)
         store_dir = Path(self.p.store_dir) if self.p.store_dir else data_dir() / "store"
         self.store = UtteranceStore(store_dir, self.p.max_utterances_per_user, self.p.min_free_mb)
-        self.diag.set(0, "loading models")
-        llm = FrozenLLM(self.p.llm_model or None, self.p.device, threads=self.p.train_threads)
-        self.assistant = Assistant(llm, PromptConfig(task=self.p.task))
-        self.embeddings = EmbeddingTable(self.p.llm_model or None)
+        self.llm_model_id = llm_id(resolve_llm(self.p.llm_model or None))
+        self.assistant = self.embeddings = None   # loaded on activation
         base_path = self.p.projector or default_projector()
         if not base_path:
             raise RuntimeError("the adaptation node needs a base projector to start from "
                                "(set the projector parameter)")
-        self.base = load_checkpoint(base_path, None, llm.model_id)
+        self.base = load_checkpoint(base_path, None, self.llm_model_id)
         self.get_logger().info(f"store {store_dir}; base projector {self.base[1].version}; "
-                               f"LLM {llm.model_id}")
+                               f"LLM {self.llm_model_id}")
         group = ReentrantCallbackGroup()
         self.update_pub = self.create_publisher(ProjectorUpdate, "projector_updates",
                                                  PROJECTOR_QOS)
@@ -98,6 +99,15 @@ class AdaptationNode(Node):
         self.logged = 0
         self._republish_current()
         self.diag.set(0, "ready", base_projector=self.base[1].version, store=str(store_dir))
+        self.init_activation(self.p.autostart)
+
+    def load_models(self) -> None:
+        llm = FrozenLLM(self.p.llm_model or None, self.p.device, threads=self.p.train_threads)
+        self.assistant = Assistant(llm, PromptConfig(task=self.p.task))
+        self.embeddings = EmbeddingTable(self.p.llm_model or None)
+
+    def free_models(self) -> None:
+        self.assistant = self.embeddings = None
 
     # ---- logging and corrections
     def on_features(self, msg: SpeechFeatures) -> None:
@@ -189,14 +199,17 @@ class AdaptationNode(Node):
         if record is None:
             return self.base
         try:
-            return load_checkpoint(record.path, None, self.assistant.llm.model_id)
+            return load_checkpoint(record.path, None, self.llm_model_id)
         except CheckpointError as exc:
             self.get_logger().error(f"{user_id}'s projector unusable ({exc}); starting from base")
             return self.base
 
     def _run_job(self, job_id: str, user_id: str, config: AdaptConfig, progress=None,
                  cancel=None):
-        with self._job_lock:
+        with self._job_lock, self.models_lock:
+            if self.assistant is None:
+                self.jobs[job_id] = "failed: inactive"
+                return None, "the adaptation node is inactive: call ~/set_active true first"
             self.jobs[job_id] = "running"
             self.diag.set(0, f"adapting {user_id}", job=job_id)
             try:
@@ -224,6 +237,9 @@ class AdaptationNode(Node):
             return res
         if self._job_lock.locked():
             res.accepted, res.message = False, "a training job is already running; try later"
+            return res
+        if not self.active:
+            res.accepted, res.message = False, "inactive: call ~/set_active true first"
             return res
         job_id = uuid.uuid4().hex[:8]
         threading.Thread(target=self._run_job, args=(job_id, req.user_id, config),

@@ -23,7 +23,8 @@ from tinyalign_ros.core.users import UserIdError, check_user_id
 from tinyalign_ros.core.vad import Segment, StreamingVad
 from tinyalign_ros.msg import AudioChunk, SpeechFeatures, Utterance
 
-from .common import AUDIO_SUB_QOS, RELIABLE_QOS, Diagnostics, Param, declare_parameters, run
+from .common import (AUDIO_SUB_QOS, RELIABLE_QOS, Diagnostics, ModelActivation, Param,
+                     declare_parameters, run)
 
 PARAMETERS = (
     Param("whisper_model", "", "CTranslate2 Whisper folder; '' = the bundled tiny.en"),
@@ -42,6 +43,7 @@ PARAMETERS = (
     Param("max_clipped_fraction", 0.05, "utterances with more full-scale samples are dropped"),
     Param("publish_features", True, "publish encoder features (off: transcripts only)"),
     Param("queue_size", 8, "utterances waiting for ASR before the oldest is dropped"),
+    Param("autostart", True, "load Whisper at start; false: wait for ~/set_active true"),
 )
 
 _ids = itertools.count(1)
@@ -53,23 +55,14 @@ def to_time_msg(t: float):
     return Time(sec=int(t), nanosec=int((t % 1.0) * 1e9))
 
 
-class AsrNode(Node):
+class AsrNode(ModelActivation, Node):
     def __init__(self):
         super().__init__("asr")
         self.p = declare_parameters(self, PARAMETERS)
         self.user_id = check_user_id(self.p.user_id)
         self.diag = Diagnostics(self)
-        self.diag.set(0, "loading Whisper")
-        self.asr = AsrFrontEnd(self.p.whisper_model or None, self.p.device, self.p.compute_type,
-                               self.p.cpu_threads, self.p.beam_size, self.p.encoder)
-        self.vad = StreamingVad(self.p.vad_threshold, self.p.vad_min_silence_s,
-                                self.p.vad_pre_roll_s, self.p.vad_max_utterance_s,
-                                self.p.vad_min_speech_s)
-        self.get_logger().info(f"Whisper {self.asr.model_id} on {self.asr.device} "
-                               f"({self.asr.compute_type}) from {self.asr.model_path}")
+        self.asr = self.vad = None
         self._resampler: Resampler | None = None
-        self._stream_samples = 0
-        self._stream_start = None
         self.features_pub = self.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
         self.transcript_pub = self.create_publisher(String, "transcript", RELIABLE_QOS)
         self.utterance_pub = self.create_publisher(Utterance, "utterance", RELIABLE_QOS)
@@ -82,7 +75,22 @@ class AsrNode(Node):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="asr", daemon=True)
         self._worker.start()
+        self.init_activation(self.p.autostart)
+
+    def load_models(self) -> None:
+        self.diag.set(0, "loading Whisper")
+        self.asr = AsrFrontEnd(self.p.whisper_model or None, self.p.device, self.p.compute_type,
+                               self.p.cpu_threads, self.p.beam_size, self.p.encoder)
+        self.vad = StreamingVad(self.p.vad_threshold, self.p.vad_min_silence_s,
+                                self.p.vad_pre_roll_s, self.p.vad_max_utterance_s,
+                                self.p.vad_min_speech_s)
+        self.get_logger().info(f"Whisper {self.asr.model_id} on {self.asr.device} "
+                               f"({self.asr.compute_type}) from {self.asr.model_path}")
         self.diag.set(0, "listening", asr_model=self.asr.model_id, device=self.asr.device)
+
+    def free_models(self) -> None:
+        self.asr = self.vad = None
+        self.diag.set(0, "inactive")
 
     # -- who is speaking
     def on_set_user(self, msg: String) -> None:
@@ -115,15 +123,19 @@ class AsrNode(Node):
         except AudioError as exc:
             self.get_logger().warning(f"dropping audio chunk: {exc}", throttle_duration_sec=5.0)
             return
+        if not self.active:
+            return  # inactive: the stream is not listened to
         if self._resampler is None or self._resampler.rate_in != msg.sample_rate:
             if self._resampler is not None:
                 self.get_logger().info(f"audio rate changed to {msg.sample_rate} Hz")
                 self.vad.reset()
             self._resampler = Resampler(msg.sample_rate, SAMPLE_RATE)
         audio = self._resampler(mono)
-        if self._stream_start is None:
-            self._stream_start = time.time()
-        for segment in self.vad.accept(audio):
+        with self.models_lock:
+            if self.vad is None:
+                return
+            segments = self.vad.accept(audio)
+        for segment in segments:
             self._enqueue(segment)
 
     def _enqueue(self, segment: Segment) -> None:
@@ -144,7 +156,10 @@ class AsrNode(Node):
             except queue.Empty:
                 continue
             try:
-                self._process(segment, user_id, t_end)
+                with self.models_lock:
+                    if self.asr is None:
+                        continue   # deactivated while the utterance waited
+                    self._process(segment, user_id, t_end)
             except AudioError as exc:
                 self.get_logger().warning(f"dropping utterance: {exc}")
             except Exception as exc:  # never let one utterance kill the node

@@ -3,7 +3,9 @@ diagnostics, and a main() that starts and stops rclpy cleanly. Uses only API tha
 """
 from __future__ import annotations
 
+import gc
 import sys
+import threading
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -75,6 +77,51 @@ def run(node_factory, args=None, threads: int = 2) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     return 0
+
+
+class ModelActivation:
+    """The lifecycle pattern's equivalent for model-loading nodes, on the API Humble has: models
+    load on activation and are freed on deactivation (``~/set_active``, std_srvs/SetBool), and a
+    node activates itself at start unless its ``autostart`` parameter is false.
+
+    Subclasses implement load_models() and free_models(), and hold ``self.models_lock`` while
+    they use the models, so a deactivation waits for the work in flight instead of breaking it.
+    """
+
+    def init_activation(self, autostart: bool) -> None:
+        from std_srvs.srv import SetBool
+
+        self.models_lock = threading.RLock()
+        self.active = False
+        self.create_service(SetBool, "~/set_active", self._on_set_active)
+        if autostart:
+            self.activate()
+        else:
+            self.get_logger().info("inactive (autostart false): call ~/set_active true to load "
+                                   "the models")
+
+    def activate(self) -> None:
+        with self.models_lock:
+            if not self.active:
+                self.load_models()
+                self.active = True
+
+    def deactivate(self) -> None:
+        with self.models_lock:
+            if self.active:
+                self.free_models()
+                self.active = False
+                gc.collect()
+                self.get_logger().info("deactivated: models freed")
+
+    def _on_set_active(self, req, res):
+        try:
+            self.activate() if req.data else self.deactivate()
+            res.success, res.message = True, "active" if self.active else "inactive"
+        except Exception as exc:  # a model that fails to load leaves the node inactive
+            res.success, res.message = False, f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(f"set_active({req.data}) failed: {res.message}")
+        return res
 
 
 class Diagnostics:

@@ -18,13 +18,14 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from tinyalign_ros.core.checkpoint import CheckpointError
-from tinyalign_ros.core.llm import FrozenLLM
+from tinyalign_ros.core.llm import FrozenLLM, llm_id, resolve_torch_device
 from tinyalign_ros.core.pipeline import Assistant
 from tinyalign_ros.core.prompt import PromptConfig
-from tinyalign_ros.core.models import default_projector
+from tinyalign_ros.core.models import default_projector, resolve_llm
 from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
 
-from .common import PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, Param, declare_parameters, run
+from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, ModelActivation, Param,
+                     declare_parameters, run)
 
 PARAMETERS = (
     Param("llm_model", "", "transformers causal-LM folder; '' = the prepared SmolLM2-135M-Instruct"),
@@ -35,9 +36,12 @@ PARAMETERS = (
     Param("max_new_tokens", 48, "longest response, in tokens"),
     Param("stream_partial", True, "publish partial text on response_partial while generating"),
     Param("device", "auto", "auto, cpu or cuda (float16 on CUDA)"),
+    Param("dtype", "auto", "LLM dtype: auto (float16 on CUDA, float32 on CPU), float32, "
+          "float16 or bfloat16"),
     Param("int8", False, "int8 dynamic quantization of the LLM (CPU only)"),
     Param("threads", 0, "torch CPU threads; 0 = torch default"),
     Param("queue_size", 4, "utterances waiting for the LLM before the oldest is dropped"),
+    Param("autostart", True, "load the LLM at start; false: wait for ~/set_active true"),
 )
 
 MODES = ("aligned", "cascade", "both")
@@ -47,20 +51,16 @@ def stamp_seconds(t) -> float:
     return t.sec + t.nanosec * 1e-9
 
 
-class ResponseNode(Node):
+class ResponseNode(ModelActivation, Node):
     def __init__(self):
         super().__init__("response")
         self.p = declare_parameters(self, PARAMETERS)
         if self.p.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.p.mode!r}")
         self.diag = Diagnostics(self)
-        self.diag.set(0, "loading LLM")
-        llm = FrozenLLM(self.p.llm_model or None, self.p.device, int8=self.p.int8,
-                        threads=self.p.threads)
-        self.assistant = Assistant(llm, PromptConfig(task=self.p.task,
-                                                     transcript_hint=self.p.transcript_hint),
-                                   self.p.max_new_tokens)
-        self.get_logger().info(f"LLM {llm.model_id} on {llm.device} from {llm.path}")
+        self.llm_model_id = llm_id(resolve_llm(self.p.llm_model or None))
+        self.torch_device = resolve_torch_device(self.p.device)
+        self.assistant = None                 # loaded on activation
         self._lock = threading.Lock()        # guards the projector table, not the LLM
         self.base = None                      # (model, meta)
         self.user_projectors: dict[str, tuple] = {}
@@ -76,8 +76,22 @@ class ResponseNode(Node):
         self._worker = threading.Thread(target=self._work, name="llm", daemon=True)
         self._worker.start()
         self.responses = 0
+        self.init_activation(self.p.autostart)
+
+    def load_models(self) -> None:
+        self.diag.set(0, "loading LLM")
+        llm = FrozenLLM(self.p.llm_model or None, self.p.device, dtype=self.p.dtype,
+                        int8=self.p.int8, threads=self.p.threads)
+        self.assistant = Assistant(llm, PromptConfig(task=self.p.task,
+                                                     transcript_hint=self.p.transcript_hint),
+                                   self.p.max_new_tokens)
+        self.get_logger().info(f"LLM {llm.model_id} on {llm.device} from {llm.path}")
         self.diag.set(0, "ready", llm=llm.model_id, mode=self.p.mode,
                       base_projector=self.base[1].version if self.base else "none")
+
+    def free_models(self) -> None:
+        self.assistant = None
+        self.diag.set(0, "inactive")
 
     # ---- projectors
     def _load_base(self) -> None:
@@ -89,11 +103,11 @@ class ResponseNode(Node):
                                       "in cascade mode until a projector update arrives")
             return
         try:
-            model, meta = load_checkpoint(path, None, self.assistant.llm.model_id)
+            model, meta = load_checkpoint(path, None, self.llm_model_id)
         except CheckpointError as exc:
             self.get_logger().error(f"base projector unusable: {exc}")
             return
-        self.base = (model.to(self.assistant.llm.device), meta)
+        self.base = (model.to(self.torch_device), meta)
         self.get_logger().info(f"base projector {meta.version} from {path}")
 
     def on_update(self, msg: ProjectorUpdate) -> None:
@@ -106,12 +120,12 @@ class ResponseNode(Node):
             return
         try:
             model, meta = from_bytes(bytes(msg.checkpoint))
-            check_compatible(meta, None, self.assistant.llm.model_id, source="projector update")
+            check_compatible(meta, None, self.llm_model_id, source="projector update")
         except (CheckpointError, ValueError) as exc:
             self.get_logger().error(f"ignoring projector update for {msg.user_id!r}: {exc}")
             return
         with self._lock:
-            self.user_projectors[msg.user_id] = (model.to(self.assistant.llm.device), meta)
+            self.user_projectors[msg.user_id] = (model.to(self.torch_device), meta)
         self.get_logger().info(f"projector {meta.version} now serves user {msg.user_id!r}")
         self.diag.set(0, "ready", **{f"projector_{msg.user_id}": meta.version})
 
@@ -152,12 +166,17 @@ class ResponseNode(Node):
             except queue.Empty:
                 continue
             modes = ("aligned", "cascade") if self.p.mode == "both" else (self.p.mode,)
-            for mode in modes:
-                try:
-                    self._respond(msg, features, mode)
-                except Exception as exc:  # one bad request never kills the node
-                    self.get_logger().error(f"{mode} response to {msg.utterance_id!r} "
-                                            f"failed: {exc!r}")
+            with self.models_lock:
+                if self.assistant is None:
+                    self.get_logger().warning(f"inactive: not answering {msg.utterance_id!r}",
+                                              throttle_duration_sec=5.0)
+                    continue
+                for mode in modes:
+                    try:
+                        self._respond(msg, features, mode)
+                    except Exception as exc:  # one bad request never kills the node
+                        self.get_logger().error(f"{mode} response to {msg.utterance_id!r} "
+                                                f"failed: {exc!r}")
 
     def _respond(self, msg: SpeechFeatures, features: np.ndarray, mode: str) -> None:
         speech_end = stamp_seconds(msg.speech_end) or time.time()
