@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """make demo: the tinyalign_ros graph on recorded speech, as separate processes over DDS.
 
-Starts the capture node (file source, real time) on six real recordings (five LibriVox
-utterances and "go forward ten meters" from Debian's pocketsphinx-testdata), the ASR node and
-the response node (projector + SmolLM2), then prints what arrives on the topics for each
-utterance. Run from `source scripts/env.sh`.
+Starts the four nodes as separate processes: capture (file source, real time) on six real
+recordings (five LibriVox utterances and "go forward ten meters" from Debian's
+pocketsphinx-testdata), ASR, response (projector + SmolLM2) and adaptation; prints what arrives
+on the topics for each utterance; then corrects the transcripts over the correct_transcript
+service, runs the Adapt action with its feedback, and says the first utterance again to show
+the response node serving the adapted projector. Run from `source scripts/env.sh`.
 """
 from __future__ import annotations
 
@@ -41,6 +43,75 @@ def start(executable: str, log_dir: Path, **params) -> subprocess.Popen:
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
+def call(node, client, request, timeout=60.0):
+    import rclpy
+
+    deadline = time.monotonic() + timeout
+    while not client.service_is_ready() and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    future = client.call_async(request)
+    while not future.done() and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    return future.result()
+
+
+def adapt_demo(node, got, refs, sources, responses, want_modes) -> None:
+    """The user corrects what the robot heard, asks it to adapt, and speaks again."""
+    import rclpy
+    from rclpy.action import ActionClient
+
+    from tinyalign_ros.action import Adapt
+    from tinyalign_ros.msg import SpeechFeatures
+    from tinyalign_ros.nodes.common import RELIABLE_QOS
+    from tinyalign_ros.srv import CorrectTranscript
+
+    print("\n--- adaptation: the user corrects the transcripts, then calls the Adapt action ---")
+    correct = node.create_client(CorrectTranscript, "correct_transcript")
+    for f, src in zip(got, sources):
+        res = call(node, correct, CorrectTranscript.Request(
+            user_id=f.user_id, utterance_id=f.utterance_id, text=refs[src.stem]))
+        print(f"  correct_transcript {f.utterance_id}: {res.message if res else 'no answer'}")
+    client = ActionClient(node, Adapt, "adapt")
+    client.wait_for_server(timeout_sec=30)
+    t0 = time.monotonic()
+    last = {}
+
+    def feedback(msg):
+        fb = msg.feedback
+        key = (fb.stage, fb.step // 10)
+        if key not in last:
+            last[key] = True
+            print(f"  feedback: {fb.stage} step {fb.step}/{fb.total_steps} loss {fb.loss:.3f} "
+                  f"validation WER {fb.validation_wer:.2f} eta {fb.eta_s:.0f} s")
+
+    goal_future = client.send_goal_async(Adapt.Goal(user_id=got[0].user_id),
+                                         feedback_callback=feedback)
+    while not goal_future.done():
+        rclpy.spin_once(node, timeout_sec=0.1)
+    result_future = goal_future.result().get_result_async()
+    while not result_future.done() and time.monotonic() - t0 < 300:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    result = result_future.result().result if result_future.done() else None
+    if result is None:
+        print("  no adaptation result within 300 s")
+        return
+    print(f"  result after {time.monotonic() - t0:.1f} s: success={result.success} "
+          f"published={result.published} version={result.version!r}: {result.message}")
+    if not result.published:
+        return
+    # the response node hot-swaps to the new projector: say the first thing again
+    pub = node.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
+    again = got[0]
+    again.utterance_id = again.utterance_id + "-again"
+    time.sleep(1.0)
+    pub.publish(again)
+    deadline = time.monotonic() + 60
+    while len(responses.get(again.utterance_id, [])) < want_modes and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    for r in responses.get(again.utterance_id, []):
+        print(f"  again: {r.text!r} [{r.mode}; projector {r.projector_version or '-'}]")
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident memory, from /proc (Linux)."""
     try:
@@ -56,6 +127,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--speed", type=float, default=1.0, help="file playback speed")
     parser.add_argument("--user", default="demo_user")
+    parser.add_argument("--no-adapt", action="store_true", help="skip the adaptation part")
     parser.add_argument("--mode", default="both", choices=("aligned", "cascade", "both"),
                         help="response node mode")
     args = parser.parse_args()
@@ -96,20 +168,23 @@ def main() -> int:
     print(f"tinyalign_ros demo: {len(sources)} recordings ({total_s:.0f} s with gaps), "
           f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, logs in {work}")
     resp = start("response_node", work, threads=2, mode=args.mode)
+    adapt = start("adaptation_node", work, store_dir=str(work / "store"), min_utterances=5,
+                  epochs=10)
     asr = start("asr_node", work, user_id=args.user, cpu_threads=2)
     # play the files only once the ASR and response nodes have loaded their models and joined
     # the graph (features published before the response node subscribes would be lost)
     print("waiting for the asr and response nodes to load their models ...")
     ready_by = time.monotonic() + 180
     while not (node.count_publishers("speech_features") >= 1 and
-               node.count_subscribers("speech_features") >= 2):
+               node.count_subscribers("speech_features") >= 3):
         rclpy.spin_once(node, timeout_sec=0.2)
-        if time.monotonic() > ready_by or asr.poll() is not None or resp.poll() is not None:
+        if time.monotonic() > ready_by or any(p.poll() is not None for p in (asr, resp, adapt)):
             print("the asr/response nodes did not come up; logs in " + str(work), file=sys.stderr)
             return 1
     cap = start("capture_node", work, source="file", file_path=str(clips),
                 playback_speed=args.speed)
-    procs = {"asr_node": asr, "capture_node": cap, "response_node": resp}
+    procs = {"asr_node": asr, "capture_node": cap, "response_node": resp,
+             "adaptation_node": adapt}
     t0 = time.monotonic()
     deadline = t0 + 60 + total_s / args.speed * 2
     shown = 0
@@ -140,7 +215,8 @@ def main() -> int:
                                          if r.projector_version else "")
                     print(f"  response:   {r.text!r}  [{tag}; first token "
                           f"{r.first_token_latency_s:.2f} s after end of speech, {r.tokens} tokens]")
-        print(f"(received {len(got)} feature messages, responses for {len(responses)} utterances)")
+        if shown == len(sources) and not args.no_adapt:
+            adapt_demo(node, got, refs, sources, responses, want_modes)
         peaks = {name: peak_rss_mb(p.pid) for name, p in procs.items()}
         print("\npeak memory (VmHWM): " + ", ".join(f"{n} {v:.0f} MB" for n, v in peaks.items())
               + f"; whole graph {sum(peaks.values()):.0f} MB")
@@ -157,9 +233,8 @@ def main() -> int:
         rclpy.shutdown()
     print(f"\nDone: {shown} utterance(s) went recording -> capture_node -> audio -> asr_node "
           f"(Silero VAD, Whisper tiny.en) -> speech_features -> response_node (BridgeFormer + "
-          f"SmolLM2-135M) -> response -> this listener, each node its own process over DDS.")
-    print("The adaptation node (corrections, Adapt service/action) is exercised by "
-          "test/test_adaptation_node.py; see the README for its service calls.")
+          f"SmolLM2-135M) and adaptation_node -> response -> this listener, each node its own "
+          f"process over DDS.")
     return 0 if shown == len(sources) else 1
 
 
