@@ -196,3 +196,31 @@ def test_int8_checkpoint_is_smaller_and_close():
     x = torch.randn(1, 30, 16)
     a, b = proj(x)[0], restored(x)[0]
     assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
+
+
+def test_adaptation_keeps_the_current_projector_unless_it_improves(tiny_llm_dir, tmp_path):
+    from tinyalign_ros.core.adapt import AdaptationError, AdaptConfig, adapt_user
+    from tinyalign_ros.core.pipeline import Assistant
+    from tinyalign_ros.core.store import UtteranceStore
+
+    llm = FrozenLLM(tiny_llm_dir, device="cpu")
+    emb = EmbeddingTable(tiny_llm_dir)
+    assistant = Assistant(llm, max_new_tokens=4)
+    store = UtteranceStore(tmp_path)
+    for it in items(2):
+        store.log(it.id, "erin", it.features, it.text, 0.95, "asr:16")
+        store.correct("erin", it.id, it.text)
+    current = (projector(llm.dim).eval(), meta(version="current"))
+    # lr 0: the "new" projector is the current one, so its WER cannot be lower
+    frozen = AdaptConfig(epochs=1, lr=0.0, min_utterances=4, max_new_tokens=4)
+    result = adapt_user(store, "erin", current, assistant, emb, "asr:16", frozen)
+    assert result.success and not result.published and "kept the current" in result.message
+    assert store.current_projector("erin") is None and len(store.projectors("erin")) == 1
+    forced = AdaptConfig(epochs=1, lr=0.0, min_utterances=4, max_new_tokens=4,
+                         require_improvement=False)
+    result = adapt_user(store, "erin", current, assistant, emb, "asr:16", forced)
+    assert result.published and store.current_projector("erin").version == result.version
+    assert result.meta.parent_version == "current" and result.checkpoint
+    with pytest.raises(AdaptationError, match="at least 100"):
+        adapt_user(store, "erin", current, assistant, emb, "asr:16",
+                   AdaptConfig(min_utterances=100))

@@ -138,20 +138,18 @@ def adapt_user(store: UtteranceStore, user_id: str, current: tuple[BridgeFormer,
                                    "stages": result.summary()},
                          metrics=metrics)
     data = to_bytes(model, meta)
-    better = before is None or (after is not None and after < before)
-    if not better and not config.require_improvement:
-        better = True
-        msg_override = (f"published without improvement (require_improvement off): WER "
-                        f"{before:.3f} -> {after:.3f}")
-    else:
-        msg_override = ""
-    if better:
-        msg = (f"WER {before:.3f} -> {after:.3f} on {len(val)} held-out utterances"
-               if before is not None else "no held-out utterances: published without validation")
+    improved = before is None or (after is not None and after < before)
+    publish = improved or not config.require_improvement
+    if before is None:
+        msg = "no held-out utterances: published without validation"
+    elif improved:
+        msg = f"WER {before:.3f} -> {after:.3f} on {len(val)} held-out utterances"
+    elif publish:
+        msg = (f"published without improvement (require_improvement off): WER "
+               f"{before:.3f} -> {after:.3f}")
     else:
         msg = (f"kept the current projector: new WER {after:.3f} is not below "
                f"{before:.3f} on {len(val)} held-out utterances")
-    msg = msg_override or msg
     store.add_projector(user_id, meta.version, base_meta.version, data, metrics,
-                        make_current=better)
-    return AdaptResult(True, better, meta.version, msg, metrics, data if better else b"", meta)
+                        make_current=publish)
+    return AdaptResult(True, publish, meta.version, msg, metrics, data if publish else b"", meta)

@@ -157,7 +157,7 @@ class FrozenLLM:
         text_so_far = ""
         stopped = False
         first_token_s = 0.0
-        total = (past.get_seq_length())
+        total = past.get_seq_length()
         for step in range(max_new_tokens):
             next_id = int(torch.argmax(logits, dim=-1))
             if step == 0:
