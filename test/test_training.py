@@ -224,3 +224,64 @@ def test_adaptation_keeps_the_current_projector_unless_it_improves(tiny_llm_dir,
     with pytest.raises(AdaptationError, match="at least 100"):
         adapt_user(store, "erin", current, assistant, emb, "asr:16",
                    AdaptConfig(min_utterances=100))
+
+
+def test_lora_trains_with_ce_travels_in_the_checkpoint_and_is_applied(tiny_llm_dir):
+    from tinyalign_ros.core.lora import PREFIX
+    from tinyalign_ros.core.pipeline import Assistant
+
+    llm = FrozenLLM(tiny_llm_dir, device="cpu")
+    prompt = PromptBuilder(llm.tokenizer, PromptConfig())
+    proj = projector(llm.dim)
+    data = items()
+    trainer = Trainer(proj, TrainConfig(objective="ce", ce_epochs=3, lr=1e-2, batch_size=8,
+                                        lora_rank=4), llm=llm, prompt=prompt,
+                      show_progress_bar=False)
+    before = trainer.evaluate(data, trainer.ce_loss)
+    trainer.fit(data, [])
+    assert proj.lora_state and all(k.startswith(PREFIX) for k in proj.lora_state)
+    assert any(float(v.abs().sum()) > 0 for k, v in proj.lora_state.items() if "lora_B" in k)
+    assert all(not p.requires_grad for p in llm.model.parameters())
+    # the checkpoint carries the adapter
+    restored, m = from_bytes(to_bytes(proj, meta(version="with-lora")))
+    assert m.lora["rank"] == 4 and set(restored.lora_state) == set(proj.lora_state)
+    # the assistant applies it for this projector only: same audio tokens, different logits
+    assistant = Assistant(llm, max_new_tokens=3)
+    feats = data[0].features
+    plain = BridgeFormer(restored.config).eval()
+    plain.load_state_dict(restored.state_dict())
+    with_lora = assistant.respond_with(restored, m, feats)
+    without = assistant.respond_with(plain, None, feats)
+    assert with_lora.generation.token_ids or without.generation.token_ids
+    tokens = assistant.project(feats, restored)
+    suffix = llm.embed_ids(assistant.prompt.suffix_ids())
+    x = torch.cat([tokens, suffix]).unsqueeze(0)
+    name = assistant._activate_adapter(restored, m)
+    logits_lora, _ = llm.prefill(x, assistant._adapter_prefix[name])
+    with llm.model.disable_adapter():
+        logits_base, _ = llm.prefill(x, assistant._prefix_cache)
+    assert not torch.allclose(logits_lora, logits_base, atol=1e-4)
+    assert trainer.evaluate(data, trainer.ce_loss) < before   # trainer's own LLM path still works
+
+
+def test_adaptation_with_lora_publishes_a_checkpoint_carrying_the_adapter(tiny_llm_dir,
+                                                                          tmp_path):
+    from tinyalign_ros.core.adapt import AdaptConfig, adapt_user
+    from tinyalign_ros.core.pipeline import Assistant
+    from tinyalign_ros.core.store import UtteranceStore
+
+    llm = FrozenLLM(tiny_llm_dir, device="cpu")
+    assistant = Assistant(llm, max_new_tokens=3)
+    store = UtteranceStore(tmp_path)
+    for it in items(2):
+        store.log(it.id, "finn", it.features, it.text, 0.95, "asr:16")
+        store.correct("finn", it.id, it.text)
+    config = AdaptConfig(objective="ce", epochs=1, min_utterances=4, max_new_tokens=3,
+                         require_improvement=False, lora_rank=2)
+    result = adapt_user(store, "finn", (projector(llm.dim).eval(), meta(version="base")),
+                        assistant, EmbeddingTable(tiny_llm_dir), "asr:16", config)
+    assert result.published
+    restored, m = from_bytes(result.checkpoint)
+    assert m.lora["rank"] == 2 and restored.lora_state
+    # the shared LLM is back to serving the base model for everyone else
+    assert assistant.respond_text("turn left").generation is not None

@@ -60,3 +60,27 @@ def test_cli_train_then_eval_on_real_speech(real_items, tmp_path):
     row = json.loads(out.stdout.strip().splitlines()[-1])
     assert row["examples"] == 3 and 0 <= row["wer_whisper"] <= 1.0
     assert row["wer_aligned"] >= 0 and row["wer_cascade"] >= 0
+
+
+def test_cli_lora_on_the_real_llm_then_respond(real_items, tmp_path):
+    """CE + LoRA on SmolLM2-135M: the checkpoint carries the adapter and respond applies it."""
+    from tinyalign_ros.core.checkpoint import load_checkpoint
+
+    _, examples, _ = real_items
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"audio": str(e.audio), "text": e.text}) + "\n"
+                            for e in examples[:8]))
+    ckpt = tmp_path / "lora.safetensors"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", *map(str, a)],  # noqa: E731
+                                    capture_output=True, text=True, timeout=600)
+    out = run("train", "--data", data, "--out", ckpt, "--objective", "ce", "--epochs", "1",
+              "--layers", "1", "--lora-rank", "4", "--val-fraction", "0",
+              "--cache", tmp_path / "cache")
+    assert out.returncode == 0, out.stderr[-2000:]
+    model, meta = load_checkpoint(ckpt)
+    assert meta.lora["rank"] == 4 and len(model.lora_state) > 0
+    out = run("respond", examples[0].audio, "--projector", ckpt, "--mode", "aligned",
+              "--max-new-tokens", "8")
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "aligned" in row and row["timings"]["tokens"] >= 0

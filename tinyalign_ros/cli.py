@@ -115,7 +115,7 @@ def cmd_train(args) -> int:
             share_layers=args.share_layers))
     cfg = TrainConfig(objective=args.objective, embedlink_epochs=args.epochs,
                       ce_epochs=args.ce_epochs, batch_size=args.batch_size, lr=args.lr,
-                      seed=args.seed, threads=args.threads)
+                      seed=args.seed, threads=args.threads, lora_rank=args.lora_rank)
     llm = prompt = None
     prompt_cfg = _prompt_config(args)
     if args.objective != "embedlink":
@@ -264,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pooling", default="length", choices=("length", "fixed"))
     p.add_argument("--share-layers", action="store_true")
     p.add_argument("--int8", action="store_true", help="store int8 weights")
+    p.add_argument("--lora-rank", type=int, default=0, help="also train a LoRA adapter on the "
+                   "LLM (rank N) in the cross-entropy stage; stored in the checkpoint")
     _model_args(p)
     _prompt_args(p)
     p.set_defaults(func=cmd_train)

@@ -35,6 +35,7 @@ class AdaptConfig:
     max_utterances: int = 0          # 0: all
     max_new_tokens: int = 40
     require_improvement: bool = True  # off: publish even when validation WER does not improve
+    lora_rank: int = 0                # > 0 (with a CE objective): a per-user LLM adapter too
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -111,7 +112,8 @@ def adapt_user(store: UtteranceStore, user_id: str, current: tuple[BridgeFormer,
     model = copy.deepcopy(base_model).train()
     tcfg = TrainConfig(objective=config.objective, embedlink_epochs=config.epochs,
                        ce_epochs=config.ce_epochs, lr=config.lr, ce_lr=config.lr,
-                       batch_size=config.batch_size, seed=config.seed)
+                       batch_size=config.batch_size, seed=config.seed,
+                       lora_rank=config.lora_rank)
     trainer = Trainer(model, tcfg, embeddings=embeddings,
                       llm=assistant.llm if "ce" in config.objective else None,
                       prompt=assistant.prompt if "ce" in config.objective else None,

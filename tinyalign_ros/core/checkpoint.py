@@ -36,6 +36,7 @@ class ProjectorMeta:
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     int8: bool = False
+    lora: dict = field(default_factory=dict)   # LoRA settings when the checkpoint carries one
     format: str = FORMAT
 
     @property
@@ -85,12 +86,18 @@ def _dequantize(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def to_bytes(model: BridgeFormer, meta: ProjectorMeta, int8: bool = False) -> bytes:
+    """The checkpoint as bytes; a LoRA adapter attached to the model (``model.lora_state``,
+    ``model.lora_settings``) travels with it, in float32."""
     from safetensors.torch import save
 
     meta.int8 = int8
     meta.projector = model.config.to_dict()
     state = _int8_state(model) if int8 else {k: v.float().contiguous()
                                              for k, v in model.state_dict().items()}
+    lora = getattr(model, "lora_state", None) or {}
+    if lora:
+        meta.lora = dict(model.lora_settings)
+        state.update(lora)
     return save(state, metadata={"tinyalign": meta.to_json()})
 
 
@@ -134,7 +141,12 @@ def from_bytes(data: bytes) -> tuple[BridgeFormer, ProjectorMeta]:
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint settings not understood by this version: {exc}") \
             from exc
-    state = _dequantize(state)
+    from .lora import PREFIX
+
+    lora = {k: v for k, v in state.items() if k.startswith(PREFIX)}
+    state = _dequantize({k: v for k, v in state.items() if not k.startswith(PREFIX)})
+    if lora:
+        model.lora_state, model.lora_settings = lora, meta.lora
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"checkpoint does not match its settings: missing {missing[:3]}, "

@@ -43,6 +43,7 @@ class Assistant:
 
     def set_prompt(self, config: PromptConfig) -> None:
         self.prompt = PromptBuilder(self.llm.tokenizer, config)
+        self._adapter_prefix: dict = {}   # LoRA adapter name -> its prefix KV cache
         # the prefix (system + few-shot turns) is the same for every request: prefill it once
         _, self._prefix_cache = self.llm.prefill(
             self.llm.embed_ids(self.prompt.prefix_ids).unsqueeze(0))
@@ -85,11 +86,37 @@ class Assistant:
         tokens, mask, _ = projector(x.unsqueeze(0).to(self.llm.device))
         return tokens[0][mask[0]]
 
-    def _generate(self, middle: torch.Tensor, suffix_ids, on_token, max_new_tokens):
+    def _generate(self, middle: torch.Tensor, suffix_ids, on_token, max_new_tokens,
+                  projector: BridgeFormer | None = None, meta: ProjectorMeta | None = None):
+        from contextlib import nullcontext
+
+        from .lora import has_adapters
+
         suffix = self.llm.embed_ids(suffix_ids)
         embeds = torch.cat([middle.to(self.llm.dtype), suffix]).unsqueeze(0)
-        return self.llm.generate(embeds, max_new_tokens or self.max_new_tokens,
-                                 cache=self._prefix_cache, on_token=on_token)
+        lora = getattr(projector, "lora_state", None) if projector is not None else None
+        if lora:  # this projector brings its own LLM adapter: use it, with its own prefix cache
+            name = self._activate_adapter(projector, meta)
+            context, cache = nullcontext(), self._adapter_prefix[name]
+        else:
+            context = self.llm.model.disable_adapter() if has_adapters(self.llm) else \
+                nullcontext()
+            cache = self._prefix_cache
+        with context:
+            return self.llm.generate(embeds, max_new_tokens or self.max_new_tokens,
+                                     cache=cache, on_token=on_token)
+
+    def _activate_adapter(self, projector: BridgeFormer, meta: ProjectorMeta | None) -> str:
+        from .lora import LoraSettings, load_adapter
+
+        name = f"p{meta.version if meta and meta.version else id(projector)}"
+        if name not in self._adapter_prefix:
+            load_adapter(self.llm, name, LoraSettings(**projector.lora_settings),
+                         projector.lora_state)
+            _, self._adapter_prefix[name] = self.llm.prefill(
+                self.llm.embed_ids(self.prompt.prefix_ids).unsqueeze(0))
+        self.llm.model.set_adapter(name)
+        return name
 
     def respond_features(self, features: np.ndarray, transcript: str | None = None,
                          on_token: Callable[[str], None] | None = None,
@@ -107,7 +134,7 @@ class Assistant:
         audio_tokens = self.project(features, projector)
         projector_s = time.perf_counter() - t0
         gen = self._generate(audio_tokens, self.prompt.suffix_ids(transcript), on_token,
-                             max_new_tokens)
+                             max_new_tokens, projector, meta)
         return Reply(gen.text, gen, projector_s, meta.version if meta else "")
 
     def respond_text(self, text: str, on_token: Callable[[str], None] | None = None,

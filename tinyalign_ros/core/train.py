@@ -50,6 +50,8 @@ class TrainConfig:
     max_steps: int = 0             # per stage; 0 = no cap
     seed: int = 0
     threads: int = 0               # torch CPU threads; 0 = torch default
+    lora_rank: int = 0             # > 0: also train a LoRA adapter on the LLM in the CE stage
+    lora_alpha: int = 16
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -126,6 +128,28 @@ class Trainer:
         elif llm is not None:
             self.table = llm.embedding.weight.detach().float().cpu()
         self.target_scale = float(self.table.pow(2).mean())
+        self.lora_name = None
+        if config.lora_rank > 0:
+            if llm is None or "ce" not in config.objective.split("+"):
+                raise ValueError("LoRA trains with cross-entropy: use objective ce or "
+                                 "embedlink+ce")
+            from .lora import LoraSettings, add_adapter
+
+            self.lora_settings = LoraSettings(config.lora_rank, config.lora_alpha)
+            self.lora_name = f"train{id(self)}"
+            add_adapter(llm, self.lora_name, self.lora_settings)
+
+    def lora_state(self) -> dict:
+        """The trained adapter's tensors (checkpoint keys), then the adapter is dropped from
+        the shared LLM so that it serves the base model again."""
+        from .lora import adapter_state, remove_adapter
+
+        if self.lora_name is None:
+            return {}
+        state = adapter_state(self.llm, self.lora_name)
+        remove_adapter(self.llm, self.lora_name)
+        self.lora_name = None
+        return state
 
     # ---- text -> targets
     def text_ids(self, text: str) -> list[int]:
@@ -179,11 +203,17 @@ class Trainer:
             rest = emb(torch.tensor(suffix_ids + answer, device=dev)).detach()
             seqs.append(torch.cat([audio, rest]))
             labels.append([-100] * (audio.shape[0] + len(suffix_ids)) + answer)
+        P = len(self.prompt.prefix_ids)
+        if self.lora_name is not None:
+            # with LoRA the prefix's keys/values change as the adapter trains: no shared cache
+            prefix = emb(torch.tensor(self.prompt.prefix_ids, device=dev)).detach()
+            seqs = [torch.cat([prefix, s]) for s in seqs]
+            labels = [[-100] * P + l for l in labels]
+            P = 0
         n = max(s.shape[0] for s in seqs)
         B = len(seqs)
         batch = torch.zeros(B, n, seqs[0].shape[1], dtype=llm.dtype, device=dev)
         lab = torch.full((B, n), -100, dtype=torch.long, device=dev)
-        P = len(self.prompt.prefix_ids)
         attn = torch.zeros(B, P + n, dtype=torch.long, device=dev)
         attn[:, :P] = 1
         for i, (s, l) in enumerate(zip(seqs, labels)):
@@ -192,8 +222,10 @@ class Trainer:
             lab[i, :len(l)] = torch.tensor(l, device=dev)
         # The prompt prefix (system + few-shot turns) is the same for every example and holds
         # no trainable input: its KV cache is computed once and shared, not recomputed per step.
-        past = copy.deepcopy(self._prefix_cache())
-        past.batch_repeat_interleave(B)
+        past = None
+        if P:
+            past = copy.deepcopy(self._prefix_cache())
+            past.batch_repeat_interleave(B)
         logits = llm.model(inputs_embeds=batch, attention_mask=attn, past_key_values=past,
                            use_cache=True).logits
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), lab[:, 1:].flatten(),
@@ -234,6 +266,10 @@ class Trainer:
         cfg = self.config
         result = StageResult(name)
         params = [p for p in self.projector.parameters() if p.requires_grad]
+        if name == "ce" and self.lora_name is not None:
+            from .lora import adapter_parameters
+
+            params += adapter_parameters(self.llm, self.lora_name)
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
         total = steps_per_epoch * epochs
@@ -318,4 +354,8 @@ class Trainer:
             except TrainingCancelled:
                 cancelled = True
                 break
+        if self.lora_name is not None:  # the adapter travels with the projector's checkpoint
+            settings = self.lora_settings.to_dict()
+            self.projector.lora_state = self.lora_state()
+            self.projector.lora_settings = settings
         return TrainResult(stages, cancelled)

@@ -50,6 +50,8 @@ PARAMETERS = (
     Param("min_utterances", 6, "fewest usable utterances to adapt on"),
     Param("use_pseudo_labels", True, "train on uncorrected utterances above the threshold too"),
     Param("pseudo_label_confidence", 0.8, "ASR confidence above which a transcript is a label"),
+    Param("lora_rank", 0, "> 0 with objective ce or embedlink+ce: also train a per-user LoRA "
+          "adapter on the LLM, carried in the projector checkpoint"),
     Param("require_improvement", True, "publish only projectors that beat the current one on "
           "held-out utterances"),
     Param("train_threads", 1, "torch threads for training, so it never starves the response node"),
@@ -192,7 +194,8 @@ class AdaptationNode(ModelActivation, Node):
                            use_pseudo_labels=req.use_pseudo_labels or self.p.use_pseudo_labels,
                            pseudo_label_confidence=self.p.pseudo_label_confidence,
                            max_utterances=max(0, req.max_utterances),
-                           require_improvement=self.p.require_improvement)
+                           require_improvement=self.p.require_improvement,
+                           lora_rank=self.p.lora_rank)
 
     def _current(self, user_id: str):
         record = self.store.current_projector(user_id)
