@@ -139,7 +139,6 @@ def main() -> int:
     os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
 
     import rclpy
-    from std_msgs.msg import String
 
     from tinyalign_ros.core.audio import load_audio
     from tinyalign_ros.msg import Response, SpeechFeatures

@@ -1,6 +1,5 @@
 """The generated interfaces through real rclpy and Fast DDS, between two processes."""
 import signal
-import time
 from pathlib import Path
 
 import numpy as np

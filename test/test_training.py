@@ -1,5 +1,4 @@
 """Trainers, masks and checkpoints on a tiny random LLM (real SmolLM2 tokenizer, random weights)."""
-import shutil
 import threading
 
 import numpy as np

@@ -8,6 +8,17 @@ import pytest
 pytestmark = pytest.mark.real_models
 
 
+def write_jsonl(path, examples):
+    path.write_text("".join(json.dumps({"audio": str(e.audio), "text": e.text}) + "\n"
+                            for e in examples))
+    return path
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
 @pytest.fixture(scope="module")
 def real_items():
     from tinyalign_ros.core.asr import AsrFrontEnd
@@ -43,18 +54,14 @@ def test_short_embedlink_run_lowers_validation_loss(real_items):
 
 def test_cli_train_then_eval_on_real_speech(real_items, tmp_path):
     _, examples, _ = real_items
-    data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps({"audio": str(e.audio), "text": e.text}) + "\n"
-                            for e in examples[:16]))
+    data = write_jsonl(tmp_path / "data.jsonl", examples[:16])
     ckpt = tmp_path / "p.safetensors"
-    run = lambda *a: subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", *map(str, a)],  # noqa: E731
-                                    capture_output=True, text=True, timeout=600)
-    out = run("train", "--data", data, "--out", ckpt, "--epochs", "2", "--layers", "1",
+    out = run_cli("train", "--data", data, "--out", ckpt, "--epochs", "2", "--layers", "1",
               "--objective", "embedlink", "--cache", tmp_path / "cache")
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["embedlink"]["steps"] > 0 and ckpt.is_file()
-    out = run("eval", "--data", data, "--projector", ckpt, "--limit", "3", "--cascade",
+    out = run_cli("eval", "--data", data, "--projector", ckpt, "--limit", "3", "--cascade",
               "--max-new-tokens", "12", "--cache", tmp_path / "cache")
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout.strip().splitlines()[-1])
@@ -67,19 +74,15 @@ def test_cli_lora_on_the_real_llm_then_respond(real_items, tmp_path):
     from tinyalign_ros.core.checkpoint import load_checkpoint
 
     _, examples, _ = real_items
-    data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps({"audio": str(e.audio), "text": e.text}) + "\n"
-                            for e in examples[:8]))
+    data = write_jsonl(tmp_path / "data.jsonl", examples[:8])
     ckpt = tmp_path / "lora.safetensors"
-    run = lambda *a: subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", *map(str, a)],  # noqa: E731
-                                    capture_output=True, text=True, timeout=600)
-    out = run("train", "--data", data, "--out", ckpt, "--objective", "ce", "--epochs", "1",
+    out = run_cli("train", "--data", data, "--out", ckpt, "--objective", "ce", "--epochs", "1",
               "--layers", "1", "--lora-rank", "4", "--val-fraction", "0",
               "--cache", tmp_path / "cache")
     assert out.returncode == 0, out.stderr[-2000:]
     model, meta = load_checkpoint(ckpt)
     assert meta.lora["rank"] == 4 and len(model.lora_state) > 0
-    out = run("respond", examples[0].audio, "--projector", ckpt, "--mode", "aligned",
+    out = run_cli("respond", examples[0].audio, "--projector", ckpt, "--mode", "aligned",
               "--max-new-tokens", "8")
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout.strip().splitlines()[-1])

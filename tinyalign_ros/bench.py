@@ -32,7 +32,6 @@ def _median_time(fn, repeats: int) -> float:
 
 
 def inference_numbers(threads: int, repeats: int) -> dict:
-    import numpy as np
     import torch
 
     from .core.asr import AsrFrontEnd
@@ -69,7 +68,6 @@ def inference_numbers(threads: int, repeats: int) -> dict:
                                      max_new_tokens=32)
         out[f"llm_{tag}_tokens_per_s"] = gen.generation.tokens_per_s
         out["prompt_prefix_tokens"] = len(assistant.prompt.prefix_ids)
-        del llm, assistant
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 

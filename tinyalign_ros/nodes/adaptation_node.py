@@ -14,7 +14,6 @@ import threading
 import uuid
 from pathlib import Path
 
-import numpy as np
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -32,7 +31,7 @@ from tinyalign_ros.action import Adapt as AdaptAction
 from tinyalign_ros.srv import Adapt, CorrectTranscript, ForgetUser, Rollback
 
 from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, ModelActivation, Param,
-                     declare_parameters, run)
+                     declare_parameters, features_from_msg, run)
 
 PARAMETERS = (
     Param("store_dir", "", "where utterances and projectors are kept; '' = $TINYALIGN_HOME/store"),
@@ -117,12 +116,7 @@ class AdaptationNode(ModelActivation, Node):
             return
         try:
             check_user_id(msg.user_id)
-            data = np.asarray(msg.data, dtype=np.float32)
-            if msg.frames == 0 or data.size != msg.frames * msg.dim:
-                raise ValueError(f"{data.size} values for {msg.frames} x {msg.dim}")
-            if not np.all(np.isfinite(data)):
-                raise ValueError("NaN/inf features")
-            self.store.log(msg.utterance_id, msg.user_id, data.reshape(msg.frames, msg.dim),
+            self.store.log(msg.utterance_id, msg.user_id, features_from_msg(msg),
                            msg.transcript, msg.confidence, msg.asr_model_id)
             self.logged += 1
         except (ValueError, UserIdError, StoreError, OSError) as exc:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
@@ -53,6 +54,19 @@ def declare_parameters(node, params: tuple[Param, ...]) -> SimpleNamespace:
 
 def read_parameters(node, params: tuple[Param, ...]) -> SimpleNamespace:
     return SimpleNamespace(**{p.name: node.get_parameter(p.name).value for p in params})
+
+
+def features_from_msg(msg) -> np.ndarray:
+    """A SpeechFeatures message's (frames, dim) float32 array; ValueError for empty, wrongly
+    sized or non-finite data, so every node refuses bad features the same way."""
+    data = np.asarray(msg.data, dtype=np.float32)
+    if msg.frames == 0 or msg.dim == 0:
+        raise ValueError("empty features")
+    if data.size != msg.frames * msg.dim:
+        raise ValueError(f"{data.size} values for {msg.frames} x {msg.dim} frames")
+    if not np.all(np.isfinite(data)):
+        raise ValueError("features hold NaN/inf values")
+    return data.reshape(msg.frames, msg.dim)
 
 
 def run(node_factory, args=None, threads: int = 2) -> int:

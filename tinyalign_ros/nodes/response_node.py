@@ -25,7 +25,7 @@ from tinyalign_ros.core.models import default_projector, resolve_llm
 from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
 
 from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, ModelActivation, Param,
-                     declare_parameters, run)
+                     declare_parameters, features_from_msg, run)
 
 PARAMETERS = (
     Param("llm_model", "", "transformers causal-LM folder; '' = the prepared SmolLM2-135M-Instruct"),
@@ -136,7 +136,7 @@ class ResponseNode(ModelActivation, Node):
     # ---- requests
     def on_features(self, msg: SpeechFeatures) -> None:
         try:
-            features = self._features(msg)
+            features = features_from_msg(msg)
         except ValueError as exc:
             self.get_logger().warning(f"dropping features {msg.utterance_id!r}: {exc}")
             return
@@ -147,17 +147,6 @@ class ResponseNode(ModelActivation, Node):
             self._queue.get_nowait()
             self._queue.put_nowait(item)
             self.get_logger().warning("LLM is behind: dropped the oldest waiting utterance")
-
-    @staticmethod
-    def _features(msg: SpeechFeatures) -> np.ndarray:
-        data = np.asarray(msg.data, dtype=np.float32)
-        if msg.frames == 0 or msg.dim == 0:
-            raise ValueError("empty features")
-        if data.size != msg.frames * msg.dim:
-            raise ValueError(f"{data.size} values for {msg.frames} x {msg.dim} frames")
-        if not np.all(np.isfinite(data)):
-            raise ValueError("features hold NaN/inf values")
-        return data.reshape(msg.frames, msg.dim)
 
     def _work(self) -> None:
         while not self._stop.is_set():
