@@ -191,11 +191,18 @@ def cmd_export(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
+    from .bench.report import markdown
 
-    report = bench.run(Path(args.out), args.threads, args.repeats, args.train_utterances,
-                       args.train_epochs)
-    print(bench.markdown(report))
-    print(f"written to {args.out}/bench-core.json and .md", file=sys.stderr)
+    config = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()
+    config.threads = args.threads
+    if args.sections:
+        config.sections = tuple(args.sections)
+    t0 = time.perf_counter()
+    report = bench.run(Path(args.out), config, "quick" if args.quick else "full",
+                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(markdown(report))
+    print(f"written to {args.out}/bench.json, bench.md and {len(report['plots'])} plots "
+          f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     return 0
 
 
@@ -297,12 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="store folder (default: $TINYALIGN_HOME/store)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("bench", help="encoder, LLM and training-cost numbers on this machine")
-    p.add_argument("--out", default="results", help="folder for bench-core.json/.md")
+    p = sub.add_parser("bench", help="quality, training cost, footprint and latency report "
+                                      "(results/bench.json, bench.md, plots)")
+    p.add_argument("--out", default="results", help="folder for bench.json, bench.md, *.png")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--train-utterances", type=int, default=64)
-    p.add_argument("--train-epochs", type=int, default=2)
+    p.add_argument("--quick", action="store_true",
+                   help="a few utterances per section (minutes): proves the command, for CI")
+    p.add_argument("--sections", nargs="+",
+                   choices=("quality", "cost", "footprint", "latency"),
+                   help="run only these sections (default: all)")
     p.set_defaults(func=cmd_bench)
     return parser
 

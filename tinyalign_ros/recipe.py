@@ -36,24 +36,13 @@ def corpus_texts(n: int, seed: int) -> list[str]:
     return texts
 
 
-def make_base_projector(out: Path, n: int = 1500, epochs: int = 12, ce_epochs: int = 1,
-                        threads: int = 2, seed: int = 0, work: Path | None = None,
-                        log=print) -> dict:
-    import torch
-
-    from .core.asr import AsrFrontEnd
-    from .core.checkpoint import ProjectorMeta, save_checkpoint
-    from .core.data import encode_examples, load_examples, split
-    from .core.llm import EmbeddingTable, FrozenLLM
-    from .core.metrics import wer
+def corpus_features(asr, n: int = 1500, seed: int = 0, work: Path | None = None,
+                    log=print) -> list:
+    """The recipe's corpus, synthesized (once) and encoded (cached): FeatureItems."""
+    from .core.data import encode_examples, load_examples
     from .core.models import data_dir
-    from .core.pipeline import Assistant
-    from .core.projector import BridgeFormer, ProjectorConfig
-    from .core.prompt import PromptBuilder, PromptConfig
-    from .core.train import TrainConfig, Trainer
 
-    t_start = time.perf_counter()
-    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
     work = work or data_dir() / "corpora" / f"base-{n}-{seed}"
     texts = corpus_texts(n, seed)
     per = -(-len(texts) // len(CONDITIONS))
@@ -62,13 +51,32 @@ def make_base_projector(out: Path, n: int = 1500, epochs: int = 12, ce_epochs: i
         chunk = texts[i * per:(i + 1) * per]
         manifest = make_corpus(work / speaker.name, chunk, speaker, seed + i)
         examples += load_examples(manifest)
-    t_synth = time.perf_counter() - t_start
-    log(f"corpus: {len(examples)} utterances in {work} ({t_synth:.0f} s)")
-
-    asr = AsrFrontEnd(cpu_threads=threads)
+    log(f"corpus: {len(examples)} utterances in {work} ({time.perf_counter() - t0:.0f} s)")
+    t1 = time.perf_counter()
     items = encode_examples(examples, asr, data_dir() / "cache" / "features")
-    t_encode = time.perf_counter() - t_start - t_synth
-    log(f"features: {len(items)} x {asr.model_id} ({t_encode:.0f} s)")
+    log(f"features: {len(items)} x {asr.model_id} ({time.perf_counter() - t1:.0f} s)")
+    return items
+
+
+def make_base_projector(out: Path, n: int = 1500, epochs: int = 12, ce_epochs: int = 1,
+                        threads: int = 2, seed: int = 0, work: Path | None = None,
+                        log=print) -> dict:
+    import torch
+
+    from .core.asr import AsrFrontEnd
+    from .core.checkpoint import ProjectorMeta, save_checkpoint
+    from .core.data import split
+    from .core.llm import EmbeddingTable, FrozenLLM
+    from .core.metrics import wer
+    from .core.pipeline import Assistant
+    from .core.projector import BridgeFormer, ProjectorConfig
+    from .core.prompt import PromptBuilder, PromptConfig
+    from .core.train import TrainConfig, Trainer
+
+    t_start = time.perf_counter()
+    torch.set_num_threads(threads)
+    asr = AsrFrontEnd(cpu_threads=threads)
+    items = corpus_features(asr, n, seed, work, log)
     train, val = split(items, 0.05, seed)
 
     torch.manual_seed(seed)

@@ -41,6 +41,12 @@ class AdaptConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def train_config(self) -> TrainConfig:
+        """The trainer settings of this adaptation recipe (also used by the benchmark)."""
+        return TrainConfig(objective=self.objective, embedlink_epochs=self.epochs,
+                           ce_epochs=self.ce_epochs, lr=self.lr, ce_lr=self.lr,
+                           batch_size=self.batch_size, seed=self.seed, lora_rank=self.lora_rank)
+
 
 @dataclass
 class AdaptResult:
@@ -110,11 +116,7 @@ def adapt_user(store: UtteranceStore, user_id: str, current: tuple[BridgeFormer,
                 "validation_wer": before})
 
     model = copy.deepcopy(base_model).train()
-    tcfg = TrainConfig(objective=config.objective, embedlink_epochs=config.epochs,
-                       ce_epochs=config.ce_epochs, lr=config.lr, ce_lr=config.lr,
-                       batch_size=config.batch_size, seed=config.seed,
-                       lora_rank=config.lora_rank)
-    trainer = Trainer(model, tcfg, embeddings=embeddings,
+    trainer = Trainer(model, config.train_config(), embeddings=embeddings,
                       llm=assistant.llm if "ce" in config.objective else None,
                       prompt=assistant.prompt if "ce" in config.objective else None,
                       progress=lambda p: report({**p, "stage": "training"}), cancel=cancel,

@@ -147,9 +147,12 @@ class FrozenLLM:
 
     @torch.inference_mode()
     def generate(self, embeds: torch.Tensor, max_new_tokens: int = 48, cache=None,
-                 on_token: Callable[[str], None] | None = None) -> Generation:
+                 on_token: Callable[[str], None] | None = None,
+                 single_line: bool = False) -> Generation:
         """Greedy decoding from (1, n, dim) input embeddings, appended to an optional cached
-        prefix (its KV cache is copied, so one prefix serves every request)."""
+        prefix (its KV cache is copied, so one prefix serves every request). ``single_line``:
+        the answer ends at its first line break (a verbatim repeat is one line; small LLMs
+        tend to add a chatty second paragraph)."""
         t0 = time.perf_counter()
         logits, past = self.prefill(embeds, cache)
         t_prefill = time.perf_counter() - t0
@@ -166,8 +169,12 @@ class FrozenLLM:
                 stopped = True
                 break
             ids.append(next_id)
-            if on_token is not None:
+            if single_line or on_token is not None:
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                if single_line and "\n" in text.strip():
+                    stopped = True
+                    break
+            if on_token is not None:
                 if len(text) > len(text_so_far):
                     on_token(text[len(text_so_far):])
                     text_so_far = text
@@ -177,5 +184,7 @@ class FrozenLLM:
                              attention_mask=attn, past_key_values=past, use_cache=True)
             logits, past = out.logits[:, -1], out.past_key_values
         decode_s = time.perf_counter() - t0 - t_prefill
-        return Generation(self.tokenizer.decode(ids, skip_special_tokens=True).strip(), ids,
-                          t_prefill, decode_s, first_token_s, stopped)
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        if single_line:
+            text = text.split("\n")[0].strip()
+        return Generation(text, ids, t_prefill, decode_s, first_token_s, stopped)

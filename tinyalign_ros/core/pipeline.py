@@ -98,7 +98,8 @@ class Assistant:
             cache = self._prefix_cache
         with context:
             return self.llm.generate(embeds, max_new_tokens or self.max_new_tokens,
-                                     cache=cache, on_token=on_token)
+                                     cache=cache, on_token=on_token,
+                                     single_line=self.prompt.config.single_line)
 
     def _activate_adapter(self, projector: BridgeFormer, meta: ProjectorMeta | None) -> str:
         from .lora import LoraSettings, load_adapter

@@ -1,0 +1,113 @@
+"""Footprint: size for quality, for the projector and the LLM.
+
+Projector variants, all trained here with the same EmbedLink budget on the base recipe's corpus
+(so they differ only in the variant): full, cross-layer shared (one layer's weights applied
+twice), magnitude-pruned (50 % of every weight matrix, no retraining), int8 storage, pruned+int8.
+Scored on held-out sentences by the LLM's WER and by the "read" WER (each projected vector
+replaced by its nearest token embedding, no LLM), which tells projector quality apart even when
+the LLM's WER is saturated. LLM: fp32 vs int8 dynamic quantization (size, tokens/s, WER).
+"""
+from __future__ import annotations
+
+import copy
+import io
+import time
+
+import torch
+
+
+def read_text(projector, features, table: torch.Tensor, tokenizer) -> str:
+    """The projected tokens read back as the nearest token embeddings (cosine)."""
+    with torch.no_grad():
+        x = torch.as_tensor(features, dtype=torch.float32).unsqueeze(0)
+        tokens, mask, _ = projector(x)
+        v = torch.nn.functional.normalize(tokens[0][mask[0]], dim=-1)
+        ids = (v @ torch.nn.functional.normalize(table, dim=-1).T).argmax(-1)
+    return tokenizer.decode(ids.tolist(), skip_special_tokens=True)
+
+
+def _sizes(model) -> dict:
+    from ..core.checkpoint import ProjectorMeta, to_bytes
+
+    meta = ProjectorMeta(asr_model_id="", llm_model_id="", projector=model.config.to_dict())
+    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+    return {"parameters": model.num_parameters(), "nonzero_parameters": nonzero,
+            "fp32_bytes": len(to_bytes(model, meta, int8=False)),
+            "int8_bytes": len(to_bytes(model, meta, int8=True))}
+
+
+def _int8_roundtrip(model):
+    from ..core.checkpoint import ProjectorMeta, from_bytes, to_bytes
+
+    meta = ProjectorMeta(asr_model_id="", llm_model_id="", projector=model.config.to_dict())
+    return from_bytes(to_bytes(model, meta, int8=True))[0]
+
+
+def projector_variants(train_items, test, systems, embeddings, base, epochs: int,
+                       log=print) -> list[dict]:
+    from ..core.metrics import wer
+    from ..core.projector import BridgeFormer, ProjectorConfig, magnitude_prune
+    from ..core.train import TrainConfig, Trainer
+
+    refs = [it.text for it in test]
+
+    def score(name, model, stored: str, train_s=None) -> dict:
+        sizes = _sizes(model)
+        reads = [read_text(model, it.features, embeddings.weight, embeddings.tokenizer)
+                 for it in test]
+        row = {"variant": name, "stored": stored, **sizes,
+               "file_bytes": sizes["int8_bytes" if stored == "int8" else "fp32_bytes"],
+               "wer": round(systems.wer("aligned", test, model), 4),
+               "read_wer": round(wer(refs, reads), 4)}
+        if train_s is not None:
+            row["train_s"] = round(train_s, 1)
+        log(f"  footprint {name}: {row['file_bytes'] / 1e6:.2f} MB, WER {row['wer']:.3f}, "
+            f"read WER {row['read_wer']:.3f}")
+        return row
+
+    rows = [score("shipped base (EmbedLink + CE finish)", base, "int8")]
+    trained = {}
+    for name, share in (("full", False), ("shared layers", True)):
+        torch.manual_seed(0)
+        model = BridgeFormer(ProjectorConfig(llm_dim=embeddings.dim, share_layers=share))
+        t0 = time.perf_counter()
+        Trainer(model, TrainConfig(objective="embedlink", embedlink_epochs=epochs, lr=1e-3),
+                embeddings=embeddings, show_progress_bar=False).fit(train_items, [])
+        trained[name] = model.eval()
+        rows.append(score(name, model, "fp32", time.perf_counter() - t0))
+    pruned = copy.deepcopy(trained["full"])
+    magnitude_prune(pruned, 0.5)
+    rows.append(score("full, pruned 50 %", pruned, "fp32"))
+    rows.append(score("full, int8", _int8_roundtrip(trained["full"]), "int8"))
+    rows.append(score("shared layers, int8", _int8_roundtrip(trained["shared layers"]), "int8"))
+    rows.append(score("full, pruned 50 % + int8", _int8_roundtrip(pruned), "int8"))
+    return rows
+
+
+def _module_bytes(model) -> int:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getbuffer().nbytes
+
+
+def llm_variants(test, base, threads: int, max_new_tokens: int, log=print) -> list[dict]:
+    from ..core.llm import FrozenLLM
+    from ..core.pipeline import Assistant
+    from .quality import Systems
+
+    rows = []
+    for int8 in (False, True):
+        llm = FrozenLLM(threads=threads, int8=int8)
+        assistant = Assistant(llm, max_new_tokens=max_new_tokens)
+        systems = Systems(assistant, assistant, max_new_tokens)
+        gen = assistant.respond_text("please go to the kitchen and bring me the red cup and "
+                                     "then come back to the living room", max_new_tokens=32)
+        row = {"llm": "int8 dynamic" if int8 else "fp32", "bytes": _module_bytes(llm.model),
+               "tokens_per_s": round(gen.generation.tokens_per_s, 2),
+               "ceiling_wer": round(systems.wer("ceiling", test), 4),
+               "base_wer": round(systems.wer("aligned", test, base), 4)}
+        log(f"  LLM {row['llm']}: {row['bytes'] / 1e6:.0f} MB, {row['tokens_per_s']} tok/s, "
+            f"ceiling WER {row['ceiling_wer']:.3f}, base aligned WER {row['base_wer']:.3f}")
+        rows.append(row)
+        del llm, assistant
+    return rows

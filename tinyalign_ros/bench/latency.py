@@ -1,0 +1,98 @@
+"""Inference: from the end of speech to the first response token and to the whole response,
+for a ~3 s spoken command (a real recording), split into its stages.
+
+  vad wait      audio time the VAD needs after the last speech sample to decide speech ended
+                (its min_silence_s; a parameter), plus its compute on the last window
+  encoder       the variable-length Whisper encoder (aligned path) / CTranslate2 padded window
+  asr           the faster-whisper transcript (the ASR node makes it for logs, hints and the
+                cascade; the aligned path does not need to wait for it)
+  projector     BridgeFormer
+  prefill       the audio tokens + prompt suffix after the cached few-shot prefix
+  first token   prefill + the first greedy step; decode = the rest of the response
+Medians of repeated runs, in one process (the graph adds DDS transport: see make demo).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+COMMAND = "/usr/share/pocketsphinx/test/data/goforward.raw"   # 2.8 s, real speech
+
+
+def _median(fn, repeats: int):
+    fn()
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def vad_end_delay(audio: np.ndarray, min_silence_s: float = 0.5) -> dict:
+    """Stream the command + 1.5 s of silence through the VAD in 32 ms chunks; how long after
+    the last speech sample (audio time) and how much compute before the utterance is out."""
+    from ..core.audio import SAMPLE_RATE
+    from ..core.vad import WINDOW, StreamingVad
+
+    vad = StreamingVad(min_silence_s=min_silence_s)
+    stream = np.concatenate([audio, np.zeros(int(1.5 * SAMPLE_RATE), np.float32)])
+    compute = []
+    for i in range(0, stream.size, WINDOW):
+        t0 = time.perf_counter()
+        segments = vad.accept(stream[i:i + WINDOW])
+        compute.append(time.perf_counter() - t0)
+        if segments:
+            fed = i + WINDOW
+            seg = segments[0]
+            return {"vad_wait_s": round((fed - seg.end_sample) / SAMPLE_RATE, 3),
+                    "vad_window_compute_s": round(statistics.median(compute), 5),
+                    "segment_s": round(seg.duration_s, 2)}
+    raise RuntimeError("the VAD never closed the utterance")
+
+
+def latency(threads: int, repeats: int, llm=None) -> dict:
+    import torch
+
+    from ..core.asr import AsrFrontEnd
+    from ..core.audio import load_audio
+    from ..core.checkpoint import load_checkpoint
+    from ..core.llm import FrozenLLM
+    from ..core.models import default_projector
+    from ..core.pipeline import Assistant
+
+    torch.set_num_threads(threads)
+    audio = load_audio(COMMAND)
+    out = {"command_s": round(audio.size / 16000, 2), "threads": threads}
+    out.update(vad_end_delay(audio))
+    var = AsrFrontEnd(cpu_threads=threads, encoder="var")
+    ct2 = AsrFrontEnd(cpu_threads=threads, encoder="ct2")
+    out["encoder_s"], feats = _median(lambda: var.encode(audio), repeats)
+    out["encoder_ct2_padded_s"], _ = _median(lambda: ct2.encode(audio), repeats)
+    out["asr_transcript_s"], _ = _median(lambda: var.transcribe(audio), repeats)
+    llm = llm or FrozenLLM(threads=threads)
+    assistant = Assistant(llm, max_new_tokens=32)
+    base, _ = load_checkpoint(default_projector(), var.model_id, llm.model_id)
+    out["projector_s"], tokens = _median(lambda: assistant.project(feats, base), repeats)
+    suffix = llm.embed_ids(assistant.prompt.suffix_ids())
+    middle = torch.cat([tokens, suffix])[None]
+    out["prefill_s"], _ = _median(lambda: llm.prefill(middle, assistant._prefix_cache), repeats)
+    full = torch.cat([llm.embed_ids(assistant.prompt.prefix_ids), tokens, suffix])[None]
+    out["prefill_uncached_prefix_s"], _ = _median(lambda: llm.prefill(full), repeats)
+    out["prompt_prefix_tokens"] = len(assistant.prompt.prefix_ids)
+    # a fixed-length response so decode speed is comparable: the cascade's on the true text
+    _, reply = _median(lambda: assistant.respond_text(
+        "please go to the kitchen and bring me the red cup", max_new_tokens=32), repeats)
+    g = reply.generation
+    out["first_step_s"] = round(g.first_token_s - g.prefill_s, 4)
+    out["tokens"] = len(g.token_ids)
+    out["tokens_per_s"] = round(g.tokens_per_s, 2)
+    out["decode_rest_s"] = round(g.decode_s - out["first_step_s"], 3)
+    out["end_of_speech_to_first_token_s"] = round(
+        out["vad_wait_s"] + out["encoder_s"] + out["projector_s"] + out["prefill_s"] +
+        out["first_step_s"], 3)
+    out["end_of_speech_to_full_response_s"] = round(
+        out["end_of_speech_to_first_token_s"] + out["decode_rest_s"], 3)
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}

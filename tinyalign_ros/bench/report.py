@@ -1,0 +1,193 @@
+"""The bench report: a Markdown summary and PNG plots from bench.json."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def quality_table(r: dict) -> list[str]:
+    rows = r.get("quality", [])
+    if not rows:
+        return []
+    cols = []
+    for row in rows:
+        cols += [k for k in row["wer"] if k not in cols]
+    lines = ["| user (test utt.) | " + " | ".join(cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for row in rows:
+        lines.append(f"| {row['user']} ({row['test']}) | " +
+                     " | ".join(_pct(row["wer"].get(c)) for c in cols) + " |")
+    train = [f"{row['user']}: " + ", ".join(f"K={k} {v:.1f} s"
+                                            for k, v in row["adapt_train_s"].items())
+             for row in rows if row["adapt_train_s"]]
+    out = ["### Alignment quality: WER of \"repeat exactly what was said\" (lower is better)",
+           "", *lines, ""]
+    if train:
+        out += ["Adaptation training time (EmbedLink, the adaptation node's recipe): " +
+                "; ".join(train) + ".", ""]
+    if "intents" in r:
+        i = r["intents"]
+        out += [f"### Robot intents: {i['intents']} intents, {i['utterances']} utterances "
+                "(response names the right intent and no other)", "",
+                "| " + " | ".join(i["accuracy"]) + " |", "|" + "---|" * len(i["accuracy"]),
+                "| " + " | ".join(_pct(v) for v in i["accuracy"].values()) + " |", ""]
+    return out
+
+
+def cost_table(r: dict) -> list[str]:
+    c = r.get("cost")
+    if not c:
+        return []
+    out = ["### Training cost: EmbedLink vs cross-entropy (same utterances, same projector)", "",
+           "| LLM | objective | step | epoch | peak RSS |", "|---|---|---|---|---|"]
+    for key, label in (("default_llm", "SmolLM2-135M"), ("1b_random_llm", "1.07 B (random)")):
+        if key not in c:
+            continue
+        for obj in ("embedlink", "ce"):
+            t = c[key][obj]
+            epoch = f"{t['epoch_s']:.2f} s" + ("" if t["epoch_measured"] else
+                                               f" (from {t['steps']} steps)")
+            out.append(f"| {label} | {obj} | {t['step_s']:.3f} s | {epoch} | "
+                       f"{t['peak_rss_mb']} MB |")
+        out.append(f"| {label} | **CE / EmbedLink** | {c[key]['ce_over_embedlink_per_step']}x | "
+                   f"**{c[key]['ce_over_embedlink_per_epoch']}x** | |")
+    out.append("")
+    for conv in c.get("convergence", []):
+        curve = ", ".join(f"{p['train_s']:.0f} s: {_pct(p['val_wer'])}" for p in conv["curve"])
+        out.append(f"- adapting the base to the real speaker with **{conv['objective']}** "
+                   f"({conv['train_utterances']} utt., validation {conv['validation']}): best "
+                   f"WER {_pct(conv['best_val_wer'])} after {conv['time_to_best_s']:.1f} s of "
+                   f"training (curve: {curve})")
+    return out + [""]
+
+
+def footprint_table(r: dict) -> list[str]:
+    f = r.get("footprint")
+    if not f:
+        return []
+    out = [f"### Footprint ({f['test']}, {f['test_utterances']} utt.; variants trained here "
+           f"with EmbedLink, {f['epochs']} epochs on {f['train_utterances']} utt.)", "",
+           "| projector | stored | file | non-zero params | WER | read WER (no LLM) |",
+           "|---|---|---|---|---|---|"]
+    for p in f["projector"]:
+        out.append(f"| {p['variant']} | {p['stored']} | {p['file_bytes'] / 1e6:.2f} MB | "
+                   f"{p['nonzero_parameters'] / 1e6:.2f} M | {_pct(p['wer'])} | "
+                   f"{_pct(p['read_wer'])} |")
+    out += ["", "| LLM | size | decode | ceiling WER | base aligned WER |", "|---|---|---|---|---|"]
+    for m in f["llm"]:
+        out.append(f"| {m['llm']} | {m['bytes'] / 1e6:.0f} MB | {m['tokens_per_s']} tok/s | "
+                   f"{_pct(m['ceiling_wer'])} | {_pct(m['base_wer'])} |")
+    return out + [""]
+
+
+LATENCY_STAGES = (("vad_wait_s", "VAD end-of-speech wait"), ("encoder_s", "encoder"),
+                  ("projector_s", "projector"), ("prefill_s", "LLM prefill"),
+                  ("first_step_s", "first token"), ("decode_rest_s", "rest of the response"))
+
+
+def latency_table(r: dict) -> list[str]:
+    lat = r.get("latency")
+    if not lat:
+        return []
+    out = [f"### Inference: {lat['command_s']} s command, end of speech to response "
+           f"({lat['threads']} threads)", "", "| stage | s |", "|---|---|"]
+    out += [f"| {label} | {lat[key]:.3f} |" for key, label in LATENCY_STAGES]
+    out += [f"| **end of speech -> first token** | **{lat['end_of_speech_to_first_token_s']:.3f}**"
+            " |",
+            f"| end of speech -> full response ({lat['tokens']} tokens) | "
+            f"{lat['end_of_speech_to_full_response_s']:.3f} |",
+            f"| (not on the aligned path) ASR transcript | {lat['asr_transcript_s']:.3f} |",
+            f"| (not used) CTranslate2 encoder, padded 30 s | "
+            f"{lat['encoder_ct2_padded_s']:.3f} |",
+            f"| (not used) prefill without the cached prefix | "
+            f"{lat['prefill_uncached_prefix_s']:.3f} |",
+            f"| decode speed | {lat['tokens_per_s']} tokens/s |", ""]
+    return out
+
+
+def markdown(r: dict) -> str:
+    head = [f"## tinyalign bench ({r['mode']} mode, {r['machine']['cpu_threads']} CPU threads, "
+            f"{r['wall_s'] / 60:.1f} min, {r['started']})", "",
+            f"Base projector {r['base_projector']['version']}; prompt prefix "
+            f"{r['prompt']['prefix_tokens']} tokens.", ""]
+    if r["mode"] == "quick":
+        head += ["Quick mode: a few utterances per section, to prove the command works; do not "
+                 "read these numbers as results.", ""]
+    body = quality_table(r) + cost_table(r) + footprint_table(r) + latency_table(r)
+    plots = [f"![{p}]({p})" for p in r.get("plots", [])]
+    return "\n".join(head + body + plots) + "\n"
+
+
+def plots(r: dict, out_dir: Path) -> list[str]:
+    """PNG plots next to the report; returns their file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=110)
+        plt.close(fig)
+        made.append(name)
+
+    users = [u for u in r.get("quality", []) if any(k.startswith("adapted") for k in u["wer"])]
+    if users:
+        fig, axes = plt.subplots(1, len(users), figsize=(4 * len(users), 3.4), squeeze=False)
+        for ax, u in zip(axes[0], users):
+            w = u["wer"]
+            ks = sorted(int(k.split("=")[1]) for k in w if k.startswith("adapted K=")
+                        and not k.endswith("+hint"))
+            ax.plot([0] + ks, [100 * w["base"]] + [100 * w[f"adapted K={k}"] for k in ks],
+                    "o-", label="aligned (K=0: base)")
+            for key, style in (("cascade", "--"), ("ceiling", ":"), ("whisper", "-.")):
+                ax.axhline(100 * w[key], ls=style, color="grey" if key != "cascade" else "C1",
+                           label=key)
+            ax.set_title(u["user"], fontsize=9)
+            ax.set_xlabel("adaptation utterances K")
+            ax.set_ylabel("WER %")
+        axes[0][0].legend(fontsize=7)
+        save(fig, "quality_k_sweep.png")
+    c = r.get("cost")
+    if c:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        labels, el, ce = [], [], []
+        for key, label in (("default_llm", "SmolLM2-135M"), ("1b_random_llm", "1B (random)")):
+            if key in c:
+                labels.append(label)
+                el.append(c[key]["embedlink"]["epoch_s"])
+                ce.append(c[key]["ce"]["epoch_s"])
+        x = range(len(labels))
+        ax.bar([i - 0.2 for i in x], el, 0.4, label="EmbedLink")
+        ax.bar([i + 0.2 for i in x], ce, 0.4, label="cross-entropy")
+        ax.set_xticks(list(x), labels)
+        ax.set_yscale("log")
+        ax.set_ylabel("seconds per epoch (log)")
+        ax.legend()
+        save(fig, "training_cost.png")
+    f = r.get("footprint")
+    if f:
+        fig, ax = plt.subplots(figsize=(5.5, 3.4))
+        for p in f["projector"]:
+            ax.scatter(p["file_bytes"] / 1e6, 100 * p["read_wer"])
+            ax.annotate(p["variant"], (p["file_bytes"] / 1e6, 100 * p["read_wer"]), fontsize=6)
+        ax.set_xlabel("projector file, MB")
+        ax.set_ylabel("read WER % (no LLM)")
+        save(fig, "footprint.png")
+    lat = r.get("latency")
+    if lat:
+        fig, ax = plt.subplots(figsize=(6, 1.8))
+        left = 0.0
+        for key, label in LATENCY_STAGES:
+            ax.barh([0], [lat[key]], left=left, label=label)
+            left += lat[key]
+        ax.set_yticks([])
+        ax.set_xlabel("seconds after the end of speech")
+        ax.legend(fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.45))
+        save(fig, "latency.png")
+    return made
