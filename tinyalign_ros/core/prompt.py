@@ -72,6 +72,8 @@ class PromptBuilder:
         if self.config.system:
             messages.append({"role": "system", "content": self.config.system})
         for user, assistant in self.config.few_shot:
+            if self.config.transcript_hint:   # show the hint in the examples too, or the LLM
+                user += self.config.hint_format.format(transcript=user)   # echoes it verbatim
             messages += [{"role": "user", "content": user},
                          {"role": "assistant", "content": assistant}]
         messages.append({"role": "user", "content": self.config.instruction + PLACEHOLDER})

@@ -1,0 +1,39 @@
+"""The real default LLM with the shipped "repeat" prompt: it copies the true text (the quality
+ceiling every aligned figure is read against), and answers in one line."""
+import pytest
+
+pytestmark = pytest.mark.real_models
+
+SENTENCES = ["I have a caller waiting, who introduces themselves as:",
+             "Please say the name of the person you are trying to reach.",
+             "go to the kitchen and bring me two apples",
+             "how much battery do you have left",
+             "The early bird catches the worm."]
+
+
+@pytest.fixture(scope="module")
+def assistant():
+    from tinyalign_ros.core.llm import FrozenLLM
+    from tinyalign_ros.core.pipeline import Assistant
+
+    return Assistant(FrozenLLM(threads=2), max_new_tokens=40)
+
+
+def test_repeat_prompt_copies_the_true_text(assistant):
+    from tinyalign_ros.core.metrics import wer
+
+    hyps = [assistant.respond_text(s).text for s in SENTENCES]
+    # greedy decoding is deterministic; with the old prompt (a system instruction and 3 turns)
+    # this WER was far higher: the LLM answered the sentences instead of repeating them
+    assert wer(SENTENCES, hyps) <= 0.1, hyps
+
+
+def test_repeat_answer_is_a_single_line(assistant):
+    reply = assistant.respond_text(SENTENCES[0])
+    assert "\n" not in reply.text and reply.generation.stopped
+    # without the single-line stop the same model adds a second, chatty paragraph
+    from tinyalign_ros.core.prompt import PromptConfig
+    from tinyalign_ros.core.pipeline import Assistant
+
+    chatty = Assistant(assistant.llm, PromptConfig(single_line=False), max_new_tokens=40)
+    assert assistant.prompt.config.single_line and not chatty.prompt.config.single_line
