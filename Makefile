@@ -31,8 +31,12 @@ clean:
 base-projector: setup
 	$(ENV) && tinyalign make-base-projector --out tinyalign_ros/data/base_projector.safetensors
 
-# Encoder / LLM / training-cost numbers on this machine (prints a table; asserts nothing).
+# The benchmark report (quality, training cost, footprint, latency; ~50 min on 2 cores), written
+# where docs/BENCHMARKS.md shows it. bench-quick: every section on a few utterances (~4 min).
 bench: setup
-	$(ENV) && tinyalign bench --out results
+	$(ENV) && tinyalign bench --out docs/bench
 
-.PHONY: base-projector bench
+bench-quick: setup
+	$(ENV) && tinyalign bench --quick --out results/bench-quick
+
+.PHONY: base-projector bench bench-quick

@@ -198,8 +198,12 @@ def cmd_bench(args) -> int:
     if args.sections:
         config.sections = tuple(args.sections)
     t0 = time.perf_counter()
-    report = bench.run(Path(args.out), config, "quick" if args.quick else "full",
-                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        report = bench.run(Path(args.out), config, "quick" if args.quick else "full",
+                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    except bench.BenchError as exc:
+        print(f"tinyalign bench: {exc}", file=sys.stderr)
+        return 1
     print(markdown(report))
     print(f"written to {args.out}/bench.json, bench.md and {len(report['plots'])} plots "
           f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)

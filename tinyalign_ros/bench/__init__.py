@@ -69,9 +69,17 @@ def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> di
     t_start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
-    report = {"mode": mode, "config": asdict(config), "machine": {
+    report = {}
+    previous = out_dir / "bench.json"
+    if set(config.sections) != set(BenchConfig.sections) and previous.is_file():
+        # running some sections again: keep the others' results from the last report
+        report = json.loads(previous.read_text())
+        if report.get("mode") != mode:
+            report = {}
+    report.update({"mode": mode, "config": asdict(config), "machine": {
         "cpu_threads": config.threads, "platform": platform.platform(),
-        "torch": torch.__version__}, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        "torch": torch.__version__}, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    report.setdefault("section_wall_s", {})
     asr = AsrFrontEnd(cpu_threads=config.threads)
     llm = FrozenLLM(threads=config.threads)
     embeddings = EmbeddingTable()
@@ -83,29 +91,26 @@ def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> di
     report["prompt"] = {"prefix_tokens": len(plain.prompt.prefix_ids),
                         "config": plain.prompt.config.to_dict()}
     systems = quality.Systems(plain, hinted, config.max_new_tokens)
-    heldout = None
 
     def save():
         report["wall_s"] = round(time.perf_counter() - t_start, 1)
         (out_dir / "bench.json").write_text(json.dumps(report, indent=1))
 
-    if "quality" in config.sections:
-        log("quality ...")
+    def quality_section():
         users = [speakers.real_speaker(asr, config.real_pool, config.real_test)]
         users += [speakers.synthetic_speaker(n, asr, config.synthetic_pool,
                                              config.synthetic_test)
                   for n in config.synthetic_users]
-        heldout = speakers.heldout_base_voices(asr, config.heldout_test)
+        users.append(speakers.heldout_base_voices(asr, config.heldout_test))
         report["quality"] = [quality.user_quality(u, systems, base, embeddings, config.ks,
-                                                  config.hint_ks, log) for u in users + [heldout]]
+                                                  config.hint_ks, log) for u in users]
         save()
         report["intents"] = quality.intent_quality(asr, systems, base, limit=config.intents_limit,
                                                    log=log)
-        save()
-    if "cost" in config.sections:
-        log("training cost ...")
-        c = {"default_llm": cost.pair(config.cost_utterances, config.cost_epochs,
-                                      config.threads)}
+
+    def cost_section():
+        c = report["cost"] = {"default_llm": cost.pair(config.cost_utterances,
+                                                       config.cost_epochs, config.threads)}
         log(f"  default LLM: CE/EmbedLink {c['default_llm']['ce_over_embedlink_per_epoch']}x "
             f"per epoch")
         save()
@@ -115,17 +120,16 @@ def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> di
                                            config.threads, str(path), config.one_b_ce_steps)
             log(f"  1B LLM: CE/EmbedLink {c['1b_random_llm']['ce_over_embedlink_per_epoch']}x "
                 f"per epoch")
+            save()
         real = speakers.real_speaker(asr, config.convergence_k, config.convergence_val)
         c["convergence"] = [cost.convergence(base, real, embeddings, llm, plain.prompt, systems,
                                              objective, epochs, config.convergence_val, log)
                             for objective, epochs in config.convergence_epochs.items()]
-        report["cost"] = c
-        save()
-    if "footprint" in config.sections:
-        log("footprint ...")
+
+    def footprint_section():
         from ..recipe import corpus_features
 
-        heldout = heldout or speakers.heldout_base_voices(asr, config.heldout_test)
+        heldout = speakers.heldout_base_voices(asr, config.heldout_test)
         items = corpus_features(asr, config.footprint_corpus, 0, log=log)
         report["footprint"] = {
             "test": heldout.name, "test_utterances": len(heldout.test),
@@ -134,14 +138,35 @@ def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> di
                                                       base, config.footprint_epochs, log),
             "llm": footprint.llm_variants(heldout.test, base, config.threads,
                                           config.max_new_tokens, log)}
-        save()
-    if "latency" in config.sections:
-        log("latency ...")
+
+    def latency_section():
         report["latency"] = latency.latency(config.threads, config.repeats, llm)
+
+    sections = {"quality": quality_section, "cost": cost_section,
+                "footprint": footprint_section, "latency": latency_section}
+    report.setdefault("errors", {})
+    for name in config.sections:
+        log(f"{name} ...")
+        t0 = time.perf_counter()
+        report["errors"].pop(name, None)
+        try:
+            sections[name]()
+        except Exception as exc:   # one failed section must not lose the others' hours
+            import traceback
+
+            report["errors"][name] = f"{type(exc).__name__}: {exc}"
+            log(f"  {name} FAILED:\n{traceback.format_exc()}")
+        report["section_wall_s"][name] = round(time.perf_counter() - t0, 1)
         save()
     from .report import markdown, plots
 
     report["plots"] = plots(report, out_dir)
     save()
     (out_dir / "bench.md").write_text(markdown(report))
+    if report["errors"]:
+        raise BenchError(f"sections failed: {report['errors']} (the rest is in {out_dir})")
     return report
+
+
+class BenchError(RuntimeError):
+    pass

@@ -43,8 +43,8 @@ def random_llm(shape: dict, name: str) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
-    for f in src.iterdir():
-        if f.name.startswith(("tokenizer", "special_tokens", "vocab", "merges")):
+    for f in src.iterdir():   # tokenizer files and chat template: everything but the model
+        if f.is_file() and not (tmp / f.name).exists() and f.suffix != ".safetensors":
             shutil.copy(f, tmp / f.name)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

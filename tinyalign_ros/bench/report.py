@@ -109,13 +109,16 @@ def latency_table(r: dict) -> list[str]:
 
 
 def markdown(r: dict) -> str:
+    minutes = sum(r.get("section_wall_s", {}).values()) / 60
     head = [f"## tinyalign bench ({r['mode']} mode, {r['machine']['cpu_threads']} CPU threads, "
-            f"{r['wall_s'] / 60:.1f} min, {r['started']})", "",
+            f"sections {minutes:.1f} min, last run {r['started']})", "",
             f"Base projector {r['base_projector']['version']}; prompt prefix "
             f"{r['prompt']['prefix_tokens']} tokens.", ""]
     if r["mode"] == "quick":
         head += ["Quick mode: a few utterances per section, to prove the command works; do not "
                  "read these numbers as results.", ""]
+    for name, err in r.get("errors", {}).items():
+        head += [f"**Section {name} failed**: {err}", ""]
     body = quality_table(r) + cost_table(r) + footprint_table(r) + latency_table(r)
     plots = [f"![{p}]({p})" for p in r.get("plots", [])]
     return "\n".join(head + body + plots) + "\n"

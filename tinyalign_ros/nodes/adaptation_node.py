@@ -41,6 +41,8 @@ PARAMETERS = (
     Param("llm_model", "", "transformers LLM folder ('' = prepared SmolLM2-135M-Instruct)"),
     Param("projector", "", "base projector checkpoint ('' = the one shipped)"),
     Param("task", "repeat", "injected instruction used for validation: repeat or reply"),
+    Param("transcript_hint", True, "validate with the ASR transcript injected as a hint (set "
+                                   "as on the response node)"),
     Param("objective", "embedlink", "default recipe: embedlink, ce or embedlink+ce"),
     Param("epochs", 15, "default training epochs"),
     Param("learning_rate", 5e-4, "adaptation learning rate"),
@@ -104,7 +106,8 @@ class AdaptationNode(ModelActivation, Node):
 
     def load_models(self) -> None:
         llm = FrozenLLM(self.p.llm_model or None, self.p.device, threads=self.p.train_threads)
-        self.assistant = Assistant(llm, PromptConfig(task=self.p.task))
+        self.assistant = Assistant(llm, PromptConfig(task=self.p.task,
+                                                     transcript_hint=self.p.transcript_hint))
         self.embeddings = EmbeddingTable(self.p.llm_model or None)
 
     def free_models(self) -> None:
