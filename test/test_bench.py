@@ -43,6 +43,8 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     assert real["test"] > 0 and real["pool"] > 0
     for system in ("whisper", "cascade", "ceiling", "base", "base+hint", "adapted K=10"):
         assert 0.0 <= real["wer"][system] < 10.0, system
+    assert 0.0 <= real["wer_ce_hint"]["adapted K=10+hint (CE)"] < 10.0
+    assert real["adapt_ce_hint_train_s"]["10"] > 0
     assert set(report["intents"]["accuracy"]) >= {"whisper", "cascade", "base"}
     cost = report["cost"]["default_llm"]
     assert cost["embedlink"]["step_s"] > 0 and cost["ce"]["step_s"] > 0
@@ -59,6 +61,7 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     assert 0 < lat["encoder_s"] < lat["end_of_speech_to_first_token_s"] < \
         lat["end_of_speech_to_full_response_s"]
     md = (out / "bench.md").read_text()
+    assert "adapted K=10+hint (CE)" in md and not report["errors"]
     for heading in ("Alignment quality", "Robot intents", "Training cost", "Footprint",
                     "Inference"):
         assert heading in md

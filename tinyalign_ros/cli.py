@@ -315,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="a few utterances per section (minutes): proves the command, for CI")
     p.add_argument("--sections", nargs="+",
-                   choices=("quality", "cost", "footprint", "latency"),
-                   help="run only these sections (default: all)")
+                   choices=("quality", "hint-adaptation", "cost", "footprint", "latency"),
+                   help="run only these sections, keeping the others' results from the last "
+                        "report in --out (default: all; hint-adaptation is part of quality)")
     p.set_defaults(func=cmd_bench)
     return parser
 

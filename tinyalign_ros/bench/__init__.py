@@ -96,17 +96,31 @@ def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> di
         report["wall_s"] = round(time.perf_counter() - t_start, 1)
         (out_dir / "bench.json").write_text(json.dumps(report, indent=1))
 
+    def bench_users():
+        n = max(config.hint_ks, default=0)
+        users = [speakers.real_speaker(asr, config.real_pool, config.real_test, n)]
+        users += [speakers.synthetic_speaker(name, asr, config.synthetic_pool,
+                                             config.synthetic_test, transcribed_pool=n)
+                  for name in config.synthetic_users]
+        return users + [speakers.heldout_base_voices(asr, config.heldout_test)]
+
     def quality_section():
-        users = [speakers.real_speaker(asr, config.real_pool, config.real_test)]
-        users += [speakers.synthetic_speaker(n, asr, config.synthetic_pool,
-                                             config.synthetic_test)
-                  for n in config.synthetic_users]
-        users.append(speakers.heldout_base_voices(asr, config.heldout_test))
+        users = bench_users()
         report["quality"] = [quality.user_quality(u, systems, base, embeddings, config.ks,
                                                   config.hint_ks, log) for u in users]
         save()
         report["intents"] = quality.intent_quality(asr, systems, base, limit=config.intents_limit,
                                                    log=log)
+
+    def hint_adaptation_section():
+        """Only the CE+hint adaptation rows, added to an existing quality section."""
+        if not report.get("quality"):
+            raise RuntimeError("run the quality section first")
+        rows = {row["user"]: row for row in report["quality"]}
+        for user in bench_users():
+            if user.name in rows and user.pool:
+                rows[user.name].update(quality.hint_adaptation(user, systems, base,
+                                                               config.hint_ks, log))
 
     def cost_section():
         c = report["cost"] = {"default_llm": cost.pair(config.cost_utterances,
@@ -142,7 +156,8 @@ def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> di
     def latency_section():
         report["latency"] = latency.latency(config.threads, config.repeats, llm)
 
-    sections = {"quality": quality_section, "cost": cost_section,
+    sections = {"quality": quality_section, "hint-adaptation": hint_adaptation_section,
+                "cost": cost_section,
                 "footprint": footprint_section, "latency": latency_section}
     report.setdefault("errors", {})
     for name in config.sections:

@@ -1,6 +1,7 @@
 """Training cost: EmbedLink vs the cross-entropy baseline on the same utterances and projector.
 
-Each trainer runs in its own process so that its peak memory is its own. Measured with the
+Each trainer runs in its own process so that its peak memory is its own (VmHWM, reset once the
+utterances are encoded and Whisper is freed: the trainer's model(s) + the interpreter). Measured with the
 default LLM and with a randomly initialised 1 B-class Llama of the same vocabulary (timing
 only: its weights are noise, its cost is real). For the 1 B model CE runs a few steps and its
 epoch time is steps-per-epoch x the measured step time (said so in the report).
@@ -9,6 +10,7 @@ to the real speaker, validation WER measured after every epoch (that time exclud
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import resource
@@ -51,6 +53,26 @@ def random_llm(shape: dict, name: str) -> Path:
     return out
 
 
+def peak_rss_mb() -> int:
+    """This process's peak resident memory (VmHWM: reset at exec, unlike ru_maxrss, which a
+    child inherits from its parent's size at fork on Linux)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def reset_peak_rss() -> None:
+    try:   # Linux >= 4.0: "5" resets VmHWM to the current RSS
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def training_numbers(objective: str, n: int, epochs: int, threads: int, llm_path: str = "",
                      max_steps: int = 0) -> dict:
     """One trainer on n real utterances (Asterisk prompts), from a fresh projector."""
@@ -70,8 +92,10 @@ def training_numbers(objective: str, n: int, epochs: int, threads: int, llm_path
     examples = [e for e in asterisk_examples() if len(e.text.split()) <= 12][:n]
     items = encode_examples(examples, asr, data_dir() / "cache" / "features")
     del asr
+    gc.collect()
+    reset_peak_rss()   # the peak from here on is the trainer's (+ this interpreter), not Whisper's
     llm_path = llm_path or None
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = peak_rss_mb()
     torch.manual_seed(0)
     if objective == "embedlink":   # EmbedLink needs only the embedding table
         emb = EmbeddingTable(llm_path)
@@ -96,7 +120,7 @@ def training_numbers(objective: str, n: int, epochs: int, threads: int, llm_path
             "epoch_s": round(stage.epoch_s if measured_epoch else stage.step_s * steps_per_epoch,
                              3),
             "epoch_measured": measured_epoch,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "peak_rss_mb": peak_rss_mb(),
             "rss_before_training_mb": round(rss_before)}
 
 
@@ -127,7 +151,7 @@ def convergence(base, user, embeddings, llm, prompt, systems, objective: str, ep
 
     val = user.test[:val_n]
     model = copy.deepcopy(base).train()
-    cfg = AdaptConfig(objective=objective, epochs=epochs, ce_epochs=epochs).train_config()
+    cfg = AdaptConfig(objective=objective, epochs=epochs).train_config()
     curve, paused = [], [0.0]
     t0 = time.perf_counter()
 

@@ -71,6 +71,33 @@ def user_quality(user, systems: Systems, base, embeddings, ks, hint_ks, log=prin
             w[f"adapted K={k}+hint"] = systems.wer("aligned", test, model, hint=True)
         log(f"  {user.name}: K={k} WER {w[f'adapted K={k}']:.3f} (trained {train_s:.1f} s)")
     out["wer"] = {k: round(v, 4) for k, v in w.items()}
+    out.update(hint_adaptation(user, systems, base, hint_ks, log))
+    return out
+
+
+#: adaptation for the hinted prompt: EmbedLink pulls the tokens towards the text embeddings,
+#: which measured worse beside the transcript (BENCHMARKS); cross-entropy through the LLM with
+#: the hint in the prompt teaches the projector what to add to the transcript.
+HINT_ADAPT = AdaptConfig(objective="ce", epochs=2, lr=3e-4, batch_size=8)
+
+
+def hint_adaptation(user, systems: Systems, base, hint_ks, log=print) -> dict:
+    """The base adapted with CE on the hinted prompt, K utterances (with transcripts)."""
+    out = {"wer_ce_hint": {}, "adapt_ce_hint_train_s": {}}
+    for k in hint_ks:
+        if k > len(user.pool):
+            continue
+        pool = user.pool[:k]   # transcribed (an empty transcript, e.g. whispered speech, is
+                               # a real ASR output: the prompt then carries no hint)
+        model = copy.deepcopy(base).train()
+        t0 = time.perf_counter()
+        Trainer(model, HINT_ADAPT.train_config(), llm=systems.hinted.llm,
+                prompt=systems.hinted.prompt, show_progress_bar=False).fit(pool, [])
+        train_s = time.perf_counter() - t0
+        value = systems.wer("aligned", user.test, model.eval(), hint=True)
+        out["wer_ce_hint"][f"adapted K={k}+hint (CE)"] = round(value, 4)
+        out["adapt_ce_hint_train_s"][str(k)] = round(train_s, 2)
+        log(f"  {user.name}: CE+hint K={k} WER {value:.3f} (trained {train_s:.1f} s)")
     return out
 
 

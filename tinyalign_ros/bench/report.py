@@ -12,6 +12,7 @@ def quality_table(r: dict) -> list[str]:
     rows = r.get("quality", [])
     if not rows:
         return []
+    rows = [{**row, "wer": {**row["wer"], **row.get("wer_ce_hint", {})}} for row in rows]
     cols = []
     for row in rows:
         cols += [k for k in row["wer"] if k not in cols]
@@ -20,13 +21,15 @@ def quality_table(r: dict) -> list[str]:
     for row in rows:
         lines.append(f"| {row['user']} ({row['test']}) | " +
                      " | ".join(_pct(row["wer"].get(c)) for c in cols) + " |")
-    train = [f"{row['user']}: " + ", ".join(f"K={k} {v:.1f} s"
-                                            for k, v in row["adapt_train_s"].items())
-             for row in rows if row["adapt_train_s"]]
+    train = [f"{row['user']}: " + ", ".join(
+        [f"K={k} {v:.1f} s" for k, v in row["adapt_train_s"].items()] +
+        [f"CE+hint K={k} {v:.1f} s" for k, v in row.get("adapt_ce_hint_train_s", {}).items()])
+        for row in rows if row["adapt_train_s"]]
     out = ["### Alignment quality: WER of \"repeat exactly what was said\" (lower is better)",
            "", *lines, ""]
     if train:
-        out += ["Adaptation training time (EmbedLink, the adaptation node's recipe): " +
+        out += ["Adaptation training time (EmbedLink 15 epochs, or CE on the hinted prompt 2 "
+                "epochs): " +
                 "; ".join(train) + ".", ""]
     if "intents" in r:
         i = r["intents"]
@@ -42,7 +45,8 @@ def cost_table(r: dict) -> list[str]:
     if not c:
         return []
     out = ["### Training cost: EmbedLink vs cross-entropy (same utterances, same projector)", "",
-           "| LLM | objective | step | epoch | peak RSS |", "|---|---|---|---|---|"]
+           "| LLM | objective | step | epoch | peak RSS of the training process |",
+           "|---|---|---|---|---|"]
     for key, label in (("default_llm", "SmolLM2-135M"), ("1b_random_llm", "1.07 B (random)")):
         if key not in c:
             continue

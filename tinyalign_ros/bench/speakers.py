@@ -39,19 +39,26 @@ def held_out_texts(n: int, seed: int = 100) -> list[str]:
     return texts
 
 
-def real_speaker(asr, pool_n: int, test_n: int) -> BenchUser:
+def real_speaker(asr, pool_n: int, test_n: int, transcribed_pool: int = 0) -> BenchUser:
     """Asterisk prompts (one real voice, 8 kHz telephone band), <= 12 words."""
     from ..core.corpora import asterisk_examples
 
     examples = [e for e in asterisk_examples() if len(e.text.split()) <= 12]
     pool_ex, test_ex = split(examples, 0.3, seed=1)
     cache = data_dir() / "cache" / "features"
-    return BenchUser("asterisk (real)", "real",
-                     encode_examples(pool_ex[:pool_n], asr, cache),
+    return BenchUser("asterisk (real)", "real", _pool(pool_ex[:pool_n], asr, transcribed_pool),
                      encode_examples(test_ex[:test_n], asr, cache, with_transcripts=True))
 
 
-def synthetic_speaker(name: str, asr, pool_n: int, test_n: int, seed: int = 100) -> BenchUser:
+def _pool(examples, asr, transcribed: int) -> list[FeatureItem]:
+    """Pool features; the first ``transcribed`` also with ASR transcripts (for the hint)."""
+    cache = data_dir() / "cache" / "features"
+    return (encode_examples(examples[:transcribed], asr, cache, with_transcripts=True) +
+            encode_examples(examples[transcribed:], asr, cache))
+
+
+def synthetic_speaker(name: str, asr, pool_n: int, test_n: int, seed: int = 100,
+                      transcribed_pool: int = 0) -> BenchUser:
     from ..core.synth import HARD_SPEAKERS, make_corpus
 
     texts = held_out_texts(pool_n + test_n, seed)
@@ -59,7 +66,7 @@ def synthetic_speaker(name: str, asr, pool_n: int, test_n: int, seed: int = 100)
     examples = load_examples(make_corpus(work, texts, HARD_SPEAKERS[name], seed))
     pool_ex, test_ex = examples[:pool_n], examples[pool_n:]
     cache = data_dir() / "cache" / "features"
-    return BenchUser(name, "synthetic", encode_examples(pool_ex, asr, cache),
+    return BenchUser(name, "synthetic", _pool(pool_ex, asr, transcribed_pool),
                      encode_examples(test_ex, asr, cache, with_transcripts=True))
 
 

@@ -24,8 +24,8 @@ from .train import TrainConfig, Trainer
 @dataclass
 class AdaptConfig:
     objective: str = "embedlink"
-    epochs: int = 15
-    ce_epochs: int = 1
+    epochs: int = 15                  # EmbedLink epochs (CE epochs when objective is "ce")
+    ce_epochs: int = 1                # the CE finish of "embedlink+ce"
     lr: float = 5e-4
     batch_size: int = 8
     val_fraction: float = 0.2
@@ -43,8 +43,10 @@ class AdaptConfig:
 
     def train_config(self) -> TrainConfig:
         """The trainer settings of this adaptation recipe (also used by the benchmark)."""
+        # ``epochs`` is the objective's main stage: EmbedLink's, or CE's when CE is alone
+        ce_epochs = self.epochs if self.objective == "ce" else self.ce_epochs
         return TrainConfig(objective=self.objective, embedlink_epochs=self.epochs,
-                           ce_epochs=self.ce_epochs, lr=self.lr, ce_lr=self.lr,
+                           ce_epochs=ce_epochs, lr=self.lr, ce_lr=self.lr,
                            batch_size=self.batch_size, seed=self.seed, lora_rank=self.lora_rank)
 
 
