@@ -151,7 +151,16 @@ def plots(r: dict, out_dir: Path) -> list[str]:
             ks = sorted(int(k.split("=")[1]) for k in w if k.startswith("adapted K=")
                         and not k.endswith("+hint"))
             ax.plot([0] + ks, [100 * w["base"]] + [100 * w[f"adapted K={k}"] for k in ks],
-                    "o-", label="aligned (K=0: base)")
+                    "o-", label="aligned (K=0: base), EmbedLink")
+            hint_ks = [k for k in ks if f"adapted K={k}+hint" in w]
+            ax.plot([0] + hint_ks, [100 * w["base+hint"]] +
+                    [100 * w[f"adapted K={k}+hint"] for k in hint_ks], "s-", color="C2",
+                    label="aligned + hint, EmbedLink")
+            ce = {int(k.split("=")[1].split("+")[0]): v
+                  for k, v in u.get("wer_ce_hint", {}).items()}
+            if ce:
+                ax.plot(list(ce), [100 * v for v in ce.values()], "x", color="C3", ms=9,
+                        label="aligned + hint, CE on the hint")
             for key, style in (("cascade", "--"), ("ceiling", ":"), ("whisper", "-.")):
                 ax.axhline(100 * w[key], ls=style, color="grey" if key != "cascade" else "C1",
                            label=key)
