@@ -154,7 +154,7 @@ def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> di
                                           config.max_new_tokens, log)}
 
     def latency_section():
-        report["latency"] = latency.latency(config.threads, config.repeats, llm)
+        report["latency"] = latency.latency(config.threads, config.repeats, llm, asr)
 
     sections = {"quality": quality_section, "hint-adaptation": hint_adaptation_section,
                 "cost": cost_section,

@@ -26,21 +26,25 @@ def read_text(projector, features, table: torch.Tensor, tokenizer) -> str:
     return tokenizer.decode(ids.tolist(), skip_special_tokens=True)
 
 
-def _sizes(model) -> dict:
+def _checkpoint(model, int8: bool) -> bytes:
+    """The model as the checkpoint file it would be stored as (sizes and int8 round trips)."""
     from ..core.checkpoint import ProjectorMeta, to_bytes
 
     meta = ProjectorMeta(asr_model_id="", llm_model_id="", projector=model.config.to_dict())
+    return to_bytes(model, meta, int8=int8)
+
+
+def _sizes(model) -> dict:
     nonzero = sum(int((p != 0).sum()) for p in model.parameters())
     return {"parameters": model.num_parameters(), "nonzero_parameters": nonzero,
-            "fp32_bytes": len(to_bytes(model, meta, int8=False)),
-            "int8_bytes": len(to_bytes(model, meta, int8=True))}
+            "fp32_bytes": len(_checkpoint(model, int8=False)),
+            "int8_bytes": len(_checkpoint(model, int8=True))}
 
 
 def _int8_roundtrip(model):
-    from ..core.checkpoint import ProjectorMeta, from_bytes, to_bytes
+    from ..core.checkpoint import from_bytes
 
-    meta = ProjectorMeta(asr_model_id="", llm_model_id="", projector=model.config.to_dict())
-    return from_bytes(to_bytes(model, meta, int8=True))[0]
+    return from_bytes(_checkpoint(model, int8=True))[0]
 
 
 def projector_variants(train_items, test, systems, embeddings, base, epochs: int,

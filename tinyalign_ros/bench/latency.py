@@ -53,7 +53,8 @@ def vad_end_delay(audio: np.ndarray, min_silence_s: float = 0.5) -> dict:
     raise RuntimeError("the VAD never closed the utterance")
 
 
-def latency(threads: int, repeats: int, llm=None) -> dict:
+def latency(threads: int, repeats: int, llm=None, asr=None) -> dict:
+    """``llm`` / ``asr`` (a variable-length AsrFrontEnd): reuse the caller's, if loaded."""
     import torch
 
     from ..core.asr import AsrFrontEnd
@@ -67,7 +68,8 @@ def latency(threads: int, repeats: int, llm=None) -> dict:
     audio = load_audio(COMMAND)
     out = {"command_s": round(audio.size / 16000, 2), "threads": threads}
     out.update(vad_end_delay(audio))
-    var = AsrFrontEnd(cpu_threads=threads, encoder="var")
+    var = asr if asr is not None and asr.encoder == "var" else \
+        AsrFrontEnd(cpu_threads=threads, encoder="var")
     ct2 = AsrFrontEnd(cpu_threads=threads, encoder="ct2")
     out["encoder_s"], feats = _median(lambda: var.encode(audio), repeats)
     out["encoder_ct2_padded_s"], _ = _median(lambda: ct2.encode(audio), repeats)

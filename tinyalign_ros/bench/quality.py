@@ -110,17 +110,17 @@ def intent_quality(asr, systems: Systems, base, seed: int = 7, limit: int = 0,
     from .intents import accuracy, utterances
 
     pairs = utterances()
-    examples = []   # encoded only as far as needed (the cache keeps them)
+    examples = []
     for i, voice in enumerate(("en-us", "en+f3")):
         speaker = Speaker(f"intent-{voice}", voices=(voice,), rate=(140, 180))
         manifest = make_corpus(data_dir() / "corpora" / f"bench-intents-{voice}-{seed}",
                                [t for _, t in pairs], speaker, seed + i)
         examples += load_examples(manifest)
+    truth = [intent for intent, _ in pairs] * 2
+    if limit:   # encode and transcribe only what is scored
+        examples, truth = examples[:limit], truth[:limit]
     items = encode_examples(examples, asr, data_dir() / "cache" / "features",
                             with_transcripts=True)
-    truth = [intent for intent, _ in pairs] * 2
-    if limit:
-        items, truth = items[:limit], truth[:limit]
     acc = {}
     for name, system, hint in (("whisper", "whisper", False), ("cascade", "cascade", False),
                                ("ceiling", "ceiling", False), ("base", "aligned", False),
