@@ -96,7 +96,8 @@ def test_asr_node_transcribes_file_and_foreign_rate_audio(ros_node, start_node):
         asr.output() + cap.output()
     ref = librivox_references()["sense_and_sensibility_01_austen_64kb-0880"]
     # "he was not an ill disposed young man"; tiny.en hears "ill-disposed" as "old-sposed"
-    assert {"was", "not", "young", "man"} <= set(words(features[1].transcript)), ref
+    assert {"was", "not", "young", "man"} <= set(words(features[1].transcript)), \
+        (ref, features[1].transcript, features[1].audio_duration_s)
     assert spin_until(ros_node, lambda: len(transcripts) >= 2, 10, [asr])
     assert [t.data for t in transcripts][:2] == [f.transcript for f in features[:2]]
     assert asr.poll() is None and cap.poll() is None

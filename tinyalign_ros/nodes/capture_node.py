@@ -28,6 +28,9 @@ PARAMETERS = (
     Param("playback_speed", 1.0, "file source: 1.0 = real time, 2.0 = twice as fast"),
     Param("file_wait_for_subscriber_s", 10.0, "file source: wait this long for a subscriber "
           "before playing, so the start of the file is not lost to DDS discovery; 0 = no wait"),
+    Param("file_settle_s", 0.5, "file source: pause after a subscriber appears before playing; "
+          "the subscriber's side of the DDS match can finish later, and best-effort chunks sent "
+          "before it are lost"),
     Param("chunk_ms", 100, "length of each published chunk in milliseconds"),
     Param("retry_period_s", 2.0, "microphone: seconds between attempts to open a missing device"),
     Param("frame_id", "microphone", "header.frame_id of the published audio"),
@@ -81,6 +84,8 @@ class CaptureNode(Node):
         deadline = time.monotonic() + self.p.file_wait_for_subscriber_s
         while self.pub.get_subscription_count() == 0 and time.monotonic() < deadline:
             self._stop.wait(0.05)
+        if self.pub.get_subscription_count() > 0:
+            self._stop.wait(self.p.file_settle_s)
         self.diag.set(0, "playing files", files=len(source.files))
         period = self.chunk_frames / SAMPLE_RATE / max(self.p.playback_speed, 1e-3)
         next_t = time.monotonic()
