@@ -315,9 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="a few utterances per section (minutes): proves the command, for CI")
     p.add_argument("--sections", nargs="+",
-                   choices=("quality", "hint-adaptation", "cost", "footprint", "latency"),
+                   choices=("quality", "hint-adaptation", "cost", "footprint", "latency",
+                            "design"),
                    help="run only these sections, keeping the others' results from the last "
-                        "report in --out (default: all; hint-adaptation is part of quality)")
+                        "report in --out (default: quality cost footprint latency; "
+                        "hint-adaptation is part of quality; design, about an hour, only "
+                        "when named)")
     p.set_defaults(func=cmd_bench)
     return parser
 

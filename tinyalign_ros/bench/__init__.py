@@ -8,6 +8,9 @@ Sections (each documented in its module):
               best validation WER when adapting to the real speaker
   footprint   projector variants (full / shared / pruned / int8) and LLM fp32 vs int8
   latency     end of speech -> first token / full response for a 3 s command, by stage
+  design      (not run by default: about an hour) the base recipe's design choices one at a
+              time: T and text mapping, padding/masking, depth, loss weights, dropout, time
+              masking, amount of speech
 ``--quick`` runs every section on a few utterances (for CI: it proves the command works; its
 numbers are too small to read). Asserts nothing about the numbers.
 """
@@ -43,6 +46,9 @@ class BenchConfig:
     convergence_epochs: dict = field(default_factory=lambda: {"embedlink": 10, "ce": 3})
     footprint_corpus: int = 1500
     footprint_epochs: int = 3
+    design_corpus: int = 1500
+    design_epochs: int = 8
+    design_variants: tuple = ()            # names from design.VARIANTS; () = all
     sections: tuple = ("quality", "cost", "footprint", "latency")
 
     @classmethod
@@ -52,7 +58,9 @@ class BenchConfig:
                    intents_limit=6, max_new_tokens=16, cost_utterances=16, cost_epochs=1,
                    one_b=False, convergence_k=10, convergence_val=3,
                    convergence_epochs={"embedlink": 2, "ce": 1}, footprint_corpus=40,
-                   footprint_epochs=1)
+                   footprint_epochs=1, design_corpus=40, design_epochs=1,
+                   design_variants=("reference: length pooling, T<=32, 2 layers",
+                                    "fixed T=32, padding masked", "time masking 20 %"))
 
 
 def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> dict:
@@ -64,7 +72,7 @@ def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> di
     from ..core.models import default_projector
     from ..core.pipeline import Assistant
     from ..core.prompt import PromptConfig
-    from . import cost, footprint, latency, quality, speakers
+    from . import cost, design, footprint, latency, quality, speakers
 
     t_start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,9 +164,18 @@ def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> di
     def latency_section():
         report["latency"] = latency.latency(config.threads, config.repeats, llm, asr)
 
+    def design_section():
+        report["design"] = design.design(
+            asr, systems, embeddings, speakers.heldout_base_voices(asr, config.heldout_test),
+            speakers.real_speaker(asr, 0, config.real_test), config.design_corpus,
+            config.design_epochs, config.design_variants, config.threads, log)
+
     sections = {"quality": quality_section, "hint-adaptation": hint_adaptation_section,
-                "cost": cost_section,
-                "footprint": footprint_section, "latency": latency_section}
+                "cost": cost_section, "footprint": footprint_section,
+                "latency": latency_section, "design": design_section}
+    unknown = set(config.sections) - set(sections)
+    if unknown:
+        raise ValueError(f"unknown bench sections {sorted(unknown)}; known: {sorted(sections)}")
     report.setdefault("errors", {})
     for name in config.sections:
         log(f"{name} ...")

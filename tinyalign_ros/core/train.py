@@ -52,12 +52,16 @@ class TrainConfig:
     threads: int = 0               # torch CPU threads; 0 = torch default
     lora_rank: int = 0             # > 0: also train a LoRA adapter on the LLM in the CE stage
     lora_alpha: int = 16
+    time_mask: float = 0.0         # augmentation: zero up to this fraction of each utterance's
+                                   # encoder frames, in two random spans (SpecAugment-style)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.pad_target not in ("eos", "mask"):
             raise ValueError(f"pad_target must be 'eos' or 'mask', got {self.pad_target!r}")
+        if not 0.0 <= self.time_mask < 1.0:
+            raise ValueError(f"time_mask must be in [0, 1), got {self.time_mask}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,9 +182,24 @@ class Trainer:
             targets[i, :len(ids)] = self.table[torch.tensor(ids)]
         return targets, mask, lengths
 
+    def augment(self, x: torch.Tensor, fmask: torch.Tensor) -> torch.Tensor:
+        """Time masking while training: two spans per utterance, together at most
+        ``time_mask`` of its frames, set to zero (the padding value)."""
+        if not (self.config.time_mask and self.projector.training):
+            return x
+        x = x.clone()
+        for i, n in enumerate(fmask.sum(1).tolist()):
+            width = int(n * self.config.time_mask / 2)
+            for _ in range(2 if width else 0):
+                w = int(torch.randint(0, width + 1, ()))
+                start = int(torch.randint(0, max(n - w, 0) + 1, ()))
+                x[i, start:start + w] = 0.0
+        return x
+
     # ---- losses
     def embedlink_loss(self, items) -> torch.Tensor:
         x, fmask = collate(items)
+        x = self.augment(x, fmask)
         targets, tmask, lengths = self.embedlink_targets(items)
         tokens, token_mask, predicted = self.projector(x, fmask, token_lengths=lengths)
         valid = tmask & token_mask
@@ -195,6 +214,7 @@ class Trainer:
         llm = self.llm
         dev = llm.device
         x, fmask = collate(items, dev)
+        x = self.augment(x, fmask)
         lengths = torch.tensor([min(len(self.text_ids(it.text)) or 1,
                                     self.projector.config.num_tokens) for it in items], device=dev)
         tokens, token_mask, predicted = self.projector(x, fmask, token_lengths=lengths)
