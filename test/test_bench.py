@@ -68,3 +68,19 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     assert len(report["plots"]) == 4
     for name in report["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the design section runs only when named, and its results join the existing report
+    proc = subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", "bench", "--quick",
+                           "--out", str(out), "--sections", "design"], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    merged = json.loads((out / "bench.json").read_text())
+    assert merged["quality"] == report["quality"] and merged["latency"] == report["latency"]
+    rows = {v["variant"]: v for v in merged["design"]["variants"]}
+    assert set(rows) == {"reference: length pooling, T<=32, 2 layers",
+                         "fixed T=32, padding masked", "time masking 20 %"}
+    for row in rows.values():
+        assert row["train_utterances"] > 0 and row["train_s"] > 0
+        assert 0.0 <= row["heldout_read_wer"] and 0.0 <= row["heldout_wer_hint"] < 10.0
+    assert rows["time masking 20 %"]["training"] == {"time_mask": 0.2}
+    assert "Design choices" in (out / "bench.md").read_text()

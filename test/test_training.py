@@ -83,6 +83,28 @@ def test_embedlink_targets_and_masks(tiny_llm_dir):
             assert torch.equal(targets[1, n[1]], emb.weight[tr.end_id])
 
 
+def test_time_mask_zeroes_spans_only_while_training(tiny_llm_dir):
+    emb = EmbeddingTable(tiny_llm_dir)
+    with pytest.raises(ValueError, match="time_mask"):
+        TrainConfig(time_mask=1.0)
+    tr = Trainer(projector(emb.dim), TrainConfig(objective="embedlink", time_mask=0.4),
+                 embeddings=emb)
+    from tinyalign_ros.core.train import collate
+
+    x, fmask = collate(items(1, seed=3))
+    torch.manual_seed(0)
+    tr.projector.train()
+    out = tr.augment(x, fmask)
+    assert torch.equal(x, collate(items(1, seed=3))[0])      # the batch itself is untouched
+    for i, n in enumerate(fmask.sum(1).tolist()):
+        zeroed = int((out[i, :n] == 0).all(-1).sum())
+        assert 0 < zeroed <= int(n * 0.4)                    # something, never past the budget
+        assert torch.equal(out[i, n:], x[i, n:])             # padding stays padding
+    assert torch.equal(out[~(out == 0).all(-1)], x[~(out == 0).all(-1)])
+    tr.projector.eval()
+    assert torch.equal(tr.augment(x, fmask), x)              # never at evaluation
+
+
 def test_ce_loss_goes_down_and_labels_only_the_answer(tiny_llm_dir):
     llm = FrozenLLM(tiny_llm_dir, device="cpu")
     prompt = PromptBuilder(llm.tokenizer, PromptConfig())

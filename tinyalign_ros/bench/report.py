@@ -87,6 +87,23 @@ def footprint_table(r: dict) -> list[str]:
     return out + [""]
 
 
+def design_table(r: dict) -> list[str]:
+    d = r.get("design")
+    if not d:
+        return []
+    out = [f"### Design choices (one at a time; EmbedLink, {d['epochs']} epochs on the base "
+           f"corpus; held-out = {d['heldout']}, {d['heldout_utterances']} utt.; real = "
+           f"{d['real']}, {d['real_utterances']} utt.)", "",
+           "| variant | train utt. | train s | best epoch | val loss | read WER held-out | "
+           "read WER real | WER held-out | WER held-out +hint |", "|---|---|---|---|---|---|---|---|---|"]
+    for v in d["variants"]:
+        out.append(f"| {v['variant']} | {v['train_utterances']} | {v['train_s']} | "
+                   f"{v['best_epoch']} | {v['val_loss']} | {_pct(v['heldout_read_wer'])} | "
+                   f"{_pct(v['real_read_wer'])} | {_pct(v['heldout_wer'])} | "
+                   f"{_pct(v['heldout_wer_hint'])} |")
+    return out + [""]
+
+
 LATENCY_STAGES = (("vad_wait_s", "VAD end-of-speech wait"), ("encoder_s", "encoder"),
                   ("projector_s", "projector"), ("prefill_s", "LLM prefill"),
                   ("first_step_s", "first token"), ("decode_rest_s", "rest of the response"))
@@ -123,7 +140,8 @@ def markdown(r: dict) -> str:
                  "read these numbers as results.", ""]
     for name, err in r.get("errors", {}).items():
         head += [f"**Section {name} failed**: {err}", ""]
-    body = quality_table(r) + cost_table(r) + footprint_table(r) + latency_table(r)
+    body = (quality_table(r) + cost_table(r) + footprint_table(r) + design_table(r) +
+            latency_table(r))
     plots = [f"![{p}]({p})" for p in r.get("plots", [])]
     return "\n".join(head + body + plots) + "\n"
 
