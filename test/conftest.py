@@ -75,10 +75,12 @@ def spin_until(node, predicate, timeout: float, procs=()) -> bool:
 class NodeProcess:
     """A node executable from lib/tinyalign_ros, started as its own process."""
 
-    def __init__(self, executable: str, params: dict, log_dir: Path):
+    def __init__(self, executable: str, params: dict, log_dir: Path, params_file=None):
         self.name = executable
         self.log_path = log_dir / f"{executable}.log"
         cmd = [str(LIB_DIR / executable), "--ros-args"]
+        if params_file is not None:
+            cmd += ["--params-file", str(params_file)]
         for k, v in params.items():
             cmd += ["-p", f"{k}:={v}"]
         self._log = open(self.log_path, "wb")
@@ -122,8 +124,8 @@ class NodeProcess:
 def start_node(installed, tmp_path):
     procs = []
 
-    def start(executable: str, **params) -> NodeProcess:
-        p = NodeProcess(executable, params, tmp_path)
+    def start(executable: str, params_file=None, **params) -> NodeProcess:
+        p = NodeProcess(executable, params, tmp_path, params_file)
         procs.append(p)
         return p
 

@@ -1,8 +1,10 @@
-"""The whole graph: the four node executables as separate processes over DDS, the capture node
-playing real recorded speech from files, the shipped base projector, the real default models."""
+"""The whole graph: the four node executables as separate processes over DDS, and the same four
+nodes in one process (graph_node); the capture node playing real recorded speech from files, the
+shipped base projector, the real default models."""
 import pytest
+import yaml
 
-from conftest import LIBRIVOX, librivox_references, spin_until
+from conftest import LIBRIVOX, ROOT, librivox_references, spin_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.real_models]
 
@@ -56,3 +58,69 @@ def test_four_nodes_answer_recorded_speech(ros_node, start_node, tmp_path):
         assert spin_until(ros_node, future.done, 30, procs)
         assert future.result().success, future.result().message
     assert all(p.poll() is None for p in procs)
+
+
+def test_single_process_graph_answers_and_adapts_with_one_llm(ros_node, start_node, tmp_path):
+    from rclpy.action import ActionClient
+
+    from tinyalign_ros import graph
+    from tinyalign_ros.action import Adapt
+    from tinyalign_ros.msg import Response, SpeechFeatures
+    from tinyalign_ros.nodes.common import RELIABLE_QOS
+    from tinyalign_ros.srv import CorrectTranscript
+
+    features, responses = [], []
+    ros_node.create_subscription(SpeechFeatures, "speech_features", features.append, RELIABLE_QOS)
+    ros_node.create_subscription(Response, "response", responses.append, RELIABLE_QOS)
+    feat_pub = ros_node.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
+
+    # the shipped parameter file, its per-node sections changed as a robot user would
+    config = yaml.safe_load((ROOT / "config" / graph.CONFIG_FILE).read_text())
+    config["capture"]["ros__parameters"].update(source="file", playback_speed=2.0,
+                                                file_path=str(LIBRIVOX / "*.wav"))
+    config["asr"]["ros__parameters"].update(user_id="erin", device="cpu")
+    config["response"]["ros__parameters"].update(max_new_tokens=16, device="cpu")
+    config["adaptation"]["ros__parameters"].update(
+        store_dir=str(tmp_path / "store"), min_utterances=3, val_fraction=0.34, epochs=2,
+        device="cpu")
+    params = tmp_path / "graph.yaml"
+    params.write_text(yaml.safe_dump(config))
+    g = start_node(graph.SINGLE_PROCESS_EXECUTABLE, params_file=params)
+    procs = [g]
+
+    assert spin_until(ros_node, lambda: len(features) >= 3, 240, procs), g.output()
+    ids = [f.utterance_id for f in features[:3]]
+    assert spin_until(ros_node, lambda: sum(r.utterance_id in ids for r in responses) >= 3,
+                      180, procs), g.output()
+    for r in responses[:3]:
+        assert r.mode == "aligned" and r.projector_version and r.user_id == "erin"
+    # the response and adaptation nodes hold one LLM between them
+    assert "(1 LLM(s) loaded in this process)" in g.output()
+    assert "single-process graph: nice and train_threads do not apply" in g.output()
+
+    # correct the three, adapt, and ask for a response while the job uses the shared LLM
+    refs = librivox_references()
+    files = sorted(LIBRIVOX.glob("*.wav"))
+    correct = ros_node.create_client(CorrectTranscript, "correct_transcript")
+    assert spin_until(ros_node, correct.service_is_ready, 30, procs)
+    for f, path in zip(features[:3], files):
+        future = correct.call_async(CorrectTranscript.Request(
+            user_id="erin", utterance_id=f.utterance_id, text=refs[path.stem]))
+        assert spin_until(ros_node, future.done, 30, procs)
+        assert future.result().success, future.result().message
+    client = ActionClient(ros_node, Adapt, "adapt")
+    assert spin_until(ros_node, client.server_is_ready, 30, procs)
+    goal_future = client.send_goal_async(Adapt.Goal(user_id="erin"))
+    assert spin_until(ros_node, goal_future.done, 30, procs) and goal_future.result().accepted
+    result_future = goal_future.result().get_result_async()
+    again = features[0]
+    again.utterance_id = "during-adaptation"
+    feat_pub.publish(again)
+    assert spin_until(ros_node, lambda: any(r.utterance_id == "during-adaptation"
+                                            for r in responses), 120, procs), g.output()
+    assert spin_until(ros_node, result_future.done, 300, procs), g.output()
+    result = result_future.result().result
+    assert result.success, result.message       # published, or refused by the gate: both done
+    assert {m.name for m in result.metrics} >= {"wer_before", "wer_after", "train_s"}
+    assert g.poll() is None
+

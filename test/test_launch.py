@@ -26,12 +26,16 @@ class LaunchConfiguration(Recorder):
     def name(self):
         return self.args[0]
 
+    def perform(self, context):
+        return context[self.name]
 
-@pytest.fixture
-def launch_description(monkeypatch, installed):
+
+def run_launch(monkeypatch, installed, **arguments):
+    """The launch file's entities, its node actions expanded for these launch arguments."""
     fakes = {
         "launch": types.SimpleNamespace(LaunchDescription=Recorder),
-        "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=Recorder),
+        "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=Recorder,
+                                                OpaqueFunction=Recorder),
         "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
         "launch_ros": types.SimpleNamespace(),
         "launch_ros.actions": types.SimpleNamespace(Node=Recorder),
@@ -42,8 +46,17 @@ def launch_description(monkeypatch, installed):
     ld = runpy.run_path(str(LAUNCH_FILE))["generate_launch_description"]()
     entities = ld.args[0]
     declared = {e.args[0]: e.kwargs for e in entities if "default_value" in e.kwargs}
-    nodes = [e.kwargs for e in entities if "executable" in e.kwargs]
+    unknown = set(arguments) - set(declared)
+    assert not unknown, f"not launch arguments: {unknown}"
+    context = {name: kw["default_value"] for name, kw in declared.items()} | arguments
+    nodes = [n.kwargs for e in entities if "function" in e.kwargs
+             for n in e.kwargs["function"](context)]
     return declared, nodes
+
+
+@pytest.fixture
+def launch_description(monkeypatch, installed):
+    return run_launch(monkeypatch, installed)
 
 
 def test_launch_starts_every_node_of_the_graph(launch_description):
@@ -66,7 +79,7 @@ def test_every_parameter_set_is_declared(launch_description):
         module = importlib.import_module(graph.node(n["name"]).module)
         params = {p.name for p in module.PARAMETERS}
         params_file, overrides = n["parameters"]
-        assert isinstance(params_file, LaunchConfiguration) and params_file.name == "params_file"
+        assert params_file == declared_args["params_file"]["default_value"]
         for param, value in overrides.items():
             assert param in params, f"launch sets {n['name']}.{param}, which is not declared"
             assert value.name in declared_args, f"{value.name} is not a declared launch argument"
@@ -100,3 +113,28 @@ def test_setup_py_entry_points_match_installed_executables(installed):
     assert (LIB_DIR / "tinyalign").is_file()
     for exe in nodes:
         assert callable(importlib.import_module(f"tinyalign_ros.nodes.{exe}").main)
+
+
+def test_single_process_launch_runs_one_graph_node_with_each_nodes_settings(monkeypatch,
+                                                                             installed):
+    declared, nodes = run_launch(monkeypatch, installed, single_process="true",
+                                 audio_source="file", audio_file="/data/speech/*.wav",
+                                 user_id="alice", device="cpu")
+    assert len(nodes) == 1
+    node = nodes[0]
+    assert node["executable"] == graph.SINGLE_PROCESS_EXECUTABLE and "name" not in node
+    assert (LIB_DIR / node["executable"]).is_file()
+    merged_path = Path(node["parameters"][0])
+    merged = yaml.safe_load(merged_path.read_text())
+    merged_path.unlink()
+    config = yaml.safe_load(Path(declared["params_file"]["default_value"]).read_text())
+    set_here = {("capture", "source"): "file", ("capture", "file_path"): "/data/speech/*.wav",
+                ("asr", "user_id"): "alice", ("asr", "device"): "cpu",
+                ("response", "device"): "cpu", ("adaptation", "device"): "cpu"}
+    for spec in graph.NODES:
+        got = merged[spec.name]["ros__parameters"]
+        for param, value in config[spec.name]["ros__parameters"].items():
+            assert got[param] == set_here.get((spec.name, param), value), (spec.name, param)
+    # 'device' is the microphone on capture and the model device elsewhere: kept apart
+    assert merged["capture"]["ros__parameters"]["device"] == ""
+

@@ -54,6 +54,9 @@ LAUNCH_ARGUMENTS = (
                    {"asr": "device", "response": "device", "adaptation": "device"}),
 )
 
+#: all of NODES in one process sharing one LLM (launch argument single_process:=true)
+SINGLE_PROCESS_EXECUTABLE = "graph_node"
+
 CONFIG_FILE = "tinyalign.yaml"   # in config/ (source) and share/tinyalign_ros/config (installed)
 
 

@@ -2,14 +2,17 @@
 embedding table, and generates greedily from input embeddings with the KV cache, streaming.
 
 Also ``EmbeddingTable``: just the token embedding matrix (read from the safetensors file, no
-model built), which is all that EmbedLink training needs from the LLM.
+model built), which is all that EmbedLink training needs from the LLM; and ``shared_llm``: one
+loaded LLM per process for every node that asks for the same one (the single-process graph).
 """
 from __future__ import annotations
 
 import copy
 import json
 import os
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -58,9 +61,20 @@ class EmbeddingTable:
                     break
         if weight is None:
             raise ValueError(f"no embed_tokens.weight in {self.path}")
+        self._set(weight)
+
+    def _set(self, weight: torch.Tensor) -> None:
         self.weight = weight
         self.dim = int(weight.shape[1])
         self.model_id = llm_id(self.path)
+
+    @classmethod
+    def from_llm(cls, llm: "FrozenLLM") -> "EmbeddingTable":
+        """The table of an LLM already loaded: no second copy when it is fp32 on the CPU."""
+        table = cls.__new__(cls)
+        table.path, table.tokenizer = llm.path, llm.tokenizer
+        table._set(llm.embedding.weight.detach().float().cpu())
+        return table
 
     def ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
@@ -112,6 +126,9 @@ class FrozenLLM:
         self.dim = int(model.config.hidden_size)
         self.model_id = llm_id(self.path)
         self.stop_ids = self._stop_ids()
+        # held by whoever selects a LoRA adapter and runs the model, so that two users of one
+        # shared LLM (threads of the single-process graph) never run under each other's adapter
+        self.lock = threading.RLock()
 
     def _stop_ids(self) -> set[int]:
         ids = set()
@@ -188,3 +205,27 @@ class FrozenLLM:
         if single_line:
             text = text.split("\n")[0].strip()
         return Generation(text, ids, t_prefill, decode_s, first_token_s, stopped)
+
+
+_shared: "weakref.WeakValueDictionary[tuple, FrozenLLM]" = weakref.WeakValueDictionary()
+_shared_lock = threading.Lock()
+
+
+def shared_llm(model_path=None, device: str = "auto", dtype: str = "auto",
+               int8: bool = False) -> FrozenLLM:
+    """The process's FrozenLLM for these settings, loaded on first use and freed when its last
+    user drops it. Nodes in one process (the single-process graph) then hold one copy; nodes in
+    their own processes each get theirs, as before. Torch threads are the caller's business."""
+    key = (str(resolve_llm(model_path).resolve()), resolve_torch_device(device), dtype, int8)
+    with _shared_lock:
+        llm = _shared.get(key)
+        if llm is None:
+            llm = FrozenLLM(model_path, device, dtype, int8)
+            _shared[key] = llm
+        return llm
+
+
+def loaded_llms() -> int:
+    """How many LLMs ``shared_llm`` holds loaded in this process now."""
+    with _shared_lock:
+        return len(_shared)

@@ -45,8 +45,16 @@ class Assistant:
         self.prompt = PromptBuilder(self.llm.tokenizer, config)
         self._adapter_prefix: dict = {}   # LoRA adapter name -> its prefix KV cache
         # the prefix (system + few-shot turns) is the same for every request: prefill it once
-        _, self._prefix_cache = self.llm.prefill(
-            self.llm.embed_ids(self.prompt.prefix_ids).unsqueeze(0))
+        with self.llm.lock, self._no_adapter():
+            _, self._prefix_cache = self.llm.prefill(
+                self.llm.embed_ids(self.prompt.prefix_ids).unsqueeze(0))
+
+    def _no_adapter(self):
+        from contextlib import nullcontext
+
+        from .lora import has_adapters
+
+        return self.llm.model.disable_adapter() if has_adapters(self.llm) else nullcontext()
 
     # ---- projector
     def load_projector(self, path, asr_model_id: str | None = None) -> ProjectorMeta:
@@ -84,22 +92,19 @@ class Assistant:
                   projector: BridgeFormer | None = None, meta: ProjectorMeta | None = None):
         from contextlib import nullcontext
 
-        from .lora import has_adapters
-
         suffix = self.llm.embed_ids(suffix_ids)
         embeds = torch.cat([middle.to(self.llm.dtype), suffix]).unsqueeze(0)
         lora = getattr(projector, "lora_state", None) if projector is not None else None
-        if lora:  # this projector brings its own LLM adapter: use it, with its own prefix cache
-            name = self._activate_adapter(projector, meta)
-            context, cache = nullcontext(), self._adapter_prefix[name]
-        else:
-            context = self.llm.model.disable_adapter() if has_adapters(self.llm) else \
-                nullcontext()
-            cache = self._prefix_cache
-        with context:
-            return self.llm.generate(embeds, max_new_tokens or self.max_new_tokens,
-                                     cache=cache, on_token=on_token,
-                                     single_line=self.prompt.config.single_line)
+        with self.llm.lock:   # the adapter chosen here is the one the generation runs under
+            if lora:  # this projector brings its own LLM adapter: use it, with its own prefix
+                name = self._activate_adapter(projector, meta)
+                context, cache = nullcontext(), self._adapter_prefix[name]
+            else:
+                context, cache = self._no_adapter(), self._prefix_cache
+            with context:
+                return self.llm.generate(embeds, max_new_tokens or self.max_new_tokens,
+                                         cache=cache, on_token=on_token,
+                                         single_line=self.prompt.config.single_line)
 
     def _activate_adapter(self, projector: BridgeFormer, meta: ProjectorMeta | None) -> str:
         from .lora import LoraSettings, load_adapter

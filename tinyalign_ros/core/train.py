@@ -141,7 +141,8 @@ class Trainer:
 
             self.lora_settings = LoraSettings(config.lora_rank, config.lora_alpha)
             self.lora_name = f"train{id(self)}"
-            add_adapter(llm, self.lora_name, self.lora_settings)
+            with llm.lock:
+                add_adapter(llm, self.lora_name, self.lora_settings)
 
     def lora_state(self) -> dict:
         """The trained adapter's tensors (checkpoint keys), then the adapter is dropped from
@@ -150,8 +151,9 @@ class Trainer:
 
         if self.lora_name is None:
             return {}
-        state = adapter_state(self.llm, self.lora_name)
-        remove_adapter(self.llm, self.lora_name)
+        with self.llm.lock:
+            state = adapter_state(self.llm, self.lora_name)
+            remove_adapter(self.llm, self.lora_name)
         self.lora_name = None
         return state
 
@@ -246,18 +248,31 @@ class Trainer:
             lab[i, :len(l)] = torch.tensor(l, device=dev)
         # The prompt prefix (system + few-shot turns) is the same for every example and holds
         # no trainable input: its KV cache is computed once and shared, not recomputed per step.
-        past = None
-        if P:
-            past = copy.deepcopy(self._prefix_cache())
-            past.batch_repeat_interleave(B)
-        logits = llm.model(inputs_embeds=batch, attention_mask=attn, past_key_values=past,
-                           use_cache=True).logits
+        with llm.lock, self._adapter_context():   # the LLM may be shared with a responder
+            past = None
+            if P:
+                past = copy.deepcopy(self._prefix_cache())
+                past.batch_repeat_interleave(B)
+            logits = llm.model(inputs_embeds=batch, attention_mask=attn, past_key_values=past,
+                               use_cache=True).logits
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), lab[:, 1:].flatten(),
                                ignore_index=-100)
         if self.projector.config.pooling == "length":
             loss = loss + self.config.length_weight * F.smooth_l1_loss(predicted.float(),
                                                                        lengths.float())
         return loss
+
+    def _adapter_context(self):
+        """Our own LoRA adapter when training one, else none of the adapters the LLM may hold
+        (a responder sharing it may have selected one for its user)."""
+        from contextlib import nullcontext
+
+        from .lora import has_adapters
+
+        if self.lora_name is not None:
+            self.llm.model.set_adapter(self.lora_name)
+            return nullcontext()
+        return self.llm.model.disable_adapter() if has_adapters(self.llm) else nullcontext()
 
     def _prefix_cache(self):
         if getattr(self, "_prefix_kv", None) is None:

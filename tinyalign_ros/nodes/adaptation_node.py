@@ -20,7 +20,7 @@ from rclpy.node import Node
 
 from tinyalign_ros.core.adapt import AdaptationError, AdaptConfig, adapt_user
 from tinyalign_ros.core.checkpoint import CheckpointError, load_checkpoint
-from tinyalign_ros.core.llm import EmbeddingTable, FrozenLLM, llm_id
+from tinyalign_ros.core.llm import EmbeddingTable, llm_id, loaded_llms, shared_llm
 from tinyalign_ros.core.models import data_dir, default_projector, resolve_llm
 from tinyalign_ros.core.pipeline import Assistant
 from tinyalign_ros.core.prompt import PromptConfig
@@ -64,13 +64,20 @@ PARAMETERS = (
 
 
 class AdaptationNode(ModelActivation, Node):
-    def __init__(self):
+    def __init__(self, single_process: bool = False):
+        """``single_process``: the node shares its process with the others (graph_node), so
+        the process-wide ``nice`` and ``train_threads`` are left alone."""
         super().__init__("adaptation")
         self.p = declare_parameters(self, PARAMETERS)
-        if self.p.nice > 0:
-            os.nice(self.p.nice)
-        import torch
-        torch.set_num_threads(max(1, self.p.train_threads))
+        self.single_process = single_process
+        if single_process:
+            self.get_logger().info("single-process graph: nice and train_threads do not apply "
+                                   "(they are per process); the LLM is shared")
+        else:
+            if self.p.nice > 0:
+                os.nice(self.p.nice)
+            import torch
+            torch.set_num_threads(max(1, self.p.train_threads))
         self.diag = Diagnostics(self)
         store_dir = Path(self.p.store_dir) if self.p.store_dir else data_dir() / "store"
         self.store = UtteranceStore(store_dir, self.p.max_utterances_per_user, self.p.min_free_mb)
@@ -105,10 +112,13 @@ class AdaptationNode(ModelActivation, Node):
         self.init_activation(self.p.autostart)
 
     def load_models(self) -> None:
-        llm = FrozenLLM(self.p.llm_model or None, self.p.device, threads=self.p.train_threads)
+        # shared_llm: in the single-process graph this is the response node's copy
+        llm = shared_llm(self.p.llm_model or None, self.p.device)
         self.assistant = Assistant(llm, PromptConfig(task=self.p.task,
                                                      transcript_hint=self.p.transcript_hint))
-        self.embeddings = EmbeddingTable(self.p.llm_model or None)
+        self.embeddings = EmbeddingTable.from_llm(llm)   # not a second copy of the table
+        self.get_logger().info(f"LLM {llm.model_id} on {llm.device} ({loaded_llms()} LLM(s) "
+                               f"loaded in this process)")
 
     def free_models(self) -> None:
         self.assistant = self.embeddings = None

@@ -71,19 +71,26 @@ def features_from_msg(msg) -> np.ndarray:
 
 def run(node_factory, args=None, threads: int = 2) -> int:
     """Standard node main: init, spin until Ctrl-C or shutdown, destroy, shutdown."""
+    return run_nodes([node_factory], args, threads)
+
+
+def run_nodes(node_factories, args=None, threads: int = 2) -> int:
+    """Several nodes in one process, one executor (the single-process graph); ``run`` for one."""
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     rclpy.init(args=args if args is not None else sys.argv)
-    node = None
+    nodes = []
     try:
-        node = node_factory()
+        for factory in node_factories:
+            nodes.append(factory())
         executor = MultiThreadedExecutor(num_threads=threads)
-        executor.add_node(node)
+        for node in nodes:
+            executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
+        for node in reversed(nodes):
             close = getattr(node, "close", None)
             if close:
                 close()

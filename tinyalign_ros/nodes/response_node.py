@@ -18,7 +18,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from tinyalign_ros.core.checkpoint import CheckpointError
-from tinyalign_ros.core.llm import FrozenLLM, llm_id, resolve_torch_device
+from tinyalign_ros.core.llm import llm_id, loaded_llms, resolve_torch_device, shared_llm
 from tinyalign_ros.core.pipeline import Assistant
 from tinyalign_ros.core.prompt import PromptConfig
 from tinyalign_ros.core.models import default_projector, resolve_llm
@@ -81,12 +81,16 @@ class ResponseNode(ModelActivation, Node):
 
     def load_models(self) -> None:
         self.diag.set(0, "loading LLM")
-        llm = FrozenLLM(self.p.llm_model or None, self.p.device, dtype=self.p.dtype,
-                        int8=self.p.int8, threads=self.p.threads)
+        if self.p.threads > 0:
+            import torch
+            torch.set_num_threads(self.p.threads)
+        # shared_llm: one copy per process (the single-process graph shares it with adaptation)
+        llm = shared_llm(self.p.llm_model or None, self.p.device, self.p.dtype, self.p.int8)
         self.assistant = Assistant(llm, PromptConfig(task=self.p.task,
                                                      transcript_hint=self.p.transcript_hint),
                                    self.p.max_new_tokens)
-        self.get_logger().info(f"LLM {llm.model_id} on {llm.device} from {llm.path}")
+        self.get_logger().info(f"LLM {llm.model_id} on {llm.device} from {llm.path} "
+                               f"({loaded_llms()} LLM(s) loaded in this process)")
         self.diag.set(0, "ready", llm=llm.model_id, mode=self.p.mode,
                       base_projector=self.base[1].version if self.base else "none")
 
@@ -165,6 +169,8 @@ class ResponseNode(ModelActivation, Node):
                     try:
                         self._respond(msg, features, mode)
                     except Exception as exc:  # one bad request never kills the node
+                        if not self.context.ok():   # Ctrl-C while answering: nothing to say
+                            return
                         self.get_logger().error(f"{mode} response to {msg.utterance_id!r} "
                                                 f"failed: {exc!r}")
 
