@@ -6,7 +6,8 @@ recordings (five LibriVox utterances and "go forward ten meters" from Debian's
 pocketsphinx-testdata), ASR, response (projector + SmolLM2) and adaptation; prints what arrives
 on the topics for each utterance; then corrects the transcripts over the correct_transcript
 service, runs the Adapt action with its feedback, and says the first utterance again to show
-the response node serving the adapted projector. Run from `source scripts/env.sh`.
+the response node serving the adapted projector. ``--single-process``: the same four nodes in
+one process (graph_node), sharing one LLM. Run from `source scripts/env.sh`.
 """
 from __future__ import annotations
 
@@ -33,8 +34,11 @@ def references() -> dict[str, str]:
     return refs
 
 
-def start(executable: str, log_dir: Path, **params) -> subprocess.Popen:
+def start(executable: str, log_dir: Path, params_file: Path | None = None,
+          **params) -> subprocess.Popen:
     cmd = [str(LIB / executable), "--ros-args"]
+    if params_file is not None:
+        cmd += ["--params-file", str(params_file)]
     for k, v in params.items():
         cmd += ["-p", f"{k}:={v}"]
     log = open(log_dir / f"{executable}.log", "wb")
@@ -130,6 +134,8 @@ def main() -> int:
     parser.add_argument("--no-adapt", action="store_true", help="skip the adaptation part")
     parser.add_argument("--mode", default="both", choices=("aligned", "cascade", "both"),
                         help="response node mode")
+    parser.add_argument("--single-process", action="store_true",
+                        help="the four nodes in one process (graph_node) sharing one LLM")
     args = parser.parse_args()
     if not LIB.is_dir():
         print(f"{LIB} is missing: run `make setup` first", file=sys.stderr)
@@ -166,10 +172,28 @@ def main() -> int:
 
     print(f"tinyalign_ros demo: {len(sources)} recordings ({total_s:.0f} s with gaps), "
           f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, logs in {work}")
-    resp = start("response_node", work, threads=2, mode=args.mode)
-    adapt = start("adaptation_node", work, store_dir=str(work / "store"), min_utterances=5,
-                  epochs=10)
-    asr = start("asr_node", work, user_id=args.user, cpu_threads=2)
+    settings = {"response": {"threads": 2, "mode": args.mode},
+                "adaptation": {"store_dir": str(work / "store"), "min_utterances": 5,
+                               "epochs": 10},
+                "asr": {"user_id": args.user, "cpu_threads": 2},
+                "capture": {"source": "file", "file_path": str(clips),
+                            "playback_speed": args.speed}}
+    if args.single_process:
+        import yaml
+
+        from tinyalign_ros.graph import CONFIG_FILE, SINGLE_PROCESS_EXECUTABLE
+
+        config = yaml.safe_load((ROOT / "config" / CONFIG_FILE).read_text())
+        for name, values in settings.items():
+            config[name]["ros__parameters"].update(values)
+        params = work / "graph.yaml"
+        params.write_text(yaml.safe_dump(config))
+        # the capture node inside starts playing once the others have loaded their models
+        procs = {SINGLE_PROCESS_EXECUTABLE: start(SINGLE_PROCESS_EXECUTABLE, work, params)}
+    else:
+        procs = {"response_node": start("response_node", work, **settings["response"]),
+                 "adaptation_node": start("adaptation_node", work, **settings["adaptation"]),
+                 "asr_node": start("asr_node", work, **settings["asr"])}
     # play the files only once the ASR and response nodes have loaded their models and joined
     # the graph (features published before the response node subscribes would be lost)
     print("waiting for the asr and response nodes to load their models ...")
@@ -177,13 +201,11 @@ def main() -> int:
     while not (node.count_publishers("speech_features") >= 1 and
                node.count_subscribers("speech_features") >= 3):
         rclpy.spin_once(node, timeout_sec=0.2)
-        if time.monotonic() > ready_by or any(p.poll() is not None for p in (asr, resp, adapt)):
+        if time.monotonic() > ready_by or any(p.poll() is not None for p in procs.values()):
             print("the asr/response nodes did not come up; logs in " + str(work), file=sys.stderr)
             return 1
-    cap = start("capture_node", work, source="file", file_path=str(clips),
-                playback_speed=args.speed)
-    procs = {"asr_node": asr, "capture_node": cap, "response_node": resp,
-             "adaptation_node": adapt}
+    if not args.single_process:
+        procs["capture_node"] = start("capture_node", work, **settings["capture"])
     t0 = time.monotonic()
     deadline = t0 + 60 + total_s / args.speed * 2
     shown = 0
@@ -232,8 +254,9 @@ def main() -> int:
         rclpy.shutdown()
     print(f"\nDone: {shown} utterance(s) went recording -> capture_node -> audio -> asr_node "
           f"(Silero VAD, Whisper tiny.en) -> speech_features -> response_node (BridgeFormer + "
-          f"SmolLM2-135M) and adaptation_node -> response -> this listener, each node its own "
-          f"process over DDS.")
+          f"SmolLM2-135M) and adaptation_node -> response -> this listener, "
+          + ("all four nodes in one process." if args.single_process
+             else "each node its own process over DDS."))
     return 0 if shown == len(sources) else 1
 
 
