@@ -9,12 +9,25 @@ from conftest import LIBRIVOX, ROOT, librivox_references, spin_until
 pytestmark = [pytest.mark.ros, pytest.mark.real_models]
 
 
+def correct_all(ros_node, user, features, files, procs):
+    """Attach each recording's true text to its logged utterance (correct_transcript)."""
+    from tinyalign_ros.srv import CorrectTranscript
+
+    refs = librivox_references()
+    client = ros_node.create_client(CorrectTranscript, "correct_transcript")
+    assert spin_until(ros_node, client.service_is_ready, 30, procs)
+    for f, path in zip(features, files):
+        future = client.call_async(CorrectTranscript.Request(
+            user_id=user, utterance_id=f.utterance_id, text=refs[path.stem]))
+        assert spin_until(ros_node, future.done, 30, procs)
+        assert future.result().success, future.result().message
+
+
 def test_four_nodes_answer_recorded_speech(ros_node, start_node, tmp_path):
     from std_msgs.msg import String
 
     from tinyalign_ros.msg import Response, SpeechFeatures
     from tinyalign_ros.nodes.common import RELIABLE_QOS
-    from tinyalign_ros.srv import CorrectTranscript
 
     features, transcripts, responses = [], [], []
     ros_node.create_subscription(SpeechFeatures, "speech_features", features.append, RELIABLE_QOS)
@@ -50,13 +63,7 @@ def test_four_nodes_answer_recorded_speech(ros_node, start_node, tmp_path):
     assert [t.data for t in transcripts[:3]] == [f.transcript for f in features[:3]]
 
     # the adaptation node logged every utterance: each can be corrected
-    client = ros_node.create_client(CorrectTranscript, "correct_transcript")
-    assert spin_until(ros_node, client.service_is_ready, 30, procs)
-    for f, path in zip(features[:3], files):
-        future = client.call_async(CorrectTranscript.Request(
-            user_id="dana", utterance_id=f.utterance_id, text=refs[path.stem]))
-        assert spin_until(ros_node, future.done, 30, procs)
-        assert future.result().success, future.result().message
+    correct_all(ros_node, "dana", features[:3], files, procs)
     assert all(p.poll() is None for p in procs)
 
 
@@ -67,7 +74,6 @@ def test_single_process_graph_answers_and_adapts_with_one_llm(ros_node, start_no
     from tinyalign_ros.action import Adapt
     from tinyalign_ros.msg import Response, SpeechFeatures
     from tinyalign_ros.nodes.common import RELIABLE_QOS
-    from tinyalign_ros.srv import CorrectTranscript
 
     features, responses = [], []
     ros_node.create_subscription(SpeechFeatures, "speech_features", features.append, RELIABLE_QOS)
@@ -99,15 +105,7 @@ def test_single_process_graph_answers_and_adapts_with_one_llm(ros_node, start_no
     assert "single-process graph: nice and train_threads do not apply" in g.output()
 
     # correct the three, adapt, and ask for a response while the job uses the shared LLM
-    refs = librivox_references()
-    files = sorted(LIBRIVOX.glob("*.wav"))
-    correct = ros_node.create_client(CorrectTranscript, "correct_transcript")
-    assert spin_until(ros_node, correct.service_is_ready, 30, procs)
-    for f, path in zip(features[:3], files):
-        future = correct.call_async(CorrectTranscript.Request(
-            user_id="erin", utterance_id=f.utterance_id, text=refs[path.stem]))
-        assert spin_until(ros_node, future.done, 30, procs)
-        assert future.result().success, future.result().message
+    correct_all(ros_node, "erin", features[:3], sorted(LIBRIVOX.glob("*.wav")), procs)
     client = ActionClient(ros_node, Adapt, "adapt")
     assert spin_until(ros_node, client.server_is_ready, 30, procs)
     goal_future = client.send_goal_async(Adapt.Goal(user_id="erin"))

@@ -73,6 +73,13 @@ def has_adapters(llm) -> bool:
     return isinstance(llm.model, PeftModel)
 
 
+def no_adapter(llm):
+    """A context in which the LLM runs as the base model, whatever adapters it holds."""
+    from contextlib import nullcontext
+
+    return llm.model.disable_adapter() if has_adapters(llm) else nullcontext()
+
+
 def remove_adapter(llm, name: str) -> None:
     """Drop an adapter; the last one unwraps the LLM back to the plain model."""
     names = list(llm.model.peft_config)

@@ -50,11 +50,9 @@ class Assistant:
                 self.llm.embed_ids(self.prompt.prefix_ids).unsqueeze(0))
 
     def _no_adapter(self):
-        from contextlib import nullcontext
+        from .lora import no_adapter
 
-        from .lora import has_adapters
-
-        return self.llm.model.disable_adapter() if has_adapters(self.llm) else nullcontext()
+        return no_adapter(self.llm)
 
     # ---- projector
     def load_projector(self, path, asr_model_id: str | None = None) -> ProjectorMeta:

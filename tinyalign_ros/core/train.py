@@ -267,12 +267,12 @@ class Trainer:
         (a responder sharing it may have selected one for its user)."""
         from contextlib import nullcontext
 
-        from .lora import has_adapters
+        from .lora import no_adapter
 
         if self.lora_name is not None:
             self.llm.model.set_adapter(self.lora_name)
             return nullcontext()
-        return self.llm.model.disable_adapter() if has_adapters(self.llm) else nullcontext()
+        return no_adapter(self.llm)
 
     def _prefix_cache(self):
         if getattr(self, "_prefix_kv", None) is None:
