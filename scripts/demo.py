@@ -146,7 +146,7 @@ def main() -> int:
 
     import rclpy
 
-    from tinyalign_ros.core.audio import load_audio
+    from tinyalign_ros.core.speech.audio import load_audio
     from tinyalign_ros.msg import Response, SpeechFeatures
     from tinyalign_ros.nodes.common import RELIABLE_QOS
 

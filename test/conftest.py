@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTALL = ROOT / "install" / "tinyalign_ros"
+# The colcon install folder: ./install (ROS 2 Kilted, `make test`) unless TINYALIGN_INSTALL names
+# another, e.g. ./install-jazzy (scripts/env.sh sets it for the distribution it sources).
+INSTALL = Path(os.environ.get("TINYALIGN_INSTALL") or ROOT / "install") / "tinyalign_ros"
 LIB_DIR = INSTALL / "lib" / "tinyalign_ros"
 SHARE_DIR = INSTALL / "share" / "tinyalign_ros"
 SPEECH = Path("/usr/share/pocketsphinx/test/data")

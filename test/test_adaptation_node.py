@@ -12,9 +12,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.real_models]
 @pytest.fixture(scope="module")
 def carol():
     """12 real utterances of one speaker (Asterisk prompts), with their true text."""
-    from tinyalign_ros.core.asr import AsrFrontEnd
-    from tinyalign_ros.core.audio import load_audio
-    from tinyalign_ros.core.corpora import asterisk_examples
+    from tinyalign_ros.core.speech.asr import AsrFrontEnd
+    from tinyalign_ros.core.speech.audio import load_audio
+    from tinyalign_ros.corpus.corpora import asterisk_examples
 
     asr = AsrFrontEnd(cpu_threads=2)
     out = []
@@ -25,10 +25,10 @@ def carol():
 
 
 def base_projector(path, asr_model_id):
-    from tinyalign_ros.core.checkpoint import ProjectorMeta, save_checkpoint
-    from tinyalign_ros.core.llm import llm_id
+    from tinyalign_ros.core.assistant.checkpoint import ProjectorMeta, save_checkpoint
+    from tinyalign_ros.core.assistant.llm import llm_id
     from tinyalign_ros.core.models import resolve_llm
-    from tinyalign_ros.core.projector import BridgeFormer, ProjectorConfig
+    from tinyalign_ros.core.assistant.projector import BridgeFormer, ProjectorConfig
 
     torch.manual_seed(0)
     proj = BridgeFormer(ProjectorConfig(layers=1))
@@ -73,7 +73,7 @@ def test_adapt_publishes_a_projector_the_response_node_serves(ros_node, start_no
 
     def features(uid, r, user="carol"):
         m = SpeechFeatures(utterance_id=uid, user_id=user, frames=r.frames, dim=r.dim,
-                           valid_frames=r.frames, transcript=r.transcript.text, confidence=0.5,
+                           transcript=r.transcript.text, confidence=0.5,
                            asr_model_id=asr.model_id, audio_duration_s=r.duration_s)
         m.data = r.features.reshape(-1)
         return m

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 from conftest import GOFORWARD, LIBRIVOX, librivox_references
-from tinyalign_ros.core.asr import AsrFrontEnd
-from tinyalign_ros.core.audio import load_audio
+from tinyalign_ros.core.speech.asr import AsrFrontEnd
+from tinyalign_ros.core.speech.audio import load_audio
 from tinyalign_ros.core.models import ModelNotFoundError, resolve_whisper
-from tinyalign_ros.core.vad import StreamingVad
+from tinyalign_ros.core.speech.vad import StreamingVad
 
 pytestmark = pytest.mark.real_models
 
@@ -49,7 +49,7 @@ def test_torch_encoder_rebuilt_from_ct2_weights_matches_ct2():
     float32 output; on the unpadded audio, close but not equal states (hence its own model id)."""
     from faster_whisper.audio import pad_or_trim
 
-    from tinyalign_ros.core.whisper_encoder import TorchWhisperEncoder
+    from tinyalign_ros.core.speech.whisper_encoder import TorchWhisperEncoder
 
     ct2 = AsrFrontEnd(cpu_threads=2, encoder="ct2", compute_type="float32")
     enc = TorchWhisperEncoder.from_ct2(ct2.model_path)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from conftest import GOFORWARD, LIBRIVOX
-from tinyalign_ros.core.audio import (AudioError, Resampler, check_audio, load_audio, resample,
+from tinyalign_ros.core.speech.audio import (AudioError, Resampler, check_audio, load_audio, resample,
                                       to_mono)
-from tinyalign_ros.core.sources import FileSource, MicrophoneError, MicrophoneSource, \
+from tinyalign_ros.core.speech.sources import FileSource, MicrophoneError, MicrophoneSource, \
     expand_audio_paths
 from tinyalign_ros.core.users import UserIdError, check_user_id
 

@@ -76,8 +76,7 @@ def test_every_launched_executable_is_installed(launch_description):
 def test_every_parameter_set_is_declared(launch_description):
     declared_args, nodes = launch_description
     for n in nodes:
-        module = importlib.import_module(graph.node(n["name"]).module)
-        params = {p.name for p in module.PARAMETERS}
+        params = {p.name for p in graph.node_parameters(n["name"])}
         params_file, overrides = n["parameters"]
         assert params_file == declared_args["params_file"]["default_value"]
         for param, value in overrides.items():

@@ -13,8 +13,8 @@ SENTENCES = ["I have a caller waiting, who introduces themselves as:",
 
 @pytest.fixture(scope="module")
 def assistant():
-    from tinyalign_ros.core.llm import FrozenLLM
-    from tinyalign_ros.core.pipeline import Assistant
+    from tinyalign_ros.core.assistant.llm import FrozenLLM
+    from tinyalign_ros.core.assistant.pipeline import Assistant
 
     return Assistant(FrozenLLM(threads=2), max_new_tokens=40)
 
@@ -32,8 +32,8 @@ def test_repeat_answer_is_a_single_line(assistant):
     reply = assistant.respond_text(SENTENCES[0])
     assert "\n" not in reply.text and reply.generation.stopped
     # without the single-line stop the same model adds a second, chatty paragraph
-    from tinyalign_ros.core.prompt import PromptConfig
-    from tinyalign_ros.core.pipeline import Assistant
+    from tinyalign_ros.core.assistant.prompt import PromptConfig
+    from tinyalign_ros.core.assistant.pipeline import Assistant
 
     chatty = Assistant(assistant.llm, PromptConfig(single_line=False), max_new_tokens=40)
     assert assistant.prompt.config.single_line and not chatty.prompt.config.single_line

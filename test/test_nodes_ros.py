@@ -4,10 +4,9 @@ import time
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import GOFORWARD, LIBRIVOX, ROOT, librivox_references, spin_until
-from tinyalign_ros.core.audio import load_audio, resample
+from conftest import GOFORWARD, LIBRIVOX, librivox_references, spin_until
+from tinyalign_ros.core.speech.audio import load_audio, resample
 
 pytestmark = [pytest.mark.ros, pytest.mark.real_models]
 
@@ -27,7 +26,7 @@ def words(text):
 
 
 def test_capture_without_microphone_keeps_trying(ros_node, start_node):
-    from tinyalign_ros.nodes import capture_node
+    from tinyalign_ros import graph
 
     cap = start_node("capture_node", source="microphone", retry_period_s=0.5)
     assert cap.wait_for_log("microphone:", timeout=20), cap.output()
@@ -37,14 +36,14 @@ def test_capture_without_microphone_keeps_trying(ros_node, start_node):
     if "no audio input device" in out:                # the usual case on robots-in-CI
         assert out.count("no audio input device") == 1, "the error must be logged once, not per retry"
     declared = list_parameters(ros_node, "/capture")
-    assert declared == {p.name for p in capture_node.PARAMETERS}
+    assert declared == {p.name for p in graph.node_parameters("capture")}
 
 
 def test_asr_node_transcribes_file_and_foreign_rate_audio(ros_node, start_node):
     from std_msgs.msg import String
 
     from tinyalign_ros.msg import AudioChunk, SpeechFeatures
-    from tinyalign_ros.nodes import asr_node
+    from tinyalign_ros import graph
     from tinyalign_ros.nodes.common import RELIABLE_QOS, SENSOR_QOS
 
     features, transcripts = [], []
@@ -57,7 +56,7 @@ def test_asr_node_transcribes_file_and_foreign_rate_audio(ros_node, start_node):
     assert asr.wait_for_log("Whisper whisper-tiny.en+var:384", timeout=60), asr.output()
     assert spin_until(ros_node, lambda: audio_pub.get_subscription_count() > 0, 20, [asr])
     assert spin_until(ros_node, lambda: user_pub.get_subscription_count() > 0, 20, [asr])
-    assert list_parameters(ros_node, "/asr") == {p.name for p in asr_node.PARAMETERS}
+    assert list_parameters(ros_node, "/asr") == {p.name for p in graph.node_parameters("asr")}
 
     # 1. bad messages are logged and dropped; the node keeps serving
     for rate, channels, samples in ((16000, 1, [np.nan] * 1600), (0, 1, [0.0] * 1600),
@@ -106,18 +105,3 @@ def test_asr_node_transcribes_file_and_foreign_rate_audio(ros_node, start_node):
 def rclpy_spin_briefly(node):
     import rclpy
     rclpy.spin_once(node, timeout_sec=0)
-
-
-def test_parameters_in_config_are_declared():
-    """config/tinyalign.yaml holds exactly the parameters that each node declares."""
-    from tinyalign_ros import graph
-    import importlib
-
-    config = yaml.safe_load((ROOT / "config" / graph.CONFIG_FILE).read_text())
-    assert set(config) == {n.name for n in graph.NODES}
-    for spec in graph.NODES:
-        declared = {p.name: p.default for p in importlib.import_module(spec.module).PARAMETERS}
-        params = config[spec.name]["ros__parameters"]
-        assert set(params) == set(declared), spec.name
-        for name, value in params.items():   # same type as the declared default, or ROS refuses it
-            assert type(value) is type(declared[name]), f"{spec.name}.{name}: {value!r}"

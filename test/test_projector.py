@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tinyalign_ros.core.projector import BridgeFormer, ProjectorConfig, magnitude_prune, \
+from tinyalign_ros.core.assistant.projector import BridgeFormer, ProjectorConfig, magnitude_prune, \
     pool_matrix
 
 SMALL = dict(asr_dim=16, llm_dim=24, hidden=32, layers=2, heads=4, num_tokens=6, dropout=0.0,

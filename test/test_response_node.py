@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import GOFORWARD, spin_until
-from tinyalign_ros.core.audio import load_audio
+from tinyalign_ros.core.speech.audio import load_audio
 
 pytestmark = [pytest.mark.ros, pytest.mark.real_models]
 
@@ -14,7 +14,7 @@ def features_msg(asr, audio, utterance_id, user_id="alice"):
 
     r = asr.process(audio)
     msg = SpeechFeatures(utterance_id=utterance_id, user_id=user_id, frames=r.frames, dim=r.dim,
-                         valid_frames=r.frames, transcript=r.transcript.text,
+                         transcript=r.transcript.text,
                          confidence=r.transcript.confidence, asr_model_id=asr.model_id,
                          audio_duration_s=r.duration_s)
     msg.data = r.features.reshape(-1)
@@ -22,11 +22,11 @@ def features_msg(asr, audio, utterance_id, user_id="alice"):
 
 
 def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_node, tmp_path):
-    from tinyalign_ros.core.asr import AsrFrontEnd
-    from tinyalign_ros.core.checkpoint import ProjectorMeta, to_bytes
-    from tinyalign_ros.core.llm import llm_id
+    from tinyalign_ros.core.speech.asr import AsrFrontEnd
+    from tinyalign_ros.core.assistant.checkpoint import ProjectorMeta, to_bytes
+    from tinyalign_ros.core.assistant.llm import llm_id
     from tinyalign_ros.core.models import resolve_llm
-    from tinyalign_ros.core.projector import BridgeFormer, ProjectorConfig
+    from tinyalign_ros.core.assistant.projector import BridgeFormer, ProjectorConfig
     from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
     from tinyalign_ros.nodes.common import PROJECTOR_QOS, RELIABLE_QOS
 
@@ -89,7 +89,7 @@ def test_models_load_on_activation_and_free_on_deactivation(ros_node, start_node
     """The lifecycle equivalent: autostart false, ~/set_active true loads, false frees."""
     from std_srvs.srv import SetBool
 
-    from tinyalign_ros.core.asr import AsrFrontEnd
+    from tinyalign_ros.core.speech.asr import AsrFrontEnd
     from tinyalign_ros.msg import Response, SpeechFeatures
     from tinyalign_ros.nodes.common import RELIABLE_QOS
 

@@ -4,7 +4,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from tinyalign_ros.core.store import StoreError, UtteranceStore
+from tinyalign_ros.core.learning.store import StoreError, UtteranceStore
 from tinyalign_ros.core.users import UserIdError
 
 

@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from tinyalign_ros.core.checkpoint import (CheckpointError, ProjectorMeta, from_bytes,
-                                           load_checkpoint, save_checkpoint, to_bytes)
-from tinyalign_ros.core.data import FeatureItem, split
-from tinyalign_ros.core.llm import EmbeddingTable, FrozenLLM
+from tinyalign_ros.core.assistant.checkpoint import (CheckpointError, Projector, ProjectorMeta,
+                                                     from_bytes, load_checkpoint,
+                                                     save_checkpoint, to_bytes)
+from tinyalign_ros.core.assistant.llm import EmbeddingTable, FrozenLLM
+from tinyalign_ros.core.assistant.projector import BridgeFormer, ProjectorConfig
+from tinyalign_ros.core.assistant.prompt import PromptBuilder, PromptConfig
+from tinyalign_ros.core.learning.data import FeatureItem, split
+from tinyalign_ros.core.learning.train import TrainConfig, Trainer
 from tinyalign_ros.core.models import resolve_llm
-from tinyalign_ros.core.projector import BridgeFormer, ProjectorConfig
-from tinyalign_ros.core.prompt import PromptBuilder, PromptConfig
-from tinyalign_ros.core.train import TrainConfig, Trainer
 
 TEXTS = ["go forward ten meters", "turn left", "stop", "what time is it",
          "bring me the red cup", "follow me to the kitchen", "open the door please", "sit down"]
@@ -89,7 +90,7 @@ def test_time_mask_zeroes_spans_only_while_training(tiny_llm_dir):
         TrainConfig(time_mask=1.0)
     tr = Trainer(projector(emb.dim), TrainConfig(objective="embedlink", time_mask=0.4),
                  embeddings=emb)
-    from tinyalign_ros.core.train import collate
+    from tinyalign_ros.core.learning.train import collate
 
     x, fmask = collate(items(1, seed=3))
     torch.manual_seed(0)
@@ -188,16 +189,23 @@ def meta(**kw):
     return ProjectorMeta(**base)
 
 
+def value(model=None, **kw) -> Projector:
+    return Projector((model or projector()).eval(), meta(**kw))
+
+
 def test_checkpoint_round_trip_and_refusals(tmp_path):
-    proj = projector()
-    path = save_checkpoint(proj, meta(training={"examples": 16}), tmp_path / "p.safetensors")
-    loaded, m = load_checkpoint(path, "whisper-tiny.en:16", "tiny:32")
-    for (k, a), b in zip(proj.state_dict().items(), loaded.state_dict().values()):
+    proj = value(training={"examples": 16})
+    path = save_checkpoint(proj, tmp_path / "p.safetensors")
+    loaded = load_checkpoint(path, "whisper-tiny.en:16", "tiny:32")
+    for (k, a), b in zip(proj.model.state_dict().items(), loaded.model.state_dict().values()):
         assert torch.equal(a, b), k
-    assert m.training == {"examples": 16} and m.projector["num_tokens"] == 8
+    assert loaded.meta.training == {"examples": 16} and loaded.meta.projector["num_tokens"] == 8
+    assert loaded.version == proj.version and loaded.adapter is None
     assert (tmp_path / "p.json").is_file()
     with pytest.raises(CheckpointError, match="asr_model_id differs.*dim 16.*dim 512"):
         load_checkpoint(path, "whisper-base:512", "tiny:32")
+    with pytest.raises(CheckpointError, match="asr_model_id differs.*whisper-tiny.en\\+ct2"):
+        load_checkpoint(path, "whisper-tiny.en+ct2:16", "tiny:32")   # same width, other encoder
     with pytest.raises(CheckpointError, match="llm_model_id differs"):
         load_checkpoint(path, "whisper-tiny.en:16", "other-llm:32")
     bad = tmp_path / "bad.safetensors"
@@ -209,47 +217,64 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
 
 
 def test_int8_checkpoint_is_smaller_and_close():
-    proj = projector().eval()
-    full, q8 = to_bytes(proj, meta()), to_bytes(proj, meta(), int8=True)
+    proj = value()
+    full, q8 = to_bytes(proj), to_bytes(proj, int8=True)
     assert len(q8) < 0.45 * len(full)
-    restored, m = from_bytes(q8)
-    assert m.int8
+    restored = from_bytes(q8)
+    assert restored.meta.int8
     x = torch.randn(1, 30, 16)
-    a, b = proj(x)[0], restored(x)[0]
+    a, b = proj.model(x)[0], restored.model(x)[0]
     assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
 
 
+def test_a_checkpoints_recorded_prompt_is_applied_or_refused(tiny_llm_dir):
+    from tinyalign_ros.core.assistant.pipeline import Assistant
+
+    assistant = Assistant(FrozenLLM(tiny_llm_dir, device="cpu"), PromptConfig(), 3)
+    custom = value(projector(32), prompt=PromptConfig(system="Echo.", few_shot=()).to_dict())
+    used = assistant.prompt_for(custom).config
+    assert used.system == "Echo." and used.few_shot == ()        # its template is applied
+    assert used.transcript_hint == assistant.prompt.config.transcript_hint   # the node's switch
+    assert assistant.prompt_for(value(projector(32))).config == assistant.prompt.config
+    for_reply = value(projector(32), prompt=PromptConfig(task="reply").to_dict())
+    with pytest.raises(ValueError, match="trained for the 'reply' task"):
+        assistant.check_fits(for_reply)
+
+
 def test_adaptation_keeps_the_current_projector_unless_it_improves(tiny_llm_dir, tmp_path):
-    from tinyalign_ros.core.adapt import AdaptationError, AdaptConfig, adapt_user
-    from tinyalign_ros.core.pipeline import Assistant
-    from tinyalign_ros.core.store import UtteranceStore
+    from tinyalign_ros.core.assistant.pipeline import Assistant
+    from tinyalign_ros.core.learning.adapt import AdaptationError, AdaptConfig, adapt_user
+    from tinyalign_ros.core.learning.store import UtteranceStore
 
     llm = FrozenLLM(tiny_llm_dir, device="cpu")
     emb = EmbeddingTable(tiny_llm_dir)
-    assistant = Assistant(llm, max_new_tokens=4)
+    assistant = Assistant(llm, PromptConfig(transcript_hint=True), max_new_tokens=4)
     store = UtteranceStore(tmp_path)
     for it in items(2):
         store.log(it.id, "erin", it.features, it.text, 0.95, "asr:16")
         store.correct("erin", it.id, it.text)
-    current = (projector(llm.dim).eval(), meta(version="current"))
-    # lr 0: the "new" projector is the current one, so its WER cannot be lower
-    frozen = AdaptConfig(epochs=1, lr=0.0, min_utterances=4, max_new_tokens=4)
+    current = value(projector(llm.dim), version="current")
+    # learning rate 0: the "new" projector is the current one, so its WER cannot be lower
+    frozen = AdaptConfig(objective="embedlink", epochs=1, learning_rate=0.0, min_utterances=4)
     result = adapt_user(store, "erin", current, assistant, emb, "asr:16", frozen)
     assert result.success and not result.published and "kept the current" in result.message
     assert store.current_projector("erin") is None and len(store.projectors("erin")) == 1
-    forced = AdaptConfig(epochs=1, lr=0.0, min_utterances=4, max_new_tokens=4,
+    forced = AdaptConfig(objective="embedlink", epochs=1, learning_rate=0.0, min_utterances=4,
                          require_improvement=False)
     result = adapt_user(store, "erin", current, assistant, emb, "asr:16", forced)
     assert result.published and store.current_projector("erin").version == result.version
-    assert result.meta.parent_version == "current" and result.checkpoint
+    assert result.projector.meta.parent_version == "current" and result.checkpoint
+    # it records the prompt it was validated with: the hinted one this assistant serves
+    recorded = from_bytes(result.checkpoint).meta.prompt
+    assert PromptConfig(**recorded) == assistant.prompt.config and recorded["transcript_hint"]
     with pytest.raises(AdaptationError, match="at least 100"):
         adapt_user(store, "erin", current, assistant, emb, "asr:16",
                    AdaptConfig(min_utterances=100))
 
 
 def test_lora_trains_with_ce_travels_in_the_checkpoint_and_is_applied(tiny_llm_dir):
-    from tinyalign_ros.core.lora import PREFIX
-    from tinyalign_ros.core.pipeline import Assistant
+    from tinyalign_ros.core.assistant.lora import PREFIX
+    from tinyalign_ros.core.assistant.pipeline import Assistant
 
     llm = FrozenLLM(tiny_llm_dir, device="cpu")
     prompt = PromptBuilder(llm.tokenizer, PromptConfig())
@@ -259,50 +284,87 @@ def test_lora_trains_with_ce_travels_in_the_checkpoint_and_is_applied(tiny_llm_d
                                         lora_rank=4), llm=llm, prompt=prompt,
                       show_progress_bar=False)
     before = trainer.evaluate(data, trainer.ce_loss)
-    trainer.fit(data, [])
-    assert proj.lora_state and all(k.startswith(PREFIX) for k in proj.lora_state)
-    assert any(float(v.abs().sum()) > 0 for k, v in proj.lora_state.items() if "lora_B" in k)
+    adapter = trainer.fit(data, []).adapter
+    assert adapter is not None and all(k.startswith(PREFIX) for k in adapter.state)
+    assert any(float(v.abs().sum()) > 0 for k, v in adapter.state.items() if "lora_B" in k)
     assert all(not p.requires_grad for p in llm.model.parameters())
     # the checkpoint carries the adapter
-    restored, m = from_bytes(to_bytes(proj, meta(version="with-lora")))
-    assert m.lora["rank"] == 4 and set(restored.lora_state) == set(proj.lora_state)
+    restored = from_bytes(to_bytes(Projector(proj.eval(), meta(version="with-lora"), adapter)))
+    assert restored.meta.lora["rank"] == 4 and set(restored.adapter.state) == set(adapter.state)
     # the assistant applies it for this projector only: same audio tokens, different logits
     assistant = Assistant(llm, max_new_tokens=3)
     feats = data[0].features
-    plain = BridgeFormer(restored.config).eval()
-    plain.load_state_dict(restored.state_dict())
-    with_lora = assistant.respond_with(restored, m, feats)
-    without = assistant.respond_with(plain, None, feats)
-    assert with_lora.generation.token_ids or without.generation.token_ids
-    tokens = assistant.project(feats, restored)
-    suffix = llm.embed_ids(assistant.prompt.suffix_ids())
-    x = torch.cat([tokens, suffix]).unsqueeze(0)
-    name = assistant._activate_adapter(restored, m)
-    logits_lora, _ = llm.prefill(x, assistant._adapter_prefix[name])
-    with llm.model.disable_adapter():
-        logits_base, _ = llm.prefill(x, assistant._prefix_cache)
-    assert not torch.allclose(logits_lora, logits_base, atol=1e-4)
+    plain = Projector(restored.model, restored.meta)           # the same model, no adapter
+    logits = {}
+    for name, p in (("lora", restored), ("plain", plain)):
+        original = llm.model.forward
+
+        def spy(*args, _name=name, **kw):
+            out = original(*args, **kw)
+            logits.setdefault(_name, out.logits[:, -1].detach().clone())
+            return out
+        llm.model.forward = spy
+        try:
+            assistant.respond_with(p, feats)
+        finally:
+            llm.model.forward = original
+    assert not torch.allclose(logits["lora"], logits["plain"], atol=1e-4)
     assert trainer.evaluate(data, trainer.ce_loss) < before   # trainer's own LLM path still works
+
+
+def test_retired_adapters_are_freed(tiny_llm_dir):
+    """Hot-swapping a user's projector frees the adapter of the one it replaces: memory does not
+    grow with each adaptation."""
+    from tinyalign_ros.core.assistant.checkpoint import LlmAdapter
+    from tinyalign_ros.core.assistant.lora import LoraSettings, has_adapters
+    from tinyalign_ros.core.assistant.pipeline import Assistant
+    from tinyalign_ros.core.assistant.projectors import ProjectorTable
+
+    llm = FrozenLLM(tiny_llm_dir, device="cpu")
+    assistant = Assistant(llm, max_new_tokens=2)
+    table = ProjectorTable("tiny:32", on_retire=assistant.retire)
+    table.set_base(value(projector(llm.dim), llm_model_id="tiny:32"))
+    feats = items(1)[0].features
+    for version in ("v1", "v2", "v3"):
+        trainer = Trainer(projector(llm.dim), TrainConfig(objective="ce", ce_epochs=1,
+                          batch_size=8, lora_rank=2), llm=llm,
+                          prompt=PromptBuilder(llm.tokenizer, PromptConfig()),
+                          show_progress_bar=False)
+        adapter = trainer.fit(items(1), []).adapter
+        assert isinstance(adapter, LlmAdapter) and isinstance(adapter.settings, LoraSettings)
+        table.put("gus", Projector(trainer.projector.eval(),
+                                   meta(version=version, llm_model_id="tiny:32"), adapter))
+        assistant.respond_with(table.get("gus"), feats)
+        assert assistant.loaded_adapters == 1, version
+        assert len(llm.model.peft_config) == 1
+    table.remove("gus")                       # back on the base: no adapter left at all
+    assert assistant.loaded_adapters == 0 and not has_adapters(llm)
+    assistant.respond_with(table.get("gus"), feats)
+    assert not has_adapters(llm)
 
 
 def test_adaptation_with_lora_publishes_a_checkpoint_carrying_the_adapter(tiny_llm_dir,
                                                                           tmp_path):
-    from tinyalign_ros.core.adapt import AdaptConfig, adapt_user
-    from tinyalign_ros.core.pipeline import Assistant
-    from tinyalign_ros.core.store import UtteranceStore
+    from tinyalign_ros.core.assistant.lora import has_adapters
+    from tinyalign_ros.core.assistant.pipeline import Assistant
+    from tinyalign_ros.core.learning.adapt import AdaptConfig, adapt_user
+    from tinyalign_ros.core.learning.store import UtteranceStore
 
     llm = FrozenLLM(tiny_llm_dir, device="cpu")
     assistant = Assistant(llm, max_new_tokens=3)
+    base_answer = assistant.respond_text("turn left").generation.token_ids
     store = UtteranceStore(tmp_path)
     for it in items(2):
         store.log(it.id, "finn", it.features, it.text, 0.95, "asr:16")
         store.correct("finn", it.id, it.text)
-    config = AdaptConfig(objective="ce", epochs=1, min_utterances=4, max_new_tokens=3,
+    config = AdaptConfig(objective="ce", epochs=1, min_utterances=4,
                          require_improvement=False, lora_rank=2)
-    result = adapt_user(store, "finn", (projector(llm.dim).eval(), meta(version="base")),
+    result = adapt_user(store, "finn", value(projector(llm.dim), version="base"),
                         assistant, EmbeddingTable(tiny_llm_dir), "asr:16", config)
     assert result.published
-    restored, m = from_bytes(result.checkpoint)
-    assert m.lora["rank"] == 2 and restored.lora_state
-    # the shared LLM is back to serving the base model for everyone else
-    assert assistant.respond_text("turn left").generation is not None
+    restored = from_bytes(result.checkpoint)
+    assert restored.meta.lora["rank"] == 2 and restored.adapter.state
+    # the shared LLM is back on its base model for everyone else: no adapter is left loaded
+    # (training's and validation's both freed) and the cascade answers token for token as before
+    assert not has_adapters(llm) and assistant.loaded_adapters == 0
+    assert assistant.respond_text("turn left").generation.token_ids == base_answer

@@ -21,9 +21,9 @@ def run_cli(*args):
 
 @pytest.fixture(scope="module")
 def real_items():
-    from tinyalign_ros.core.asr import AsrFrontEnd
-    from tinyalign_ros.core.corpora import asterisk_examples
-    from tinyalign_ros.core.data import encode_examples
+    from tinyalign_ros.core.speech.asr import AsrFrontEnd
+    from tinyalign_ros.corpus.corpora import asterisk_examples
+    from tinyalign_ros.core.learning.data import encode_examples
 
     asr = AsrFrontEnd(cpu_threads=2)
     examples = [e for e in asterisk_examples() if 2 <= len(e.text.split()) <= 10][:40]
@@ -33,10 +33,10 @@ def real_items():
 def test_short_embedlink_run_lowers_validation_loss(real_items):
     import torch
 
-    from tinyalign_ros.core.data import split
-    from tinyalign_ros.core.llm import EmbeddingTable
-    from tinyalign_ros.core.projector import BridgeFormer, ProjectorConfig
-    from tinyalign_ros.core.train import TrainConfig, Trainer
+    from tinyalign_ros.core.learning.data import split
+    from tinyalign_ros.core.assistant.llm import EmbeddingTable
+    from tinyalign_ros.core.assistant.projector import BridgeFormer, ProjectorConfig
+    from tinyalign_ros.core.learning.train import TrainConfig, Trainer
 
     _, _, items = real_items
     train, val = split(items, 0.25, seed=0)
@@ -71,7 +71,7 @@ def test_cli_train_then_eval_on_real_speech(real_items, tmp_path):
 
 def test_cli_lora_on_the_real_llm_then_respond(real_items, tmp_path):
     """CE + LoRA on SmolLM2-135M: the checkpoint carries the adapter and respond applies it."""
-    from tinyalign_ros.core.checkpoint import load_checkpoint
+    from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
 
     _, examples, _ = real_items
     data = write_jsonl(tmp_path / "data.jsonl", examples[:8])

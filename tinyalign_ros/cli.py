@@ -20,10 +20,9 @@ def cmd_prepare_models(args) -> int:
 
 
 def cmd_transcribe(args) -> int:
-    from .core.asr import AsrFrontEnd
-    from .core.audio import load_audio
+    from .core.speech.audio import load_audio
 
-    asr = AsrFrontEnd(args.whisper_model, args.device, cpu_threads=args.threads)
+    asr = _asr(args)
     for path in args.audio:
         audio = load_audio(path)
         result = asr.process(audio)
@@ -38,14 +37,34 @@ def cmd_transcribe(args) -> int:
     return 0
 
 
-def _prompt_config(args):
-    from .core.prompt import PromptConfig
+def _asr(args):
+    from .core.settings import from_flags
+    from .core.speech.asr import AsrConfig, AsrFrontEnd
 
-    return PromptConfig(task=args.task, transcript_hint=args.hint)
+    return AsrFrontEnd(from_flags(args, AsrConfig, ASR_FLAGS, cpu_threads=args.threads))
+
+
+def _llm(args):
+    from .core.assistant.llm import FrozenLLM
+
+    return FrozenLLM(args.llm_model or None, args.device, threads=args.threads)
+
+
+def _prompt_config(args):
+    from .core.assistant.prompt import PromptConfig
+    from .core.settings import from_flags
+
+    return from_flags(args, PromptConfig, PROMPT_FLAGS)
+
+
+def _assistant(args, llm):
+    from .core.assistant.pipeline import Assistant
+
+    return Assistant(llm, _prompt_config(args), args.max_new_tokens)
 
 
 def _load_items(args, asr, with_transcripts: bool):
-    from .core.data import encode_examples, load_examples
+    from .core.learning.data import encode_examples, load_examples
 
     examples = load_examples(args.data)
     if args.limit:
@@ -65,17 +84,13 @@ def _progress_printer(what):
 
 
 def cmd_respond(args) -> int:
-    from .core.asr import AsrFrontEnd
-    from .core.audio import load_audio
-    from .core.llm import FrozenLLM
-    from .core.pipeline import Assistant
+    from .core.speech.audio import load_audio
 
-    asr = AsrFrontEnd(args.whisper_model, args.device, cpu_threads=args.threads)
-    llm = FrozenLLM(args.llm_model, args.device, threads=args.threads)
-    assistant = Assistant(llm, _prompt_config(args), args.max_new_tokens)
+    asr = _asr(args)
+    assistant = _assistant(args, _llm(args))
     if args.projector:
-        meta = assistant.load_projector(args.projector, asr.model_id)
-        print(f"projector {meta.version} ({args.projector})", file=sys.stderr)
+        projector = assistant.load_projector(args.projector, asr.model_id)
+        print(f"projector {projector.version} ({args.projector})", file=sys.stderr)
     for path in args.audio:
         result = asr.process(load_audio(path))
         row = {"file": path, "transcript": result.transcript.text}
@@ -93,37 +108,33 @@ def cmd_respond(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .core.asr import AsrFrontEnd
-    from .core.checkpoint import ProjectorMeta, load_checkpoint, save_checkpoint
-    from .core.data import split
-    from .core.llm import EmbeddingTable, FrozenLLM
-    from .core.projector import BridgeFormer, ProjectorConfig
-    from .core.prompt import PromptBuilder
-    from .core.train import TrainConfig, Trainer
+    from .core.assistant.checkpoint import Projector, ProjectorMeta, load_checkpoint, save_checkpoint
+    from .core.assistant.llm import EmbeddingTable
+    from .core.assistant.projector import BridgeFormer, ProjectorConfig
+    from .core.assistant.prompt import PromptBuilder
+    from .core.learning.data import split
+    from .core.learning.train import TrainConfig, Trainer
+    from .core.settings import from_flags
 
-    asr = AsrFrontEnd(args.whisper_model, args.device, cpu_threads=args.threads)
-    items = _load_items(args, asr, with_transcripts=args.hint)
+    asr = _asr(args)
+    prompt_cfg = _prompt_config(args)
+    items = _load_items(args, asr, with_transcripts=prompt_cfg.transcript_hint)
     train, val = split(items, args.val_fraction, args.seed)
-    emb = EmbeddingTable(args.llm_model)
+    emb = EmbeddingTable(args.llm_model or None)
     parent = ""
     if args.init:
-        projector, init_meta = load_checkpoint(args.init, asr.model_id, emb.model_id)
-        parent = init_meta.version
+        init = load_checkpoint(args.init, asr.model_id, emb.model_id)
+        projector, parent = init.model, init.version
     else:
-        projector = BridgeFormer(ProjectorConfig(
-            asr_dim=asr.dim, llm_dim=emb.dim, hidden=args.hidden, layers=args.layers,
-            heads=args.heads, num_tokens=args.tokens, pooling=args.pooling,
-            share_layers=args.share_layers))
-    cfg = TrainConfig(objective=args.objective, embedlink_epochs=args.epochs,
-                      ce_epochs=args.ce_epochs, batch_size=args.batch_size, lr=args.lr,
-                      seed=args.seed, threads=args.threads, lora_rank=args.lora_rank)
+        projector = BridgeFormer(from_flags(args, ProjectorConfig, asr_dim=asr.dim,
+                                            llm_dim=emb.dim))
+    cfg = from_flags(args, TrainConfig, TRAIN_FLAGS, threads=args.threads)
     llm = prompt = None
-    prompt_cfg = _prompt_config(args)
-    if args.objective != "embedlink":
-        llm = FrozenLLM(args.llm_model, args.device, threads=args.threads)
+    if cfg.objective != "embedlink":
+        llm = _llm(args)
         prompt = PromptBuilder(llm.tokenizer, prompt_cfg)
     print(f"training {projector.num_parameters() / 1e6:.2f} M parameters on {len(train)} "
-          f"examples, validating on {len(val)} ({args.objective})", file=sys.stderr)
+          f"examples, validating on {len(val)} ({cfg.objective})", file=sys.stderr)
     result = Trainer(projector, cfg, emb, llm, prompt).fit(train, val)
     meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=emb.model_id,
                          projector=projector.config.to_dict(), parent_version=parent,
@@ -131,21 +142,17 @@ def cmd_train(args) -> int:
                          training={"data": str(args.data), "examples": len(train),
                                    "validation": len(val), "config": cfg.to_dict(),
                                    "stages": result.summary(), "cancelled": result.cancelled})
-    save_checkpoint(projector, meta, args.out, int8=args.int8)
+    save_checkpoint(Projector(projector, meta, result.adapter), args.out, int8=args.int8)
     print(json.dumps({"out": str(args.out), "version": meta.version, **result.summary()}))
     return 0
 
 
 def cmd_eval(args) -> int:
-    from .core.asr import AsrFrontEnd
-    from .core.llm import FrozenLLM
     from .core.metrics import wer
-    from .core.pipeline import Assistant
 
-    asr = AsrFrontEnd(args.whisper_model, args.device, cpu_threads=args.threads)
+    asr = _asr(args)
     items = _load_items(args, asr, with_transcripts=True)
-    llm = FrozenLLM(args.llm_model, args.device, threads=args.threads)
-    assistant = Assistant(llm, _prompt_config(args), args.max_new_tokens)
+    assistant = _assistant(args, _llm(args))
     assistant.load_projector(args.projector, asr.model_id)
     refs, asr_h, aligned_h, cascade_h = [], [], [], []
     for it in items:
@@ -166,7 +173,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_make_base(args) -> int:
-    from .recipe import make_base_projector
+    from .corpus.recipe import make_base_projector
 
     make_base_projector(Path(args.out), args.utterances, args.epochs, args.ce_epochs,
                         args.threads, args.seed)
@@ -175,9 +182,9 @@ def cmd_make_base(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .core.export import export_user
+    from .core.learning.export import export_user
     from .core.models import data_dir
-    from .core.store import UtteranceStore
+    from .core.learning.store import UtteranceStore
     from .core.users import check_user_id
 
     check_user_id(args.user)
@@ -210,18 +217,32 @@ def cmd_bench(args) -> int:
     return 0
 
 
+# The settings each command takes as flags (names, defaults and help come from the dataclasses)
+ASR_FLAGS = ("whisper_model", "device")
+PROMPT_FLAGS = ("task", "transcript_hint")
+TRAIN_FLAGS = ("objective", "embedlink_epochs", "ce_epochs", "batch_size", "lr", "ce_lr",
+               "weight_decay", "cos_weight", "length_weight", "pad_target", "grad_clip",
+               "max_steps", "seed", "lora_rank", "lora_alpha", "time_mask")  # threads: --threads
+
+
 def _model_args(p, threads_default=2):
-    p.add_argument("--whisper-model", help="CTranslate2 Whisper folder (default: bundled tiny.en)")
-    p.add_argument("--llm-model", help="transformers LLM folder (default: prepared SmolLM2)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int, default=threads_default, help="CPU threads")
+    from .core.serving import AssistantModels
+    from .core.settings import add_flags
+    from .core.speech.asr import AsrConfig
+
+    add_flags(p, AsrConfig, ASR_FLAGS)
+    add_flags(p, AssistantModels, ("llm_model",))
+    p.add_argument("--threads", type=int, default=threads_default,
+                   help="CPU threads (Whisper, torch)")
 
 
 def _prompt_args(p):
-    p.add_argument("--task", default="repeat", choices=("repeat", "reply"),
-                   help="injected instruction preset")
-    p.add_argument("--hint", action="store_true", help="inject the ASR transcript as a hint")
-    p.add_argument("--max-new-tokens", type=int, default=48)
+    from .core.assistant.pipeline import GenerationConfig
+    from .core.assistant.prompt import PromptConfig
+    from .core.settings import add_flags
+
+    add_flags(p, PromptConfig, PROMPT_FLAGS)
+    add_flags(p, GenerationConfig)
 
 
 def _data_args(p):
@@ -233,6 +254,11 @@ def _data_args(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .core.assistant.projector import ProjectorConfig
+    from .core.learning.train import TrainConfig
+    from .core.settings import add_flags
+    from .core.speech.asr import AsrConfig
+
     parser = argparse.ArgumentParser(prog="tinyalign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -243,8 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("transcribe", help="transcript and encoder features of audio files")
     p.add_argument("audio", nargs="+", help="audio files (wav, flac, raw s16le 16 kHz, ...)")
-    p.add_argument("--whisper-model", help="CTranslate2 Whisper folder (default: bundled tiny.en)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_flags(p, AsrConfig, ASR_FLAGS)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: default)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.set_defaults(func=cmd_transcribe)
@@ -260,24 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a projector on audio + text pairs")
     _data_args(p)
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
-    p.add_argument("--objective", default="embedlink", choices=("embedlink", "ce", "embedlink+ce"))
     p.add_argument("--init", help="start from this checkpoint (adaptation)")
-    p.add_argument("--epochs", type=int, default=30, help="EmbedLink epochs (or CE epochs "
-                                                          "with --objective ce)")
-    p.add_argument("--ce-epochs", type=int, default=3, help="CE epochs of embedlink+ce")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hidden", type=int, default=384)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=6)
-    p.add_argument("--tokens", type=int, default=32, help="T: most output tokens")
-    p.add_argument("--pooling", default="length", choices=("length", "fixed"))
-    p.add_argument("--share-layers", action="store_true")
     p.add_argument("--int8", action="store_true", help="store int8 weights")
-    p.add_argument("--lora-rank", type=int, default=0, help="also train a LoRA adapter on the "
-                   "LLM (rank N) in the cross-entropy stage; stored in the checkpoint")
+    add_flags(p, TrainConfig, TRAIN_FLAGS)
+    add_flags(p, ProjectorConfig)
     _model_args(p)
     _prompt_args(p)
     p.set_defaults(func=cmd_train)
@@ -327,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .core.audio import AudioError
-    from .core.checkpoint import CheckpointError
+    from .core.speech.audio import AudioError
+    from .core.assistant.checkpoint import CheckpointError
     from .core.models import ModelNotFoundError, data_dir
 
     if getattr(args, "data", None) and args.cache is None:

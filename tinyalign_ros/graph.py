@@ -1,6 +1,9 @@
-"""The node graph in one place: which nodes the launch file starts, and which launch arguments
-set which node parameters. Read by launch/tinyalign.launch.py and by the tests; the parameters
-themselves live in config/tinyalign.yaml and are declared by each node module's PARAMETERS.
+"""The node graph in one place: which nodes the launch file starts, which settings each node
+takes as parameters, and which launch arguments set which node parameters. Read by
+launch/tinyalign.launch.py, the nodes and the tests. The settings themselves (names, types,
+defaults, descriptions) are fields of the core config dataclasses; config/tinyalign.yaml is
+rendered from them (``python -m tinyalign_ros.graph > config/tinyalign.yaml``) and a test keeps
+the two equal.
 """
 from __future__ import annotations
 
@@ -60,8 +63,60 @@ SINGLE_PROCESS_EXECUTABLE = "graph_node"
 CONFIG_FILE = "tinyalign.yaml"   # in config/ (source) and share/tinyalign_ros/config (installed)
 
 
+def node_settings() -> dict:
+    """Node name -> its settings groups (imported here, not at module level, so the launch
+    file stays light)."""
+    from .core.assistant.pipeline import GenerationConfig
+    from .core.assistant.prompt import PromptConfig
+    from .core.learning.adapt import AdaptConfig
+    from .core.learning.store import StoreConfig
+    from .core.serving import (AssistantModels, LearningConfig, Lifecycle, ResponseConfig,
+                               TranscribeConfig)
+    from .core.settings import Group
+    from .core.speech.asr import AsrConfig
+    from .core.speech.sources import CaptureConfig
+    from .core.speech.vad import VadConfig
+
+    prompt = Group(PromptConfig, ("task", "transcript_hint"))
+    return {
+        "capture": (Group(CaptureConfig),),
+        "asr": (Group(AsrConfig), Group(VadConfig, prefix="vad_"), Group(TranscribeConfig),
+                Group(Lifecycle)),
+        "response": (Group(AssistantModels), Group(ResponseConfig), prompt,
+                     Group(GenerationConfig), Group(Lifecycle)),
+        "adaptation": (Group(StoreConfig), Group(LearningConfig), Group(AssistantModels), prompt,
+                       Group(GenerationConfig), Group(AdaptConfig), Group(Lifecycle)),
+    }
+
+
+def node_parameters(name: str) -> list:
+    """Every parameter of one node (core.settings.Parameter: name, default, description)."""
+    from .core.settings import parameters
+
+    return parameters(node_settings()[node(name).name])
+
+
+YAML_HEADER = """\
+# Parameters of every tinyalign_ros node, rendered from the settings dataclasses of
+# tinyalign_ros/core (python -m tinyalign_ros.graph > config/tinyalign.yaml; a test keeps them
+# equal). Pass an edited copy with
+#   ros2 launch tinyalign_ros tinyalign.launch.py params_file:=<your copy>
+# Launch arguments (user_id, audio_source, ...) override the matching entries below.
+# [live]: `ros2 param set` takes effect on a running node; other parameters are read at start."""
+
+
+def render_config() -> str:
+    from .core.settings import render_yaml
+
+    return render_yaml(node_settings(), YAML_HEADER)
+
+
 def node(name: str) -> NodeSpec:
     for spec in NODES:
         if spec.name == name:
             return spec
     raise KeyError(f"no node named {name!r}; nodes: {[n.name for n in NODES]}")
+
+
+if __name__ == "__main__":
+    print(render_config(), end="")

@@ -20,7 +20,7 @@ def main():
     def tick():
         nonlocal count
         msg = SpeechFeatures(utterance_id=f"utt-{count}", user_id="alice", frames=frames, dim=dim,
-                             valid_frames=frames, transcript="go forward ten meters",
+                             transcript="go forward ten meters",
                              confidence=0.75, asr_model_id="whisper-tiny.en:384",
                              audio_duration_s=2.79)
         msg.data = data

@@ -8,6 +8,7 @@ Sections (each documented in its module):
               best validation WER when adapting to the real speaker
   footprint   projector variants (full / shared / pruned / int8) and LLM fp32 vs int8
   latency     end of speech -> first token / full response for a 3 s command, by stage
+  hint-adaptation  (only when named) the quality section's CE+hint rows again
   design      (not run by default: about an hour) the base recipe's design choices one at a
               time: T and text mapping, padding/masking, depth, loss weights, dropout, time
               masking, amount of speech
@@ -21,6 +22,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 
 @dataclass
@@ -36,6 +38,8 @@ class BenchConfig:
     ks: tuple = (10, 25, 50, 100)
     hint_ks: tuple = (50,)
     intents_limit: int = 0                 # 0: all 40 utterances x 2 voices
+    # 32, not the served 40 (core.assistant.pipeline.GenerationConfig): every test sentence is
+    # far shorter (a repeat ends at its line break), and docs/BENCHMARKS.md was measured at 32
     max_new_tokens: int = 32
     cost_utterances: int = 64
     cost_epochs: int = 2
@@ -63,16 +67,52 @@ class BenchConfig:
                                     "fixed T=32, padding masked", "time masking 20 %"))
 
 
-def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> dict:
+@dataclass
+class BenchContext:
+    """What the sections share, loaded once per run: the models, the shipped base projector,
+    the scored systems, and the report being written (``save`` writes it after each step)."""
+    config: BenchConfig
+    out_dir: Path
+    report: dict
+    asr: Any                     # core.speech.asr.AsrFrontEnd
+    llm: Any                     # core.assistant.llm.FrozenLLM
+    embeddings: Any              # core.assistant.llm.EmbeddingTable
+    base: Any                    # core.assistant.checkpoint.Projector
+    systems: Any                 # quality.Systems
+    log: Callable[[str], None] = print
+    t_start: float = field(default_factory=time.perf_counter)
+
+    def save(self) -> None:
+        self.report["wall_s"] = round(time.perf_counter() - self.t_start, 1)
+        (self.out_dir / "bench.json").write_text(json.dumps(self.report, indent=1))
+
+    def users(self) -> list:
+        """The quality section's users: the real speaker, the synthetic hard speakers, and
+        held-out sentences in the base voices (pools transcribed up to the largest hint K)."""
+        from . import speakers
+
+        c, n = self.config, max(self.config.hint_ks, default=0)
+        users = [speakers.real_speaker(self.asr, c.real_pool, c.real_test, n)]
+        users += [speakers.synthetic_speaker(name, self.asr, c.synthetic_pool, c.synthetic_test,
+                                             transcribed_pool=n) for name in c.synthetic_users]
+        return users + [speakers.heldout_base_voices(self.asr, c.heldout_test)]
+
+    def heldout(self):
+        from . import speakers
+
+        return speakers.heldout_base_voices(self.asr, self.config.heldout_test)
+
+
+def load(out_dir: Path, config: BenchConfig, mode: str, log=print) -> BenchContext:
+    """Load the models and the base projector; start the report (from the previous one when
+    only some sections run again, so the others' results are kept)."""
     import torch
 
-    from ..core.asr import AsrFrontEnd
-    from ..core.checkpoint import load_checkpoint
-    from ..core.llm import EmbeddingTable, FrozenLLM
+    from ..core.assistant.checkpoint import load_checkpoint
+    from ..core.assistant.llm import EmbeddingTable, FrozenLLM
     from ..core.models import default_projector
-    from ..core.pipeline import Assistant
-    from ..core.prompt import PromptConfig
-    from . import cost, design, footprint, latency, quality, speakers
+    from ..core.speech.asr import AsrFrontEnd
+    from .quality import Systems
 
     t_start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +120,6 @@ def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> di
     report = {}
     previous = out_dir / "bench.json"
     if set(config.sections) != set(BenchConfig.sections) and previous.is_file():
-        # running some sections again: keep the others' results from the last report
         report = json.loads(previous.read_text())
         if report.get("mode") != mode:
             report = {}
@@ -88,116 +127,152 @@ def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> di
         "cpu_threads": config.threads, "platform": platform.platform(),
         "torch": torch.__version__}, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     report.setdefault("section_wall_s", {})
+    report.setdefault("errors", {})
     asr = AsrFrontEnd(cpu_threads=config.threads)
     llm = FrozenLLM(threads=config.threads)
-    embeddings = EmbeddingTable()
-    base, base_meta = load_checkpoint(default_projector(), asr.model_id, llm.model_id)
-    report["base_projector"] = {"version": base_meta.version, "file": str(default_projector()),
-                                "metrics": base_meta.metrics}
-    plain = Assistant(llm, PromptConfig(), config.max_new_tokens)
-    hinted = Assistant(llm, PromptConfig(transcript_hint=True), config.max_new_tokens)
-    report["prompt"] = {"prefix_tokens": len(plain.prompt.prefix_ids),
-                        "config": plain.prompt.config.to_dict()}
-    systems = quality.Systems(plain, hinted, config.max_new_tokens)
+    base = load_checkpoint(default_projector(), asr.model_id, llm.model_id)
+    systems = Systems.on(llm, config.max_new_tokens)
+    report["base_projector"] = {"version": base.version, "file": str(default_projector()),
+                                "metrics": base.meta.metrics}
+    aligned = systems.plain.prompt_for(base)
+    report["prompt"] = {"prefix_tokens": len(systems.plain.prompt.prefix_ids),
+                        "config": systems.plain.prompt.config.to_dict(),
+                        # the base is served with the template it recorded (see quality)
+                        "aligned": {"prefix_tokens": len(aligned.prefix_ids),
+                                    "config": aligned.config.to_dict()}}
+    return BenchContext(config, out_dir, report, asr, llm, EmbeddingTable(), base, systems, log,
+                        t_start)
 
-    def save():
-        report["wall_s"] = round(time.perf_counter() - t_start, 1)
-        (out_dir / "bench.json").write_text(json.dumps(report, indent=1))
 
-    def bench_users():
-        n = max(config.hint_ks, default=0)
-        users = [speakers.real_speaker(asr, config.real_pool, config.real_test, n)]
-        users += [speakers.synthetic_speaker(name, asr, config.synthetic_pool,
-                                             config.synthetic_test, transcribed_pool=n)
-                  for name in config.synthetic_users]
-        return users + [speakers.heldout_base_voices(asr, config.heldout_test)]
+# ---- sections: each fills its part of ctx.report (documented in its module)
 
-    def quality_section():
-        users = bench_users()
-        report["quality"] = [quality.user_quality(u, systems, base, embeddings, config.ks,
-                                                  config.hint_ks, log) for u in users]
-        save()
-        report["intents"] = quality.intent_quality(asr, systems, base, limit=config.intents_limit,
-                                                   log=log)
+def quality_section(ctx: BenchContext) -> None:
+    """WER per user and system, the K sweep and the CE+hint rows; then the robot intents."""
+    from . import quality
 
-    def hint_adaptation_section():
-        """Only the CE+hint adaptation rows, added to an existing quality section."""
-        if not report.get("quality"):
-            raise RuntimeError("run the quality section first")
-        rows = {row["user"]: row for row in report["quality"]}
-        for user in bench_users():
-            if user.name in rows and user.pool:
-                rows[user.name].update(quality.hint_adaptation(user, systems, base,
-                                                               config.hint_ks, log))
+    c = ctx.config
+    ctx.report["quality"] = [quality.user_quality(u, ctx.systems, ctx.base, ctx.embeddings,
+                                                  c.ks, c.hint_ks, ctx.log) for u in ctx.users()]
+    ctx.save()
+    ctx.report["intents"] = quality.intent_quality(ctx.asr, ctx.systems, ctx.base,
+                                                   limit=c.intents_limit, log=ctx.log)
 
-    def cost_section():
-        c = report["cost"] = {"default_llm": cost.pair(config.cost_utterances,
-                                                       config.cost_epochs, config.threads)}
-        log(f"  default LLM: CE/EmbedLink {c['default_llm']['ce_over_embedlink_per_epoch']}x "
+
+def hint_adaptation_section(ctx: BenchContext) -> None:
+    """Only the CE+hint adaptation rows, measured again into an existing quality section."""
+    from . import quality
+
+    if not ctx.report.get("quality"):
+        raise RuntimeError("run the quality section first")
+    rows = {row["user"]: row for row in ctx.report["quality"]}
+    for user in ctx.users():
+        if user.name in rows and user.pool:
+            rows[user.name].update(quality.hint_adaptation(
+                user, ctx.systems, ctx.base, ctx.embeddings, ctx.config.hint_ks, ctx.log))
+
+
+def cost_section(ctx: BenchContext) -> None:
+    """EmbedLink vs cross-entropy training time and memory (default LLM, a 1 B-class LLM), and
+    the time to the best validation WER adapting the base to the real speaker."""
+    from . import cost, speakers
+
+    c = ctx.config
+    out = ctx.report["cost"] = {"default_llm": cost.pair(c.cost_utterances, c.cost_epochs,
+                                                         c.threads)}
+    ctx.log(f"  default LLM: CE/EmbedLink {out['default_llm']['ce_over_embedlink_per_epoch']}x "
             f"per epoch")
-        save()
-        if config.one_b:
-            path = cost.random_llm(cost.ONE_B_SHAPE, "random-llama-1b")
-            c["1b_random_llm"] = cost.pair(config.cost_utterances, config.cost_epochs,
-                                           config.threads, str(path), config.one_b_ce_steps)
-            log(f"  1B LLM: CE/EmbedLink {c['1b_random_llm']['ce_over_embedlink_per_epoch']}x "
-                f"per epoch")
-            save()
-        real = speakers.real_speaker(asr, config.convergence_k, config.convergence_val)
-        c["convergence"] = [cost.convergence(base, real, embeddings, llm, plain.prompt, systems,
-                                             objective, epochs, config.convergence_val, log)
-                            for objective, epochs in config.convergence_epochs.items()]
+    ctx.save()
+    if c.one_b:
+        path = cost.random_llm(cost.ONE_B_SHAPE, "random-llama-1b")
+        out["1b_random_llm"] = cost.pair(c.cost_utterances, c.cost_epochs, c.threads, str(path),
+                                         c.one_b_ce_steps)
+        ctx.log(f"  1B LLM: CE/EmbedLink {out['1b_random_llm']['ce_over_embedlink_per_epoch']}x"
+                f" per epoch")
+        ctx.save()
+    real = speakers.real_speaker(ctx.asr, c.convergence_k, c.convergence_val)
+    out["convergence"] = [cost.convergence(ctx.base, real, ctx.embeddings, ctx.systems,
+                                           objective, epochs, c.convergence_val, ctx.log)
+                          for objective, epochs in c.convergence_epochs.items()]
 
-    def footprint_section():
-        from ..recipe import corpus_features
 
-        heldout = speakers.heldout_base_voices(asr, config.heldout_test)
-        items = corpus_features(asr, config.footprint_corpus, 0, log=log)
-        report["footprint"] = {
-            "test": heldout.name, "test_utterances": len(heldout.test),
-            "train_utterances": len(items), "epochs": config.footprint_epochs,
-            "projector": footprint.projector_variants(items, heldout.test, systems, embeddings,
-                                                      base, config.footprint_epochs, log),
-            "llm": footprint.llm_variants(heldout.test, base, config.threads,
-                                          config.max_new_tokens, log)}
+def footprint_section(ctx: BenchContext) -> None:
+    """Projector variants (full / shared / pruned / int8) and the LLM fp32 vs int8: size for
+    quality on held-out sentences."""
+    from ..corpus.recipe import corpus_features
+    from . import footprint
 
-    def latency_section():
-        report["latency"] = latency.latency(config.threads, config.repeats, llm, asr)
+    c, heldout = ctx.config, ctx.heldout()
+    items = corpus_features(ctx.asr, c.footprint_corpus, 0, log=ctx.log)
+    ctx.report["footprint"] = {
+        "test": heldout.name, "test_utterances": len(heldout.test),
+        "train_utterances": len(items), "epochs": c.footprint_epochs,
+        "projector": footprint.projector_variants(items, heldout.test, ctx.systems,
+                                                  ctx.embeddings, ctx.base, c.footprint_epochs,
+                                                  ctx.log),
+        "llm": footprint.llm_variants(heldout.test, ctx.base, c.threads, c.max_new_tokens,
+                                      ctx.log)}
 
-    def design_section():
-        report["design"] = design.design(
-            asr, systems, embeddings, speakers.heldout_base_voices(asr, config.heldout_test),
-            speakers.real_speaker(asr, 0, config.real_test), config.design_corpus,
-            config.design_epochs, config.design_variants, config.threads, log)
 
-    sections = {"quality": quality_section, "hint-adaptation": hint_adaptation_section,
-                "cost": cost_section, "footprint": footprint_section,
-                "latency": latency_section, "design": design_section}
-    unknown = set(config.sections) - set(sections)
-    if unknown:
-        raise ValueError(f"unknown bench sections {sorted(unknown)}; known: {sorted(sections)}")
-    report.setdefault("errors", {})
-    for name in config.sections:
-        log(f"{name} ...")
-        t0 = time.perf_counter()
-        report["errors"].pop(name, None)
-        try:
-            sections[name]()
-        except Exception as exc:   # one failed section must not lose the others' hours
-            import traceback
+def latency_section(ctx: BenchContext) -> None:
+    """End of speech -> first token / full response for a 3 s command, by stage."""
+    from . import latency
 
-            report["errors"][name] = f"{type(exc).__name__}: {exc}"
-            log(f"  {name} FAILED:\n{traceback.format_exc()}")
-        report["section_wall_s"][name] = round(time.perf_counter() - t0, 1)
-        save()
+    ctx.report["latency"] = latency.latency(ctx.config.threads, ctx.config.repeats, ctx.llm,
+                                            ctx.asr)
+
+
+def design_section(ctx: BenchContext) -> None:
+    """The base recipe's design choices one at a time (about an hour; only when named)."""
+    from . import design, speakers
+
+    c = ctx.config
+    ctx.report["design"] = design.design(
+        ctx.asr, ctx.systems, ctx.embeddings, ctx.heldout(),
+        speakers.real_speaker(ctx.asr, 0, c.real_test), c.design_corpus, c.design_epochs,
+        c.design_variants, c.threads, ctx.log)
+
+
+#: the --sections names, in the order a full report lists them
+SECTIONS: dict[str, Callable[[BenchContext], None]] = {
+    "quality": quality_section, "hint-adaptation": hint_adaptation_section,
+    "cost": cost_section, "footprint": footprint_section, "latency": latency_section,
+    "design": design_section}
+
+
+def run_section(ctx: BenchContext, name: str) -> None:
+    """One section; a failure is recorded in the report, not raised (one failed section must
+    not lose the others' hours)."""
+    import traceback
+
+    ctx.log(f"{name} ...")
+    t0 = time.perf_counter()
+    ctx.report["errors"].pop(name, None)
+    try:
+        SECTIONS[name](ctx)
+    except Exception as exc:
+        ctx.report["errors"][name] = f"{type(exc).__name__}: {exc}"
+        ctx.log(f"  {name} FAILED:\n{traceback.format_exc()}")
+    ctx.report["section_wall_s"][name] = round(time.perf_counter() - t0, 1)
+    ctx.save()
+
+
+def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> dict:
+    """Run ``config.sections`` into out_dir/bench.json, bench.md and the plots; BenchError
+    (after writing everything) when a section failed."""
     from .report import markdown, plots
 
-    report["plots"] = plots(report, out_dir)
-    save()
-    (out_dir / "bench.md").write_text(markdown(report))
-    if report["errors"]:
-        raise BenchError(f"sections failed: {report['errors']} (the rest is in {out_dir})")
-    return report
+    unknown = set(config.sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown bench sections {sorted(unknown)}; known: {sorted(SECTIONS)}")
+    ctx = load(out_dir, config, mode, log)
+    for name in config.sections:
+        run_section(ctx, name)
+    ctx.report["plots"] = plots(ctx.report, out_dir)
+    ctx.save()
+    (out_dir / "bench.md").write_text(markdown(ctx.report))
+    if ctx.report["errors"]:
+        raise BenchError(f"sections failed: {ctx.report['errors']} (the rest is in {out_dir})")
+    return ctx.report
 
 
 class BenchError(RuntimeError):

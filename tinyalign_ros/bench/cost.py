@@ -78,14 +78,14 @@ def training_numbers(objective: str, n: int, epochs: int, threads: int, llm_path
     """One trainer on n real utterances (Asterisk prompts), from a fresh projector."""
     import torch
 
-    from ..core.asr import AsrFrontEnd
-    from ..core.corpora import asterisk_examples
-    from ..core.data import encode_examples
-    from ..core.llm import EmbeddingTable, FrozenLLM
+    from ..core.speech.asr import AsrFrontEnd
+    from ..corpus.corpora import asterisk_examples
+    from ..core.learning.data import encode_examples
+    from ..core.assistant.llm import EmbeddingTable, FrozenLLM
     from ..core.models import data_dir
-    from ..core.projector import BridgeFormer, ProjectorConfig
-    from ..core.prompt import PromptBuilder
-    from ..core.train import TrainConfig, Trainer
+    from ..core.assistant.projector import BridgeFormer, ProjectorConfig
+    from ..core.assistant.prompt import PromptBuilder, PromptConfig
+    from ..core.learning.train import TrainConfig, Trainer
 
     torch.set_num_threads(threads)
     asr = AsrFrontEnd(cpu_threads=threads)
@@ -109,7 +109,9 @@ def training_numbers(objective: str, n: int, epochs: int, threads: int, llm_path
         projector = BridgeFormer(ProjectorConfig(llm_dim=llm.dim))
         trainer = Trainer(projector, TrainConfig(objective="ce", ce_epochs=epochs, lr=1e-3,
                                                  max_steps=max_steps),
-                          llm=llm, prompt=PromptBuilder(llm.tokenizer), show_progress_bar=False)
+                          llm=llm, prompt=PromptBuilder(llm.tokenizer,
+                                                        PromptConfig(transcript_hint=False)),
+                          show_progress_bar=False)
         params = sum(p.numel() for p in llm.model.parameters())
     result = trainer.fit(items, [])
     stage = result.stages[0]
@@ -141,34 +143,36 @@ def pair(n: int, epochs: int, threads: int, llm_path: str = "", ce_max_steps: in
     return out
 
 
-def convergence(base, user, embeddings, llm, prompt, systems, objective: str, epochs: int,
+def convergence(base, user, embeddings, systems, objective: str, epochs: int,
                 val_n: int, log=print) -> dict:
-    """Adapt ``base`` to ``user`` with one objective; validation WER after every epoch."""
-    import copy
+    """Adapt ``base`` to ``user`` with one objective (the K sweep's recipe, quality.
+    EMBEDLINK_ADAPT, with this objective and number of epochs; no hint); validation WER after
+    every epoch, its time excluded."""
+    import dataclasses
 
-    from ..core.adapt import AdaptConfig
-    from ..core.train import Trainer
+    from .quality import EMBEDLINK_ADAPT, adapt, as_projector
 
     val = user.test[:val_n]
-    model = copy.deepcopy(base).train()
-    cfg = AdaptConfig(objective=objective, epochs=epochs).train_config()
+    config = dataclasses.replace(EMBEDLINK_ADAPT, objective=objective, epochs=epochs)
     curve, paused = [], [0.0]
     t0 = time.perf_counter()
 
-    def on_epoch(p):
+    def on_epoch(p, model):
         if "val_loss" not in p:
             return
         t_eval = time.perf_counter()
         was_training = model.training
+        model.eval()
         curve.append({"epoch": len(curve) + 1,
                       "train_s": round(t_eval - t0 - paused[0], 2),
-                      "val_wer": round(systems.wer("aligned", val, model), 4)})
+                      "val_wer": round(systems.wer("aligned", val, as_projector(model, base)),
+                                       4)})
         model.train(was_training)
         paused[0] += time.perf_counter() - t_eval
 
-    Trainer(model, cfg, embeddings=embeddings, llm=llm if objective == "ce" else None,
-            prompt=prompt if objective == "ce" else None, progress=on_epoch,
-            show_progress_bar=False).fit(user.pool, [])
+    adapt(base, user.pool, systems.plain, embeddings, config, progress=on_epoch)
+    if not curve:
+        raise RuntimeError(f"convergence {objective}: the trainer reported no epoch")
     best = min(curve, key=lambda c: c["val_wer"])
     log(f"  convergence {objective}: best val WER {best['val_wer']:.3f} after "
         f"{best['train_s']:.1f} s of training (epoch {best['epoch']})")

@@ -48,12 +48,13 @@ def variants(names: tuple = ()) -> tuple:
 
 def design(asr, systems, embeddings, heldout, real, corpus: int, epochs: int,
            names: tuple = (), threads: int = 2, log=print) -> dict:
-    from ..core.data import split
+    from ..core.learning.data import split
     from ..core.metrics import wer
-    from ..core.projector import BridgeFormer, ProjectorConfig
-    from ..core.train import TrainConfig, Trainer
-    from ..recipe import corpus_features
+    from ..core.assistant.projector import BridgeFormer, ProjectorConfig
+    from ..core.learning.train import TrainConfig, Trainer
+    from ..corpus.recipe import corpus_features
     from .footprint import read_text
+    from .quality import as_projector
 
     test_texts = {it.text.lower() for it in heldout.test + real.test}
     corpora = {}
@@ -86,15 +87,16 @@ def design(asr, systems, embeddings, heldout, real, corpus: int, epochs: int,
         result = Trainer(model, cfg, embeddings=embeddings, show_progress_bar=False).fit(train,
                                                                                          val)
         stage = result.stages[0]
+        served = as_projector(model.eval())   # trained without a prompt: the serving one
         row = {"variant": name, "projector": projector_settings, "training": train_settings,
                "train_utterances": len(train), "train_s": round(time.perf_counter() - t0, 1),
                "best_epoch": stage.best_epoch, "val_loss": round(stage.best_val_loss, 4),
                "parameters": model.num_parameters(),
                "heldout_read_wer": read_wer(model, heldout.test),
                "real_read_wer": read_wer(model, real.test),
-               "heldout_wer": round(systems.wer("aligned", heldout.test, model), 4),
-               "heldout_wer_hint": round(systems.wer("aligned", heldout.test, model, hint=True),
-                                         4)}
+               "heldout_wer": round(systems.wer("aligned", heldout.test, served), 4),
+               "heldout_wer_hint": round(systems.wer("aligned", heldout.test, served,
+                                                     hint=True), 4)}
         log(f"  design {name}: {len(train)} utt, {row['train_s']} s, val {row['val_loss']}, "
             f"read WER held-out {row['heldout_read_wer']:.3f} real {row['real_read_wer']:.3f}, "
             f"WER {row['heldout_wer']:.3f}, +hint {row['heldout_wer_hint']:.3f}")

@@ -28,10 +28,10 @@ def read_text(projector, features, table: torch.Tensor, tokenizer) -> str:
 
 def _checkpoint(model, int8: bool) -> bytes:
     """The model as the checkpoint file it would be stored as (sizes and int8 round trips)."""
-    from ..core.checkpoint import ProjectorMeta, to_bytes
+    from ..core.assistant.checkpoint import to_bytes
+    from .quality import as_projector
 
-    meta = ProjectorMeta(asr_model_id="", llm_model_id="", projector=model.config.to_dict())
-    return to_bytes(model, meta, int8=int8)
+    return to_bytes(as_projector(model), int8=int8)
 
 
 def _sizes(model) -> dict:
@@ -42,26 +42,28 @@ def _sizes(model) -> dict:
 
 
 def _int8_roundtrip(model):
-    from ..core.checkpoint import from_bytes
+    from ..core.assistant.checkpoint import from_bytes
 
-    return from_bytes(_checkpoint(model, int8=True))[0]
+    return from_bytes(_checkpoint(model, int8=True)).model
 
 
 def projector_variants(train_items, test, systems, embeddings, base, epochs: int,
                        log=print) -> list[dict]:
     from ..core.metrics import wer
-    from ..core.projector import BridgeFormer, ProjectorConfig, magnitude_prune
-    from ..core.train import TrainConfig, Trainer
+    from ..core.assistant.projector import BridgeFormer, ProjectorConfig, magnitude_prune
+    from ..core.learning.train import TrainConfig, Trainer
+    from .quality import as_projector
 
     refs = [it.text for it in test]
 
-    def score(name, model, stored: str, train_s=None) -> dict:
+    def score(name, model, stored: str, train_s=None, projector=None) -> dict:
+        """``projector``: the served value of ``model`` (default: trained here, no prompt)."""
         sizes = _sizes(model)
         reads = [read_text(model, it.features, embeddings.weight, embeddings.tokenizer)
                  for it in test]
         row = {"variant": name, "stored": stored, **sizes,
                "file_bytes": sizes["int8_bytes" if stored == "int8" else "fp32_bytes"],
-               "wer": round(systems.wer("aligned", test, model), 4),
+               "wer": round(systems.wer("aligned", test, projector or as_projector(model)), 4),
                "read_wer": round(wer(refs, reads), 4)}
         if train_s is not None:
             row["train_s"] = round(train_s, 1)
@@ -69,7 +71,7 @@ def projector_variants(train_items, test, systems, embeddings, base, epochs: int
             f"read WER {row['read_wer']:.3f}")
         return row
 
-    rows = [score("shipped base (EmbedLink + CE finish)", base, "int8")]
+    rows = [score("shipped base (EmbedLink + CE finish)", base.model, "int8", projector=base)]
     trained = {}
     for name, share in (("full", False), ("shared layers", True)):
         torch.manual_seed(0)
@@ -95,15 +97,16 @@ def _module_bytes(model) -> int:
 
 
 def llm_variants(test, base, threads: int, max_new_tokens: int, log=print) -> list[dict]:
-    from ..core.llm import FrozenLLM
-    from ..core.pipeline import Assistant
+    """The LLM fp32 and int8, each scored like the quality section (no hint): its fp32 row
+    repeats the quality section's ceiling and base WER on the same test."""
+    from ..core.assistant.llm import FrozenLLM
     from .quality import Systems
 
     rows = []
     for int8 in (False, True):
         llm = FrozenLLM(threads=threads, int8=int8)
-        assistant = Assistant(llm, max_new_tokens=max_new_tokens)
-        systems = Systems(assistant, assistant, max_new_tokens)
+        systems = Systems.on(llm, max_new_tokens)
+        assistant = systems.plain
         gen = assistant.respond_text("please go to the kitchen and bring me the red cup and "
                                      "then come back to the living room", max_new_tokens=32)
         row = {"llm": "int8 dynamic" if int8 else "fp32", "bytes": _module_bytes(llm.model),
@@ -113,5 +116,5 @@ def llm_variants(test, base, threads: int, max_new_tokens: int, log=print) -> li
         log(f"  LLM {row['llm']}: {row['bytes'] / 1e6:.0f} MB, {row['tokens_per_s']} tok/s, "
             f"ceiling WER {row['ceiling_wer']:.3f}, base aligned WER {row['base_wer']:.3f}")
         rows.append(row)
-        del llm, assistant
+        del llm, assistant, systems
     return rows

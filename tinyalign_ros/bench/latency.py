@@ -34,8 +34,8 @@ def _median(fn, repeats: int):
 def vad_end_delay(audio: np.ndarray, min_silence_s: float = 0.5) -> dict:
     """Stream the command + 1.5 s of silence through the VAD in 32 ms chunks; how long after
     the last speech sample (audio time) and how much compute before the utterance is out."""
-    from ..core.audio import SAMPLE_RATE
-    from ..core.vad import WINDOW, StreamingVad
+    from ..core.speech.audio import SAMPLE_RATE
+    from ..core.speech.vad import WINDOW, StreamingVad
 
     vad = StreamingVad(min_silence_s=min_silence_s)
     stream = np.concatenate([audio, np.zeros(int(1.5 * SAMPLE_RATE), np.float32)])
@@ -54,15 +54,20 @@ def vad_end_delay(audio: np.ndarray, min_silence_s: float = 0.5) -> dict:
 
 
 def latency(threads: int, repeats: int, llm=None, asr=None) -> dict:
-    """``llm`` / ``asr`` (a variable-length AsrFrontEnd): reuse the caller's, if loaded."""
+    """``llm`` / ``asr`` (a variable-length AsrFrontEnd): reuse the caller's, if loaded.
+    The aligned path measured is the audio-only one (no transcript hint), which need not wait
+    for the ASR transcript; with the hint (the serving default) a response waits for it too:
+    add ``asr_transcript_s`` to the encoder's time."""
     import torch
 
-    from ..core.asr import AsrFrontEnd
-    from ..core.audio import load_audio
-    from ..core.checkpoint import load_checkpoint
-    from ..core.llm import FrozenLLM
+    from ..core.assistant.checkpoint import load_checkpoint
+    from ..core.assistant.llm import FrozenLLM
+    from ..core.assistant.lora import no_adapter
+    from ..core.assistant.pipeline import Assistant
+    from ..core.assistant.prompt import PromptConfig
     from ..core.models import default_projector
-    from ..core.pipeline import Assistant
+    from ..core.speech.asr import AsrFrontEnd
+    from ..core.speech.audio import load_audio
 
     torch.set_num_threads(threads)
     audio = load_audio(COMMAND)
@@ -75,15 +80,19 @@ def latency(threads: int, repeats: int, llm=None, asr=None) -> dict:
     out["encoder_ct2_padded_s"], _ = _median(lambda: ct2.encode(audio), repeats)
     out["asr_transcript_s"], _ = _median(lambda: var.transcribe(audio), repeats)
     llm = llm or FrozenLLM(threads=threads)
-    assistant = Assistant(llm, max_new_tokens=32)
-    base, _ = load_checkpoint(default_projector(), var.model_id, llm.model_id)
+    assistant = Assistant(llm, PromptConfig(transcript_hint=False), max_new_tokens=32)
+    base = load_checkpoint(default_projector(), var.model_id, llm.model_id)
+    prompt = assistant.prompt_for(base)   # the prompt the base is served with
     out["projector_s"], tokens = _median(lambda: assistant.project(feats, base), repeats)
-    suffix = llm.embed_ids(assistant.prompt.suffix_ids())
-    middle = torch.cat([tokens, suffix])[None]
-    out["prefill_s"], _ = _median(lambda: llm.prefill(middle, assistant._prefix_cache), repeats)
-    full = torch.cat([llm.embed_ids(assistant.prompt.prefix_ids), tokens, suffix])[None]
-    out["prefill_uncached_prefix_s"], _ = _median(lambda: llm.prefill(full), repeats)
-    out["prompt_prefix_tokens"] = len(assistant.prompt.prefix_ids)
+    with llm.lock, no_adapter(llm):
+        # the prefix's KV cache, as the assistant keeps it (computed once per prompt)
+        _, prefix_cache = llm.prefill(llm.embed_ids(prompt.prefix_ids).unsqueeze(0))
+        suffix = llm.embed_ids(prompt.suffix_ids())
+        middle = torch.cat([tokens, suffix])[None]
+        out["prefill_s"], _ = _median(lambda: llm.prefill(middle, prefix_cache), repeats)
+        full = torch.cat([llm.embed_ids(prompt.prefix_ids), tokens, suffix])[None]
+        out["prefill_uncached_prefix_s"], _ = _median(lambda: llm.prefill(full), repeats)
+    out["prompt_prefix_tokens"] = len(prompt.prefix_ids)
     # a fixed-length response so decode speed is comparable: the cascade's on the true text
     _, reply = _median(lambda: assistant.respond_text(
         "please go to the kitchen and bring me the red cup", max_new_tokens=32), repeats)

@@ -1,57 +1,110 @@
 """Alignment quality per user and system, the K sweep, the transcript hint, and intents.
 
-Systems, all on the "repeat exactly what was said" task with the same LLM and prompt:
+Systems, all on the "repeat exactly what was said" task with the same LLM:
   whisper        the ASR transcript itself (no LLM)
-  cascade        Whisper transcript as text -> LLM
-  ceiling        the TRUE text -> LLM (what the LLM and prompt can reach at best)
+  cascade        Whisper transcript as text -> LLM (the serving prompt, no hint)
+  ceiling        the TRUE text -> LLM (what the LLM and the serving prompt reach at best)
   base           audio -> shipped base projector -> LLM
   adapted K      the base projector after the adaptation recipe on K of the user's utterances
   ... +hint      the same projector with the ASR transcript injected after the audio tokens
+An aligned system is served as the product serves it: with the prompt template its projector
+recorded (``Assistant.prompt_for``), which can differ from the serving prompt of the cascade
+(the report's ``prompt`` says both).
 """
 from __future__ import annotations
 
 import copy
 import time
 
-from ..core.adapt import AdaptConfig
+from ..core.assistant.checkpoint import Projector, ProjectorMeta
+from ..core.learning.adapt import AdaptConfig
+from ..core.learning.train import Trainer
 from ..core.metrics import wer
-from ..core.train import Trainer
+
+#: the K sweep: EmbedLink from the base, 15 epochs at 5e-4 (the adaptation node's recipe
+#: before CE on the hinted prompt became its default; kept so the sweep stays comparable)
+EMBEDLINK_ADAPT = AdaptConfig(objective="embedlink", epochs=15, learning_rate=5e-4)
+
+#: adaptation for the hinted prompt, the adaptation node's default recipe (cross-entropy
+#: through the LLM on the hinted prompt, 2 epochs at 3e-4, batches of 8). EmbedLink pulls the
+#: tokens towards the text embeddings, which measured worse beside the transcript
+#: (docs/BENCHMARKS.md); CE with the hint in the prompt teaches the projector what to add.
+HINT_ADAPT = AdaptConfig()
 
 
 class Systems:
-    """Scores the systems on a list of FeatureItems (with transcripts)."""
+    """Scores the systems on a list of FeatureItems (with transcripts). ``plain``: an
+    Assistant without the transcript hint (cascade, ceiling, aligned); ``hinted``: with it."""
 
-    def __init__(self, plain, hinted, max_new_tokens: int = 32):
-        self.plain, self.hinted, self.max_new_tokens = plain, hinted, max_new_tokens
+    def __init__(self, plain, hinted):
+        self.plain, self.hinted = plain, hinted
 
-    def responses(self, system: str, items, projector=None, hint: bool = False) -> list[str]:
-        n = self.max_new_tokens
+    @classmethod
+    def on(cls, llm, max_new_tokens: int) -> "Systems":
+        from ..core.assistant.pipeline import Assistant
+        from ..core.assistant.prompt import PromptConfig
+
+        return cls(Assistant(llm, PromptConfig(transcript_hint=False), max_new_tokens),
+                   Assistant(llm, PromptConfig(transcript_hint=True), max_new_tokens))
+
+    def responses(self, system: str, items, projector: Projector | None = None,
+                  hint: bool = False) -> list[str]:
         if system == "whisper":
             return [it.transcript for it in items]
         if system == "cascade":
-            return [self.plain.respond_text(it.transcript, max_new_tokens=n).text for it in items]
+            return [self.plain.respond_text(it.transcript).text for it in items]
         if system == "ceiling":
-            return [self.plain.respond_text(it.text, max_new_tokens=n).text for it in items]
+            return [self.plain.respond_text(it.text).text for it in items]
+        if system != "aligned":
+            raise ValueError(f"unknown system {system!r}")
         assistant = self.hinted if hint else self.plain
-        return [assistant.respond_with(projector, None, it.features, it.transcript,
-                                       max_new_tokens=n).text for it in items]
+        return [assistant.respond_with(projector, it.features, it.transcript).text
+                for it in items]
 
-    def wer(self, system: str, items, projector=None, hint: bool = False) -> float:
+    def wer(self, system: str, items, projector: Projector | None = None,
+            hint: bool = False) -> float:
         return wer([it.text for it in items], self.responses(system, items, projector, hint))
 
 
-def adapt(base, items, embeddings, config: AdaptConfig | None = None):
-    """The adaptation node's recipe on ``items``: (adapted copy, training seconds)."""
-    config = config or AdaptConfig()
-    model = copy.deepcopy(base).train()
+def as_projector(model, parent: Projector | None = None, prompt=None,
+                 adapter=None) -> Projector:
+    """A BridgeFormer trained here as the value the assistant serves. ``parent``: the projector
+    it was adapted from (model ids; its prompt template unless ``prompt``); ``prompt``: the
+    PromptBuilder it was trained with, recorded so it is served with it. Neither: a projector
+    trained from scratch without a prompt (EmbedLink), served with the serving prompt."""
+    if prompt is not None:
+        recorded = prompt.config.to_dict()
+    else:
+        recorded = dict(parent.meta.prompt) if parent is not None else {}
+    meta = ProjectorMeta(asr_model_id=parent.meta.asr_model_id if parent else "",
+                         llm_model_id=parent.meta.llm_model_id if parent else "",
+                         projector=model.config.to_dict(),
+                         parent_version=parent.version if parent else "", prompt=recorded)
+    return Projector(model, meta, adapter)
+
+
+def adapt(base: Projector, items, assistant, embeddings, config: AdaptConfig,
+          progress=None) -> tuple[Projector, float]:
+    """The adaptation node's training step (core.learning.adapt.adapt_user without the store
+    and the validation): a copy of ``base`` trained on ``items`` with ``config``, on the prompt
+    ``assistant`` serves ``base`` with. Returns (adapted projector, training seconds).
+    ``progress(report, model)``: the trainer's progress reports, with the model in training."""
+    prompt = assistant.prompt_for(base)
+    model = copy.deepcopy(base.model).train()
+    uses_llm = "ce" in config.objective.split("+")
     t0 = time.perf_counter()
-    Trainer(model, config.train_config(), embeddings=embeddings,
-            show_progress_bar=False).fit(items, [])
-    return model.eval(), time.perf_counter() - t0
+    result = Trainer(model, config.train_config(), embeddings=embeddings,
+                     llm=assistant.llm if uses_llm else None,
+                     prompt=prompt if uses_llm else None,
+                     progress=(lambda p: progress(p, model)) if progress else None,
+                     show_progress_bar=False).fit(items, [])
+    train_s = time.perf_counter() - t0
+    return as_projector(model.eval(), base, prompt, result.adapter), train_s
 
 
-def user_quality(user, systems: Systems, base, embeddings, ks, hint_ks, log=print) -> dict:
-    """WER of every system for one user, and the K sweep."""
+def user_quality(user, systems: Systems, base: Projector, embeddings, ks, hint_ks,
+                 log=print) -> dict:
+    """WER of every system for one user, and the K sweep (EMBEDLINK_ADAPT)."""
     test = user.test
     out = {"user": user.name, "kind": user.kind, "test": len(test), "pool": len(user.pool),
            "wer": {}, "adapt_train_s": {}}
@@ -64,49 +117,44 @@ def user_quality(user, systems: Systems, base, embeddings, ks, hint_ks, log=prin
     for k in ks:
         if k > len(user.pool):
             continue
-        model, train_s = adapt(base, user.pool[:k], embeddings)
+        adapted, train_s = adapt(base, user.pool[:k], systems.plain, embeddings, EMBEDLINK_ADAPT)
         out["adapt_train_s"][str(k)] = round(train_s, 2)
-        w[f"adapted K={k}"] = systems.wer("aligned", test, model)
+        w[f"adapted K={k}"] = systems.wer("aligned", test, adapted)
         if k in hint_ks:
-            w[f"adapted K={k}+hint"] = systems.wer("aligned", test, model, hint=True)
+            w[f"adapted K={k}+hint"] = systems.wer("aligned", test, adapted, hint=True)
         log(f"  {user.name}: K={k} WER {w[f'adapted K={k}']:.3f} (trained {train_s:.1f} s)")
     out["wer"] = {k: round(v, 4) for k, v in w.items()}
-    out.update(hint_adaptation(user, systems, base, hint_ks, log))
+    out.update(hint_adaptation(user, systems, base, embeddings, hint_ks, log))
     return out
 
 
-#: adaptation for the hinted prompt: EmbedLink pulls the tokens towards the text embeddings,
-#: which measured worse beside the transcript (BENCHMARKS); cross-entropy through the LLM with
-#: the hint in the prompt teaches the projector what to add to the transcript.
-HINT_ADAPT = AdaptConfig(objective="ce", epochs=2, lr=3e-4, batch_size=8)
-
-
-def hint_adaptation(user, systems: Systems, base, hint_ks, log=print) -> dict:
-    """The base adapted with CE on the hinted prompt, K utterances (with transcripts)."""
+def hint_adaptation(user, systems: Systems, base: Projector, embeddings, hint_ks,
+                    log=print) -> dict:
+    """The base adapted with HINT_ADAPT (CE on the hinted prompt), K utterances (with
+    transcripts), scored with the hint."""
     out = {"wer_ce_hint": {}, "adapt_ce_hint_train_s": {}}
     for k in hint_ks:
         if k > len(user.pool):
             continue
         pool = user.pool[:k]   # transcribed (an empty transcript, e.g. whispered speech, is
                                # a real ASR output: the prompt then carries no hint)
-        model = copy.deepcopy(base).train()
-        t0 = time.perf_counter()
-        Trainer(model, HINT_ADAPT.train_config(), llm=systems.hinted.llm,
-                prompt=systems.hinted.prompt, show_progress_bar=False).fit(pool, [])
-        train_s = time.perf_counter() - t0
-        value = systems.wer("aligned", user.test, model.eval(), hint=True)
+        adapted, train_s = adapt(base, pool, systems.hinted, embeddings, HINT_ADAPT)
+        try:
+            value = systems.wer("aligned", user.test, adapted, hint=True)
+        finally:
+            systems.hinted.retire(adapted)   # its LLM adapter, if the recipe trains one
         out["wer_ce_hint"][f"adapted K={k}+hint (CE)"] = round(value, 4)
         out["adapt_ce_hint_train_s"][str(k)] = round(train_s, 2)
         log(f"  {user.name}: CE+hint K={k} WER {value:.3f} (trained {train_s:.1f} s)")
     return out
 
 
-def intent_quality(asr, systems: Systems, base, seed: int = 7, limit: int = 0,
+def intent_quality(asr, systems: Systems, base: Projector, seed: int = 7, limit: int = 0,
                    log=print) -> dict:
     """The 20-intent command set spoken by two espeak voices; accuracy per system."""
-    from ..core.data import encode_examples, load_examples
+    from ..core.learning.data import encode_examples, load_examples
     from ..core.models import data_dir
-    from ..core.synth import Speaker, make_corpus
+    from ..corpus.synth import Speaker, make_corpus
     from .intents import accuracy, utterances
 
     pairs = utterances()

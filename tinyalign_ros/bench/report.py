@@ -134,7 +134,10 @@ def markdown(r: dict) -> str:
     head = [f"## tinyalign bench ({r['mode']} mode, {r['machine']['cpu_threads']} CPU threads, "
             f"sections {minutes:.1f} min, last run {r['started']})", "",
             f"Base projector {r['base_projector']['version']}; prompt prefix "
-            f"{r['prompt']['prefix_tokens']} tokens.", ""]
+            f"{r['prompt']['prefix_tokens']} tokens" +
+            (f" (aligned with the base: its recorded template, "
+             f"{r['prompt']['aligned']['prefix_tokens']} tokens)" if "aligned" in r["prompt"]
+             else "") + ".", ""]
     if r["mode"] == "quick":
         head += ["Quick mode: a few utterances per section, to prove the command works; do not "
                  "read these numbers as results.", ""]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ..core.data import FeatureItem, encode_examples, load_examples, split
+from ..core.learning.data import FeatureItem, encode_examples, load_examples, split
 from ..core.models import data_dir
 
 #: the synthetic hard speakers of core.synth, in report order
@@ -26,8 +26,8 @@ class BenchUser:
 
 def held_out_texts(n: int, seed: int = 100) -> list[str]:
     """n sentences (robot commands and everyday sentences) none of which trained the base."""
-    from ..core.synth import fortune_sentences, sentences
-    from ..recipe import corpus_texts
+    from ..corpus.synth import fortune_sentences, sentences
+    from ..corpus.recipe import corpus_texts
 
     seen = {t.lower() for t in corpus_texts(1500, 0)}
     rng = random.Random(seed)
@@ -41,7 +41,7 @@ def held_out_texts(n: int, seed: int = 100) -> list[str]:
 
 def real_speaker(asr, pool_n: int, test_n: int, transcribed_pool: int = 0) -> BenchUser:
     """Asterisk prompts (one real voice, 8 kHz telephone band), <= 12 words."""
-    from ..core.corpora import asterisk_examples
+    from ..corpus.corpora import asterisk_examples
 
     examples = [e for e in asterisk_examples() if len(e.text.split()) <= 12]
     pool_ex, test_ex = split(examples, 0.3, seed=1)
@@ -59,7 +59,7 @@ def _pool(examples, asr, transcribed: int) -> list[FeatureItem]:
 
 def synthetic_speaker(name: str, asr, pool_n: int, test_n: int, seed: int = 100,
                       transcribed_pool: int = 0) -> BenchUser:
-    from ..core.synth import HARD_SPEAKERS, make_corpus
+    from ..corpus.synth import HARD_SPEAKERS, make_corpus
 
     texts = held_out_texts(pool_n + test_n, seed)
     work = data_dir() / "corpora" / f"bench-{name}-{len(texts)}-{seed}"
@@ -73,8 +73,8 @@ def synthetic_speaker(name: str, asr, pool_n: int, test_n: int, seed: int = 100,
 def heldout_base_voices(asr, test_n: int, seed: int = 300) -> BenchUser:
     """New sentences in the base recipe's own clean voices: how well the base generalises to
     sentences, apart from voices."""
-    from ..core.synth import make_corpus
-    from ..recipe import CONDITIONS
+    from ..corpus.synth import make_corpus
+    from ..corpus.recipe import CONDITIONS
 
     texts = held_out_texts(test_n, seed)
     work = data_dir() / "corpora" / f"bench-heldout-{len(texts)}-{seed}"

@@ -12,55 +12,27 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from pathlib import Path
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
-from tinyalign_ros.core.adapt import AdaptationError, AdaptConfig, adapt_user
-from tinyalign_ros.core.checkpoint import CheckpointError, load_checkpoint
-from tinyalign_ros.core.llm import EmbeddingTable, llm_id, loaded_llms, shared_llm
-from tinyalign_ros.core.models import data_dir, default_projector, resolve_llm
-from tinyalign_ros.core.pipeline import Assistant
-from tinyalign_ros.core.prompt import PromptConfig
-from tinyalign_ros.core.store import StoreError, UtteranceStore
+from tinyalign_ros.core.assistant.checkpoint import CheckpointError, load_checkpoint
+from tinyalign_ros.core.assistant.llm import EmbeddingTable, llm_id, loaded_llms, shared_llm
+from tinyalign_ros.core.assistant.pipeline import Assistant
+from tinyalign_ros.core.assistant.prompt import PromptConfig
+from tinyalign_ros.core.learning.adapt import AdaptationError, AdaptConfig, adapt_user
+from tinyalign_ros.core.learning.store import StoreConfig, StoreError, UtteranceStore
+from tinyalign_ros.core.models import default_projector, resolve_llm
+from tinyalign_ros.core.serving import AssistantModels, LearningConfig, Lifecycle
 from tinyalign_ros.core.users import UserIdError, check_user_id
+from tinyalign_ros.graph import node_settings
 from tinyalign_ros.msg import Metric, ProjectorUpdate, SpeechFeatures
 from tinyalign_ros.action import Adapt as AdaptAction
 from tinyalign_ros.srv import Adapt, CorrectTranscript, ForgetUser, Rollback
 
-from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, ModelActivation, Param,
-                     declare_parameters, features_from_msg, run)
-
-PARAMETERS = (
-    Param("store_dir", "", "where utterances and projectors are kept; '' = $TINYALIGN_HOME/store"),
-    Param("max_utterances_per_user", 500, "retention: oldest uncorrected utterances go first"),
-    Param("min_free_mb", 200, "stop logging when the disk has less free space than this"),
-    Param("log_utterances", True, "log every utterance that arrives on speech_features"),
-    Param("llm_model", "", "transformers LLM folder ('' = prepared SmolLM2-135M-Instruct)"),
-    Param("projector", "", "base projector checkpoint ('' = the one shipped)"),
-    Param("task", "repeat", "injected instruction used for validation: repeat or reply"),
-    Param("transcript_hint", True, "validate with the ASR transcript injected as a hint (set "
-                                   "as on the response node)"),
-    Param("objective", "embedlink", "default recipe: embedlink, ce or embedlink+ce"),
-    Param("epochs", 15, "default training epochs"),
-    Param("learning_rate", 5e-4, "adaptation learning rate"),
-    Param("batch_size", 8, "adaptation batch size"),
-    Param("val_fraction", 0.2, "held-out share of the user's utterances"),
-    Param("min_utterances", 6, "fewest usable utterances to adapt on"),
-    Param("use_pseudo_labels", True, "train on uncorrected utterances above the threshold too"),
-    Param("pseudo_label_confidence", 0.8, "ASR confidence above which a transcript is a label"),
-    Param("lora_rank", 0, "> 0 with objective ce or embedlink+ce: also train a per-user LoRA "
-          "adapter on the LLM, carried in the projector checkpoint"),
-    Param("require_improvement", True, "publish only projectors that beat the current one on "
-          "held-out utterances"),
-    Param("train_threads", 1, "torch threads for training, so it never starves the response node"),
-    Param("nice", 10, "process niceness added at start (0 = none): training yields the CPU"),
-    Param("device", "auto", "auto, cpu or cuda"),
-    Param("autostart", True, "load the LLM at start; false: wait for ~/set_active true "
-          "(utterances are logged either way)"),
-)
+from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, ModelActivation, NodeSettings,
+                     features_from_msg, run)
 
 
 class AdaptationNode(ModelActivation, Node):
@@ -68,27 +40,28 @@ class AdaptationNode(ModelActivation, Node):
         """``single_process``: the node shares its process with the others (graph_node), so
         the process-wide ``nice`` and ``train_threads`` are left alone."""
         super().__init__("adaptation")
-        self.p = declare_parameters(self, PARAMETERS)
+        self.p = NodeSettings(self, node_settings()["adaptation"])
+        self.models = self.p.config(AssistantModels)
+        learning = self.p.config(LearningConfig)
         self.single_process = single_process
         if single_process:
             self.get_logger().info("single-process graph: nice and train_threads do not apply "
                                    "(they are per process); the LLM is shared")
         else:
-            if self.p.nice > 0:
-                os.nice(self.p.nice)
+            if learning.nice > 0:
+                os.nice(learning.nice)
             import torch
-            torch.set_num_threads(max(1, self.p.train_threads))
+            torch.set_num_threads(max(1, learning.train_threads))
         self.diag = Diagnostics(self)
-        store_dir = Path(self.p.store_dir) if self.p.store_dir else data_dir() / "store"
-        self.store = UtteranceStore(store_dir, self.p.max_utterances_per_user, self.p.min_free_mb)
-        self.llm_model_id = llm_id(resolve_llm(self.p.llm_model or None))
+        self.store = UtteranceStore.from_config(self.p.config(StoreConfig))
+        self.llm_model_id = llm_id(resolve_llm(self.models.llm_model or None))
         self.assistant = self.embeddings = None   # loaded on activation
-        base_path = self.p.projector or default_projector()
+        base_path = self.models.projector or default_projector()
         if not base_path:
             raise RuntimeError("the adaptation node needs a base projector to start from "
                                "(set the projector parameter)")
         self.base = load_checkpoint(base_path, None, self.llm_model_id)
-        self.get_logger().info(f"store {store_dir}; base projector {self.base[1].version}; "
+        self.get_logger().info(f"store {self.store.root}; base projector {self.base.version}; "
                                f"LLM {self.llm_model_id}")
         group = ReentrantCallbackGroup()
         self.update_pub = self.create_publisher(ProjectorUpdate, "projector_updates",
@@ -105,17 +78,15 @@ class AdaptationNode(ModelActivation, Node):
                                    cancel_callback=lambda _: CancelResponse.ACCEPT,
                                    callback_group=group)
         self._job_lock = threading.Lock()   # one training job at a time
-        self.jobs: dict[str, str] = {}
         self.logged = 0
         self._republish_current()
-        self.diag.set(0, "ready", base_projector=self.base[1].version, store=str(store_dir))
-        self.init_activation(self.p.autostart)
+        self.diag.set(0, "ready", base_projector=self.base.version, store=str(self.store.root))
+        self.init_activation(self.p.config(Lifecycle).autostart)
 
     def load_models(self) -> None:
         # shared_llm: in the single-process graph this is the response node's copy
-        llm = shared_llm(self.p.llm_model or None, self.p.device)
-        self.assistant = Assistant(llm, PromptConfig(task=self.p.task,
-                                                     transcript_hint=self.p.transcript_hint))
+        llm = shared_llm(self.models.llm_model or None, self.models.device)
+        self.assistant = Assistant(llm, self.p.config(PromptConfig), self.p.max_new_tokens)
         self.embeddings = EmbeddingTable.from_llm(llm)   # not a second copy of the table
         self.get_logger().info(f"LLM {llm.model_id} on {llm.device} ({loaded_llms()} LLM(s) "
                                f"loaded in this process)")
@@ -183,26 +154,29 @@ class AdaptationNode(ModelActivation, Node):
 
     def _republish_current(self) -> None:
         """Latched topic: announce every user's current projector again after a restart."""
-        users_dir = self.store.root / "users"
-        for user_dir in sorted(users_dir.iterdir()) if users_dir.is_dir() else []:
-            try:
-                record = self.store.current_projector(user_dir.name)
-            except UserIdError:
-                continue
+        for user_id in self.store.users():
+            record = self.store.current_projector(user_id)
             if record is not None and record.path.is_file():
-                self._publish(user_dir.name, record)
+                self._publish(user_id, record)
 
     # ---- training jobs
     def _config(self, req) -> AdaptConfig:
-        return AdaptConfig(objective=req.objective or self.p.objective,
-                           epochs=req.epochs or self.p.epochs, lr=self.p.learning_rate,
-                           batch_size=self.p.batch_size, val_fraction=self.p.val_fraction,
-                           min_utterances=self.p.min_utterances,
-                           use_pseudo_labels=req.use_pseudo_labels or self.p.use_pseudo_labels,
-                           pseudo_label_confidence=self.p.pseudo_label_confidence,
-                           max_utterances=max(0, req.max_utterances),
-                           require_improvement=self.p.require_improvement,
-                           lora_rank=self.p.lora_rank)
+        """The node's recipe (its live parameters, read now) with the request's overrides."""
+        overrides = {}
+        if req.objective:
+            overrides["objective"] = req.objective
+        if req.epochs > 0:
+            overrides["epochs"] = req.epochs
+        if req.max_utterances > 0:
+            overrides["max_utterances"] = req.max_utterances
+        if req.pseudo_labels == req.PSEUDO_LABELS_ON:
+            overrides["use_pseudo_labels"] = True
+        elif req.pseudo_labels == req.PSEUDO_LABELS_OFF:
+            overrides["use_pseudo_labels"] = False
+        elif req.pseudo_labels != req.PSEUDO_LABELS_DEFAULT:
+            raise ValueError(f"pseudo_labels must be 0 (node default), 1 (on) or 2 (off), got "
+                             f"{req.pseudo_labels}")
+        return self.p.config(AdaptConfig, **overrides)
 
     def _current(self, user_id: str):
         record = self.store.current_projector(user_id)
@@ -218,22 +192,22 @@ class AdaptationNode(ModelActivation, Node):
                  cancel=None):
         with self._job_lock, self.models_lock:
             if self.assistant is None:
-                self.jobs[job_id] = "failed: inactive"
                 return None, "the adaptation node is inactive: call ~/set_active true first"
-            self.jobs[job_id] = "running"
+            prompt = self.p.config(PromptConfig)
+            if prompt != self.assistant.prompt.config:   # task or hint changed live
+                self.assistant.set_prompt(prompt)
+            self.assistant.max_new_tokens = self.p.max_new_tokens
             self.diag.set(0, f"adapting {user_id}", job=job_id)
             try:
-                asr_id = self.base[1].asr_model_id
                 result = adapt_user(self.store, user_id, self._current(user_id), self.assistant,
-                                    self.embeddings, asr_id, config, progress, cancel)
+                                    self.embeddings, self.base.meta.asr_model_id, config,
+                                    progress, cancel)
             except (AdaptationError, StoreError, ValueError) as exc:
-                self.jobs[job_id] = f"failed: {exc}"
                 self.get_logger().error(f"adaptation {job_id} for {user_id!r} failed: {exc}")
                 self.diag.set(0, "ready")
                 return None, str(exc)
             if result.published:
                 self._publish(user_id, self.store.current_projector(user_id), result.checkpoint)
-            self.jobs[job_id] = "done: " + result.message
             self.get_logger().info(f"adaptation {job_id} for {user_id!r}: {result.message}")
             self.diag.set(0, "ready", last_job=job_id)
             return result, result.message
@@ -270,7 +244,7 @@ class AdaptationNode(ModelActivation, Node):
         req = goal_handle.request
         cancel = threading.Event()
         job_id = uuid.uuid4().hex[:8]
-        last_wer = [-1.0]
+        last_wer = [-1.0]   # the action's "no validation yet" value
 
         def progress(p):
             if goal_handle.is_cancel_requested:

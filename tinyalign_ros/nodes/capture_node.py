@@ -10,39 +10,18 @@ import time
 import numpy as np
 from rclpy.node import Node
 
-from tinyalign_ros.core.audio import SAMPLE_RATE, AudioError
-from tinyalign_ros.core.sources import FileSource, MicrophoneError, MicrophoneSource
+from tinyalign_ros.core.speech.audio import SAMPLE_RATE, AudioError
+from tinyalign_ros.core.speech.sources import FileSource, MicrophoneError, MicrophoneSource
+from tinyalign_ros.graph import node_settings
 from tinyalign_ros.msg import AudioChunk, AudioInfo
 
-from .common import LATCHED_QOS, SENSOR_QOS, Diagnostics, Param, declare_parameters, run
-
-PARAMETERS = (
-    Param("source", "microphone", "'microphone' (PyAudio) or 'file'"),
-    Param("device", "", "microphone: device index or a substring of its name; '' = first input"),
-    Param("device_rate", 0, "microphone: rate to open the device at; 0 = the device's default"),
-    Param("channels", 1, "microphone: channels to record (mixed down to mono)"),
-    Param("file_path", "", "file source: an audio file, a folder of them, or a glob"),
-    Param("file_loop", False, "file source: start over after the last file"),
-    Param("file_gap_s", 1.0, "file source: silence played after each file, so VAD ends utterances"),
-    Param("raw_sample_rate", 16000, "file source: rate of headerless .raw/.pcm files (s16le mono)"),
-    Param("playback_speed", 1.0, "file source: 1.0 = real time, 2.0 = twice as fast"),
-    Param("file_wait_for_subscriber_s", 10.0, "file source: wait this long for a subscriber "
-          "before playing, so the start of the file is not lost to DDS discovery; 0 = no wait"),
-    Param("file_settle_s", 0.5, "file source: pause after a subscriber appears before playing; "
-          "the subscriber's side of the DDS match can finish later, and best-effort chunks sent "
-          "before it are lost"),
-    Param("chunk_ms", 100, "length of each published chunk in milliseconds"),
-    Param("retry_period_s", 2.0, "microphone: seconds between attempts to open a missing device"),
-    Param("frame_id", "microphone", "header.frame_id of the published audio"),
-)
+from .common import LATCHED_QOS, SENSOR_QOS, Diagnostics, NodeSettings, run
 
 
 class CaptureNode(Node):
     def __init__(self):
         super().__init__("capture")
-        self.p = declare_parameters(self, PARAMETERS)
-        if self.p.source not in ("microphone", "file"):
-            raise ValueError(f"source must be 'microphone' or 'file', got {self.p.source!r}")
+        self.p = NodeSettings(self, node_settings()["capture"])   # CaptureConfig
         self.chunk_frames = max(160, int(SAMPLE_RATE * self.p.chunk_ms / 1000))
         self.pub = self.create_publisher(AudioChunk, "audio", SENSOR_QOS)
         self.info_pub = self.create_publisher(AudioInfo, "audio_info", LATCHED_QOS)

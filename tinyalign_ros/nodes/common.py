@@ -1,20 +1,20 @@
-"""What every tinyalign_ros node shares: parameter declaration with descriptions, QoS profiles,
-diagnostics, and a main() that starts and stops rclpy cleanly. Uses only API that ROS 2 Humble has.
+"""What every tinyalign_ros node shares: parameters declared from the settings dataclasses (live
+ones applied, the rest refused), QoS profiles, the drop-oldest worker queue, diagnostics, and a
+main() that starts and stops rclpy cleanly. Uses only API that ROS 2 Humble has.
 """
 from __future__ import annotations
 
 import gc
+import queue
 import sys
 import threading
-from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
+
+from tinyalign_ros.core.settings import parameters
 
 # Raw microphone stream: best effort, like any sensor. Subscribers must use it too (a RELIABLE
 # subscriber never connects to a BEST_EFFORT publisher, silently).
@@ -38,22 +38,113 @@ PROJECTOR_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-@dataclass(frozen=True)
-class Param:
-    name: str
-    default: Any
-    description: str
+class NodeSettings:
+    """A node's parameters, declared from its settings groups (core/settings.py: name, type,
+    default and description all come from the config dataclasses).
+
+    ``ros2 param set`` on a setting marked live takes effect through ``on_change`` (called with
+    the changed names before the values are committed; a ValueError refuses the change); on any
+    other setting it is refused with the reason, instead of reporting success and changing
+    nothing.
+    """
+
+    def __init__(self, node, groups, on_change=None):
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        self._node, self._groups, self.on_change = node, tuple(groups), on_change
+        self._params = {p.name: p for p in parameters(self._groups)}
+        for p in self._params.values():
+            live = " [live: ros2 param set takes effect]" if p.live else ""
+            node.declare_parameter(p.name, p.default,
+                                   ParameterDescriptor(description=p.description + live))
+        self.values = {name: node.get_parameter(name).value for name in self._params}
+        for group in self._groups:          # a bad value at start: a clear error, not later
+            group.build(self.values)
+        node.add_on_set_parameters_callback(self._on_set)
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def config(self, config_cls, **overrides):
+        """The current values of one config class's settings, as an instance of it."""
+        group = next((g for g in self._groups if g.config is config_cls), None)
+        if group is None:
+            raise KeyError(f"{config_cls.__name__} is not a settings group of this node")
+        return group.build(self.values, **overrides)
+
+    def _on_set(self, params):
+        from rcl_interfaces.msg import SetParametersResult
+
+        new = dict(self.values)
+        for prm in params:
+            spec = self._params.get(prm.name)
+            if spec is None:
+                continue                     # not one of ours (use_sim_time, ...)
+            if not spec.live:
+                return SetParametersResult(
+                    successful=False, reason=f"{prm.name} is read when the node starts: "
+                                             f"relaunch the node (or its parameter file) to "
+                                             f"change it")
+            new[prm.name] = prm.value
+        changed = [n for n in self._params if new[n] != self.values[n]]
+        try:
+            for group in self._groups:
+                group.build(new)             # choices and value checks of the dataclasses
+            if changed and self.on_change is not None:
+                self.on_change(changed, new)
+        except (ValueError, TypeError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.values = new
+        if changed:
+            self._node.get_logger().info("set " + ", ".join(f"{n}={new[n]!r}" for n in changed))
+        return SetParametersResult(successful=True)
 
 
-def declare_parameters(node, params: tuple[Param, ...]) -> SimpleNamespace:
-    """Declare every parameter with its description; return their current values by name."""
-    for p in params:
-        node.declare_parameter(p.name, p.default, ParameterDescriptor(description=p.description))
-    return read_parameters(node, params)
+class DropOldestQueue:
+    """A bounded queue served by one worker thread. When it is full the oldest waiting item is
+    dropped: a robot should answer what was said last, not what queued up a while ago. An
+    exception in ``handle`` is reported to ``on_error`` and never stops the worker."""
 
+    def __init__(self, name: str, maxsize: int, handle, on_drop=None, on_error=None):
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
+        self._handle, self._on_drop, self._on_error = handle, on_drop, on_error
+        self._stop = threading.Event()
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
 
-def read_parameters(node, params: tuple[Param, ...]) -> SimpleNamespace:
-    return SimpleNamespace(**{p.name: node.get_parameter(p.name).value for p in params})
+    def put(self, item) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    old = self._queue.get_nowait()
+                except queue.Empty:
+                    continue
+                self.dropped += 1
+                if self._on_drop is not None:
+                    self._on_drop(old)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self._handle(item)
+            except Exception as exc:  # one bad item never kills the node
+                if self._on_error is not None:
+                    self._on_error(item, exc)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout=timeout)
 
 
 def features_from_msg(msg) -> np.ndarray:

@@ -67,7 +67,7 @@ def export_user(store: UtteranceStore, user_id: str, out: str | Path) -> dict:
             writer.write_message("/speech_features", feats_schema, {
                 "header": {"stamp": _stamp(u.created), "frame_id": ""},
                 "utterance_id": u.utterance_id, "user_id": u.user_id,
-                "frames": x.shape[0], "dim": x.shape[1], "valid_frames": x.shape[0],
+                "frames": x.shape[0], "dim": x.shape[1],
                 "data": x.reshape(-1).astype(np.float32).tolist(), "transcript": u.transcript,
                 "confidence": float(u.confidence), "asr_model_id": u.asr_model_id,
                 "audio_duration_s": 0.0, "speech_end": _stamp(u.created), "asr_time_s": 0.0},
@@ -84,7 +84,7 @@ def export_user(store: UtteranceStore, user_id: str, out: str | Path) -> dict:
             writer.write_message("/projector_updates", proj_schema, {
                 "header": {"stamp": _stamp(p.created), "frame_id": ""},
                 "user_id": p.user_id, "version": p.version, "parent_version": p.parent_version,
-                "path": str(p.path), "checkpoint": data, "metadata_json": "",
+                "path": str(p.path), "checkpoint": data,
                 "metrics": [{"name": k, "value": float(v)} for k, v in p.metrics.items()
                             if isinstance(v, (int, float))]},
                 log_time=t_ns, publish_time=t_ns)

@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from .models import resolve_llm
+from ..models import resolve_llm
 
 
 def resolve_torch_device(device: str) -> str:

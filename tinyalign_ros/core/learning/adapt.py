@@ -13,30 +13,45 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from .checkpoint import ProjectorMeta, to_bytes
+from ..assistant.checkpoint import Projector, ProjectorMeta, to_bytes
+from ..metrics import wer
+from ..settings import check_choices, setting
 from .data import FeatureItem, split
-from .metrics import wer
-from .projector import BridgeFormer
 from .store import UtteranceStore
-from .train import TrainConfig, Trainer
+from .train import OBJECTIVES, TrainConfig, Trainer
 
 
 @dataclass
 class AdaptConfig:
-    objective: str = "embedlink"
-    epochs: int = 15                  # EmbedLink epochs (CE epochs when objective is "ce")
-    ce_epochs: int = 1                # the CE finish of "embedlink+ce"
-    lr: float = 5e-4
-    batch_size: int = 8
-    val_fraction: float = 0.2
-    min_utterances: int = 6
-    use_pseudo_labels: bool = True
-    pseudo_label_confidence: float = 0.8
-    max_utterances: int = 0          # 0: all
-    max_new_tokens: int = 40
-    require_improvement: bool = True  # off: publish even when validation WER does not improve
-    lora_rank: int = 0                # > 0 (with a CE objective): a per-user LLM adapter too
+    """One user's adaptation recipe. Every setting is a live parameter of the adaptation node
+    (read when a job starts) and can be overridden per request by the Adapt goal."""
+    objective: str = setting(
+        "ce", "ce: cross-entropy through the frozen LLM on the prompt the node serves (the "
+              "transcript hint included; measured best with the hint); embedlink: the paper's "
+              "cheap objective (no LLM pass; measured to worsen the hinted path); embedlink+ce",
+        live=True, choices=OBJECTIVES)
+    epochs: int = setting(2, "epochs of the objective's main stage (EmbedLink's, or CE's when "
+                             "CE is alone)", live=True)
+    ce_epochs: int = setting(1, "the CE finish of embedlink+ce", live=True)
+    learning_rate: float = setting(3e-4, "adaptation learning rate", live=True)
+    batch_size: int = setting(8, "adaptation batch size", live=True)
+    val_fraction: float = setting(0.2, "held-out share of the user's utterances", live=True)
+    min_utterances: int = setting(6, "fewest usable utterances to adapt on", live=True)
+    use_pseudo_labels: bool = setting(True, "also train on uncorrected utterances whose ASR "
+                                            "confidence is above pseudo_label_confidence",
+                                      live=True)
+    pseudo_label_confidence: float = setting(0.8, "ASR confidence above which a transcript "
+                                                  "counts as a label", live=True)
+    max_utterances: int = setting(0, "train on the newest N usable utterances; 0 = all",
+                                  live=True)
+    require_improvement: bool = setting(True, "publish only projectors that beat the current "
+                                              "one on held-out utterances", live=True)
+    lora_rank: int = setting(0, "> 0 with a ce objective: also train a per-user LoRA adapter "
+                                "on the LLM, carried in the projector's checkpoint", live=True)
     seed: int = 0
+
+    def __post_init__(self):
+        check_choices(self)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +61,7 @@ class AdaptConfig:
         # ``epochs`` is the objective's main stage: EmbedLink's, or CE's when CE is alone
         ce_epochs = self.epochs if self.objective == "ce" else self.ce_epochs
         return TrainConfig(objective=self.objective, embedlink_epochs=self.epochs,
-                           ce_epochs=ce_epochs, lr=self.lr, ce_lr=self.lr,
+                           ce_epochs=ce_epochs, lr=self.learning_rate, ce_lr=self.learning_rate,
                            batch_size=self.batch_size, seed=self.seed, lora_rank=self.lora_rank)
 
 
@@ -58,7 +73,7 @@ class AdaptResult:
     message: str = ""
     metrics: dict = field(default_factory=dict)
     checkpoint: bytes = b""
-    meta: ProjectorMeta | None = None
+    projector: Projector | None = None
 
 
 class AdaptationError(RuntimeError):
@@ -89,20 +104,21 @@ def user_items(store: UtteranceStore, user_id: str, config: AdaptConfig,
     return train, val
 
 
-def score(assistant, projector: BridgeFormer, items: list[FeatureItem], max_new_tokens: int,
+def score(assistant, projector: Projector, items: list[FeatureItem],
           cancel: threading.Event | None = None) -> float:
+    """WER of the aligned path with ``projector`` on ``items`` (the assistant's own prompt
+    and response length, i.e. as the response node would answer)."""
     refs, hyps = [], []
     for it in items:
         if cancel is not None and cancel.is_set():
             raise AdaptationError("cancelled")
         refs.append(it.text)
-        hyps.append(assistant.respond_with(projector, None, it.features, it.transcript,
-                                           max_new_tokens=max_new_tokens).text)
+        hyps.append(assistant.respond_with(projector, it.features, it.transcript).text)
     return wer(refs, hyps)
 
 
-def adapt_user(store: UtteranceStore, user_id: str, current: tuple[BridgeFormer, ProjectorMeta],
-               assistant, embeddings, asr_model_id: str, config: AdaptConfig,
+def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistant, embeddings,
+               asr_model_id: str, config: AdaptConfig,
                progress: Callable[[dict], None] | None = None,
                cancel: threading.Event | None = None) -> AdaptResult:
     """Train a copy of ``current`` on the user's log; keep it only if it beats ``current``."""
@@ -110,40 +126,46 @@ def adapt_user(store: UtteranceStore, user_id: str, current: tuple[BridgeFormer,
     t0 = time.perf_counter()
     report = progress or (lambda p: None)
     train, val = user_items(store, user_id, config, asr_model_id)
+    # the prompt the new projector trains and validates with, and records
+    prompt = assistant.prompt_for(current)
     report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0})
-    base_model, base_meta = current
-    before = score(assistant, base_model, val, config.max_new_tokens, cancel) if val else None
+    before = score(assistant, current, val, cancel) if val else None
     if before is not None:
         report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0,
                 "validation_wer": before})
 
-    model = copy.deepcopy(base_model).train()
+    model = copy.deepcopy(current.model).train()
+    uses_llm = "ce" in config.objective.split("+")
     trainer = Trainer(model, config.train_config(), embeddings=embeddings,
-                      llm=assistant.llm if "ce" in config.objective else None,
-                      prompt=assistant.prompt if "ce" in config.objective else None,
+                      llm=assistant.llm if uses_llm else None,
+                      prompt=prompt if uses_llm else None,
                       progress=lambda p: report({**p, "stage": "training"}), cancel=cancel,
                       show_progress_bar=False)
     result = trainer.fit(train, val)
     if result.cancelled:
         return AdaptResult(False, False, message="cancelled; the current projector is kept")
-    report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0})
-    after = score(assistant, model, val, config.max_new_tokens, cancel) if val else None
-    if after is not None:
-        report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0,
-                "validation_wer": after})
-
     metrics = {"train_utterances": len(train), "validation_utterances": len(val),
-               "wer_before": before if before is not None else -1.0,
-               "wer_after": after if after is not None else -1.0,
-               "train_s": sum(s.wall_s for s in result.stages),
-               "total_s": time.perf_counter() - t0}
-    meta = ProjectorMeta(asr_model_id=base_meta.asr_model_id, llm_model_id=base_meta.llm_model_id,
-                         projector=model.config.to_dict(), parent_version=base_meta.version,
-                         prompt=base_meta.prompt,
+               "train_s": sum(s.wall_s for s in result.stages)}
+    meta = ProjectorMeta(asr_model_id=current.meta.asr_model_id,
+                         llm_model_id=current.meta.llm_model_id,
+                         projector=model.config.to_dict(), parent_version=current.version,
+                         prompt=prompt.config.to_dict(),
                          training={"user_id": user_id, "adapt": config.to_dict(),
                                    "stages": result.summary()},
                          metrics=metrics)
-    data = to_bytes(model, meta)
+    candidate = Projector(model.eval(), meta, result.adapter)
+    report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0})
+    try:
+        after = score(assistant, candidate, val, cancel) if val else None
+    finally:
+        assistant.retire(candidate)   # validated here; served by the response node, if at all
+    if after is not None:
+        report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0,
+                "validation_wer": after})
+    if before is not None:
+        metrics.update(wer_before=before, wer_after=after)
+    metrics["total_s"] = time.perf_counter() - t0
+    data = to_bytes(candidate)
     improved = before is None or (after is not None and after < before)
     publish = improved or not config.require_improvement
     if before is None:
@@ -156,6 +178,7 @@ def adapt_user(store: UtteranceStore, user_id: str, current: tuple[BridgeFormer,
     else:
         msg = (f"kept the current projector: new WER {after:.3f} is not below "
                f"{before:.3f} on {len(val)} held-out utterances")
-    store.add_projector(user_id, meta.version, base_meta.version, data, metrics,
+    store.add_projector(user_id, meta.version, current.version, data, metrics,
                         make_current=publish)
-    return AdaptResult(True, publish, meta.version, msg, metrics, data if publish else b"", meta)
+    return AdaptResult(True, publish, meta.version, msg, metrics, data if publish else b"",
+                       candidate)

@@ -10,7 +10,7 @@ import gzip
 import re
 from pathlib import Path
 
-from .data import Example
+from ..core.learning.data import Example
 
 ASTERISK_TEXT = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 ASTERISK_WAV = Path("/usr/share/asterisk/sounds/en")

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .users import check_user_id
+from ..settings import setting
+from ..users import check_user_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS utterances (
@@ -50,6 +51,20 @@ CREATE INDEX IF NOT EXISTS projectors_user ON projectors(user_id, created);
 
 class StoreError(RuntimeError):
     pass
+
+
+@dataclass
+class StoreConfig:
+    store_dir: str = setting("", "where utterances and projectors are kept; '' = "
+                                 "$TINYALIGN_HOME/store (~/.local/share/tinyalign_ros/store)")
+    max_utterances_per_user: int = setting(500, "retention: beyond this, a user's oldest "
+                                                "uncorrected utterances go first")
+    min_free_mb: int = setting(200, "stop logging when the disk has less free space than this")
+
+    def path(self) -> Path:
+        from ..models import data_dir
+
+        return Path(self.store_dir).expanduser() if self.store_dir else data_dir() / "store"
 
 
 @dataclass
@@ -83,6 +98,10 @@ class ProjectorRecord:
 
 
 class UtteranceStore:
+    @classmethod
+    def from_config(cls, config: StoreConfig) -> "UtteranceStore":
+        return cls(config.path(), config.max_utterances_per_user, config.min_free_mb)
+
     def __init__(self, root: str | os.PathLike, max_utterances_per_user: int = 500,
                  min_free_mb: int = 50):
         self.root = Path(root)
@@ -183,6 +202,13 @@ class UtteranceStore:
             if u.features_path.is_file():
                 out.append(u)
         return out
+
+    def users(self) -> list[str]:
+        """Every user with logged utterances or projectors, sorted."""
+        with self._lock:
+            rows = self._db.execute("SELECT user_id FROM utterances UNION "
+                                    "SELECT user_id FROM projectors ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
 
     def count(self, user_id: str) -> int:
         with self._lock:

@@ -15,7 +15,7 @@ import random
 import time
 from pathlib import Path
 
-from .core.synth import Speaker, fortune_sentences, make_corpus, sentences
+from .synth import Speaker, fortune_sentences, make_corpus, sentences
 
 CONDITIONS = (
     Speaker("clean", rate=(130, 210), pitch=(20, 80)),
@@ -39,8 +39,8 @@ def corpus_texts(n: int, seed: int) -> list[str]:
 def corpus_features(asr, n: int = 1500, seed: int = 0, work: Path | None = None,
                     log=print) -> list:
     """The recipe's corpus, synthesized (once) and encoded (cached): FeatureItems."""
-    from .core.data import encode_examples, load_examples
-    from .core.models import data_dir
+    from ..core.learning.data import encode_examples, load_examples
+    from ..core.models import data_dir
 
     t0 = time.perf_counter()
     work = work or data_dir() / "corpora" / f"base-{n}-{seed}"
@@ -63,15 +63,15 @@ def make_base_projector(out: Path, n: int = 1500, epochs: int = 12, ce_epochs: i
                         log=print) -> dict:
     import torch
 
-    from .core.asr import AsrFrontEnd
-    from .core.checkpoint import ProjectorMeta, save_checkpoint
-    from .core.data import split
-    from .core.llm import EmbeddingTable, FrozenLLM
-    from .core.metrics import wer
-    from .core.pipeline import Assistant
-    from .core.projector import BridgeFormer, ProjectorConfig
-    from .core.prompt import PromptBuilder, PromptConfig
-    from .core.train import TrainConfig, Trainer
+    from ..core.speech.asr import AsrFrontEnd
+    from ..core.assistant.checkpoint import Projector, ProjectorMeta, save_checkpoint
+    from ..core.learning.data import split
+    from ..core.assistant.llm import EmbeddingTable, FrozenLLM
+    from ..core.metrics import wer
+    from ..core.assistant.pipeline import Assistant
+    from ..core.assistant.projector import BridgeFormer, ProjectorConfig
+    from ..core.assistant.prompt import PromptBuilder, PromptConfig
+    from ..core.learning.train import TrainConfig, Trainer
 
     t_start = time.perf_counter()
     torch.set_num_threads(threads)
@@ -82,16 +82,21 @@ def make_base_projector(out: Path, n: int = 1500, epochs: int = 12, ce_epochs: i
     torch.manual_seed(seed)
     emb = EmbeddingTable()
     llm = FrozenLLM(threads=threads)
-    prompt_cfg = PromptConfig()
-    projector = BridgeFormer(ProjectorConfig(asr_dim=asr.dim, llm_dim=emb.dim))
+    # audio only: the corpus has no ASR transcripts to hint with (the recorded template serves
+    # with or without the hint: transcript_hint is a serving switch)
+    prompt_cfg = PromptConfig(transcript_hint=False)
+    model = BridgeFormer(ProjectorConfig(asr_dim=asr.dim, llm_dim=emb.dim))
     cfg = TrainConfig(objective="embedlink+ce" if ce_epochs else "embedlink",
                       embedlink_epochs=epochs, ce_epochs=ce_epochs, batch_size=16, lr=1e-3,
                       ce_lr=2e-4, seed=seed, threads=threads)
-    result = Trainer(projector, cfg, emb, llm, PromptBuilder(llm.tokenizer, prompt_cfg),
+    result = Trainer(model, cfg, emb, llm, PromptBuilder(llm.tokenizer, prompt_cfg),
                      progress=lambda p: log(json.dumps({k: (round(v, 4) if isinstance(v, float)
                                                             else v) for k, v in p.items()}))
                      if "val_loss" in p else None).fit(train, val)
-    assistant = Assistant(llm, prompt_cfg, max_new_tokens=40)
+    meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=emb.model_id,
+                         projector=model.config.to_dict(), prompt=prompt_cfg.to_dict())
+    projector = Projector(model.eval(), meta)
+    assistant = Assistant(llm, prompt_cfg)   # served response length (GenerationConfig)
     assistant.use_projector(projector)
     held = val[:60]
     hyps = [assistant.respond_features(it.features).text for it in held]
@@ -100,13 +105,11 @@ def make_base_projector(out: Path, n: int = 1500, epochs: int = 12, ce_epochs: i
                "heldout_wer_aligned": round(wer([i.text for i in held], hyps), 4),
                "heldout_wer_true_text_ceiling": round(wer([i.text for i in held], ceiling), 4),
                "wall_s": round(time.perf_counter() - t_start, 1)}
-    meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=emb.model_id,
-                         projector=projector.config.to_dict(), prompt=prompt_cfg.to_dict(),
-                         training={"recipe": "tinyalign make-base-projector", "utterances": n,
-                                   "seed": seed, "train": len(train), "validation": len(val),
-                                   "conditions": [c.name for c in CONDITIONS],
-                                   "config": cfg.to_dict(), "stages": result.summary()},
-                         metrics=metrics)
-    save_checkpoint(projector, meta, out, int8=True)
+    meta.training = {"recipe": "tinyalign make-base-projector", "utterances": n, "seed": seed,
+                     "train": len(train), "validation": len(val),
+                     "conditions": [c.name for c in CONDITIONS], "config": cfg.to_dict(),
+                     "stages": result.summary()}
+    meta.metrics = metrics
+    save_checkpoint(projector, out, int8=True)
     log(json.dumps(metrics))
     return metrics

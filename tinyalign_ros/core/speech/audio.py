@@ -44,6 +44,26 @@ def int16_to_float(samples: np.ndarray) -> np.ndarray:
     return np.asarray(samples, dtype=np.float32) / 32768.0
 
 
+ENCODINGS = ("F32LE", "S16LE")   # an AudioChunk's samples: floats in [-1, 1], or int16 values
+
+
+def decode_chunk(samples, encoding: str, channels: int, sample_rate: int) -> np.ndarray:
+    """A streamed chunk (AudioChunk's fields) -> mono float32 at its own rate; AudioError for
+    a chunk that cannot be used, so every consumer refuses bad audio the same way."""
+    if sample_rate <= 0 or channels <= 0:
+        raise AudioError(f"bad chunk header: {sample_rate} Hz, {channels} channel(s)")
+    encoding = (encoding or "F32LE").upper()
+    if encoding not in ENCODINGS:
+        raise AudioError(f"unknown encoding {encoding!r} (expected one of {ENCODINGS})")
+    x = np.asarray(samples, dtype=np.float32)
+    if encoding == "S16LE":
+        x = x / 32768.0
+    mono = to_mono(x, channels)
+    if not np.all(np.isfinite(mono)):
+        raise AudioError("chunk holds NaN/inf samples")
+    return mono
+
+
 class Resampler:
     """Streaming sample-rate conversion (libswresample through PyAV, shipped with faster-whisper).
 

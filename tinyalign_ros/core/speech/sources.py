@@ -7,13 +7,50 @@ from __future__ import annotations
 
 import glob
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..settings import check_choices, setting
 from .audio import SAMPLE_RATE, AudioError, Resampler, load_audio
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".raw", ".pcm", ".s16")
+
+
+@dataclass
+class CaptureConfig:
+    """Where the capture node's audio comes from, and how it is cut into chunks."""
+    source: str = setting("microphone", "'microphone' (PyAudio) or 'file'",
+                          choices=("microphone", "file"))
+    device: str = setting("", "microphone: device index or a substring of its name; "
+                              "'' = first input device")
+    device_rate: int = setting(0, "microphone: rate to open the device at; 0 = its default "
+                                  "(resampled to 16 kHz)")
+    channels: int = setting(1, "microphone: channels to record (mixed down to mono)")
+    file_path: str = setting("", "file source: an audio file, a folder of them, or a glob")
+    file_loop: bool = setting(False, "file source: start over after the last file")
+    file_gap_s: float = setting(1.0, "file source: silence played after each file, so VAD "
+                                     "ends every utterance")
+    raw_sample_rate: int = setting(SAMPLE_RATE, "file source: rate of headerless .raw/.pcm "
+                                                "files (s16le mono)")
+    playback_speed: float = setting(1.0, "file source: 1.0 = real time, 2.0 = twice as fast")
+    file_wait_for_subscriber_s: float = setting(
+        10.0, "file source: wait this long for a subscriber before playing, so the start of "
+              "the file is not lost to DDS discovery; 0 = no wait")
+    file_settle_s: float = setting(
+        0.5, "file source: pause after a subscriber appears before playing (the subscriber's "
+             "side of the DDS match can finish later; best-effort chunks sent before it are "
+             "lost)")
+    chunk_ms: int = setting(100, "length of each published chunk in milliseconds")
+    retry_period_s: float = setting(2.0, "microphone: seconds between attempts to open a "
+                                         "missing device")
+    frame_id: str = setting("microphone", "header.frame_id of the published audio")
+
+    def __post_init__(self):
+        check_choices(self)
+        if self.chunk_ms <= 0 or self.playback_speed <= 0:
+            raise ValueError("chunk_ms and playback_speed must be positive")
 
 
 def expand_audio_paths(spec: str) -> list[Path]:

@@ -22,20 +22,23 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn as nn
 
+from ..settings import setting
+
 
 @dataclass
 class ProjectorConfig:
-    asr_dim: int = 384
+    asr_dim: int = 384               # set from the loaded models, not by users
     llm_dim: int = 576
-    hidden: int = 384
-    layers: int = 2
-    heads: int = 6
-    ff_mult: int = 4
-    dropout: float = 0.1
-    share_layers: bool = False       # one set of layer weights applied `layers` times
-    num_tokens: int = 32             # T: tokens out (fixed) or the most tokens (length)
-    pooling: str = "length"          # "fixed" or "length"
-    stack: int = 4                   # encoder frames concatenated per position (20 ms each)
+    hidden: int = setting(384, "projector width")
+    layers: int = setting(2, "transformer layers")
+    heads: int = setting(6, "attention heads (must divide hidden)")
+    ff_mult: int = setting(4, "feed-forward width as a multiple of hidden")
+    dropout: float = setting(0.1, "dropout while training")
+    share_layers: bool = setting(False, "one set of layer weights applied `layers` times")
+    num_tokens: int = setting(32, "T: tokens out (fixed pooling) or the most tokens (length)")
+    pooling: str = setting("length", "fixed: T tokens; length: as many tokens as the text "
+                                     "has, predicted from the audio", choices=("fixed", "length"))
+    stack: int = setting(4, "encoder frames (20 ms each) concatenated per position")
 
     def __post_init__(self):
         if self.pooling not in ("fixed", "length"):

@@ -6,11 +6,13 @@ from before the speech started so that first phonemes are not cut.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..settings import setting
 from .audio import SAMPLE_RATE
 
 WINDOW = 512   # samples per Silero decision at 16 kHz (32 ms)
@@ -29,10 +31,23 @@ class Segment:
         return self.audio.size / SAMPLE_RATE
 
 
+@dataclass
+class VadConfig:
+    threshold: float = setting(0.5, "Silero speech probability that starts an utterance")
+    min_silence_s: float = setting(0.5, "silence that ends an utterance")
+    pre_roll_s: float = setting(0.3, "audio kept from before the speech started")
+    max_utterance_s: float = setting(20.0, "longer speech is cut into utterances of this length")
+    min_speech_s: float = setting(0.25, "shorter bursts are dropped as noise")
+
+
 class StreamingVad:
-    def __init__(self, threshold: float = 0.5, min_silence_s: float = 0.5,
-                 pre_roll_s: float = 0.3, max_utterance_s: float = 20.0,
-                 min_speech_s: float = 0.25, model=None):
+    def __init__(self, config: VadConfig | None = None, model=None, **overrides):
+        """``overrides``: VadConfig fields to change, e.g. ``StreamingVad(min_silence_s=0.3)``."""
+        config = dataclasses.replace(config or VadConfig(), **overrides)
+        self.config = config
+        threshold, min_silence_s, pre_roll_s, max_utterance_s, min_speech_s = (
+            config.threshold, config.min_silence_s, config.pre_roll_s, config.max_utterance_s,
+            config.min_speech_s)
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"VAD threshold must be in (0, 1), got {threshold}")
         if max_utterance_s <= 0 or min_silence_s < 0 or pre_roll_s < 0:

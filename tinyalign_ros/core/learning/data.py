@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from .sources import AUDIO_EXTENSIONS
+from ..speech.sources import AUDIO_EXTENSIONS
 
 
 @dataclass
@@ -76,7 +76,7 @@ def encode_examples(examples: list[Example], asr, cache_dir: str | os.PathLike |
                     with_transcripts: bool = False,
                     progress: Callable[[int, int], None] | None = None) -> list[FeatureItem]:
     """Features (and optionally ASR transcripts) of every example, from the cache when there."""
-    from .audio import load_audio
+    from ..speech.audio import load_audio
 
     cache = Path(cache_dir) if cache_dir else None
     if cache:

@@ -28,38 +28,42 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..assistant.checkpoint import LlmAdapter
+from ..assistant.projector import BridgeFormer
+from ..settings import check_choices, setting
 from .data import FeatureItem
-from .projector import BridgeFormer
 
 OBJECTIVES = ("embedlink", "ce", "embedlink+ce")
 
 
 @dataclass
 class TrainConfig:
-    objective: str = "embedlink+ce"
-    embedlink_epochs: int = 30
-    ce_epochs: int = 3
-    batch_size: int = 16
-    lr: float = 1e-3
-    ce_lr: float = 3e-4
-    weight_decay: float = 0.01
-    cos_weight: float = 1.0
-    length_weight: float = 0.1
-    pad_target: str = "eos"        # pooling="fixed" only: "eos" or "mask"
-    grad_clip: float = 1.0
-    max_steps: int = 0             # per stage; 0 = no cap
-    seed: int = 0
-    threads: int = 0               # torch CPU threads; 0 = torch default
-    lora_rank: int = 0             # > 0: also train a LoRA adapter on the LLM in the CE stage
-    lora_alpha: int = 16
-    time_mask: float = 0.0         # augmentation: zero up to this fraction of each utterance's
-                                   # encoder frames, in two random spans (SpecAugment-style)
+    objective: str = setting("embedlink+ce", "embedlink (no LLM pass), ce (cross-entropy "
+                                             "through the frozen LLM) or embedlink+ce (EmbedLink "
+                                             "warm start, CE finish)", choices=OBJECTIVES)
+    embedlink_epochs: int = setting(30, "EmbedLink epochs")
+    ce_epochs: int = setting(3, "cross-entropy epochs")
+    batch_size: int = setting(16, "utterances per step")
+    lr: float = setting(1e-3, "learning rate (EmbedLink, or CE when CE is alone)")
+    ce_lr: float = setting(3e-4, "learning rate of the CE finish of embedlink+ce")
+    weight_decay: float = setting(0.01, "AdamW weight decay")
+    cos_weight: float = setting(1.0, "EmbedLink: weight of (1 - cosine) beside the MSE")
+    length_weight: float = setting(0.1, "weight of the token-count loss (length pooling)")
+    pad_target: str = setting("eos", "fixed pooling: positions past the text learn the "
+                                     "end-of-turn embedding (eos) or are left out (mask)",
+                              choices=("eos", "mask"))
+    grad_clip: float = setting(1.0, "gradient norm clip")
+    max_steps: int = setting(0, "at most this many steps per stage; 0 = no cap")
+    seed: int = setting(0, "random seed")
+    threads: int = setting(0, "torch CPU threads; 0 = torch default")
+    lora_rank: int = setting(0, "> 0: also train a LoRA adapter of this rank on the LLM in the "
+                                "CE stage, stored in the projector's checkpoint")
+    lora_alpha: int = setting(16, "LoRA alpha")
+    time_mask: float = setting(0.0, "augmentation: zero up to this fraction of each "
+                                    "utterance's encoder frames, in two random spans")
 
     def __post_init__(self):
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.pad_target not in ("eos", "mask"):
-            raise ValueError(f"pad_target must be 'eos' or 'mask', got {self.pad_target!r}")
+        check_choices(self)
         if not 0.0 <= self.time_mask < 1.0:
             raise ValueError(f"time_mask must be in [0, 1), got {self.time_mask}")
 
@@ -89,6 +93,7 @@ class StageResult:
 class TrainResult:
     stages: list
     cancelled: bool = False
+    adapter: LlmAdapter | None = None   # the LLM adapter trained beside the projector, if any
 
     def summary(self) -> dict:
         return {s.name: {k: (round(v, 4) if isinstance(v, float) else v)
@@ -137,7 +142,7 @@ class Trainer:
             if llm is None or "ce" not in config.objective.split("+"):
                 raise ValueError("LoRA trains with cross-entropy: use objective ce or "
                                  "embedlink+ce")
-            from .lora import LoraSettings, add_adapter
+            from ..assistant.lora import LoraSettings, add_adapter
 
             self.lora_settings = LoraSettings(config.lora_rank, config.lora_alpha)
             self.lora_name = f"train{id(self)}"
@@ -147,7 +152,7 @@ class Trainer:
     def lora_state(self) -> dict:
         """The trained adapter's tensors (checkpoint keys), then the adapter is dropped from
         the shared LLM so that it serves the base model again."""
-        from .lora import adapter_state, remove_adapter
+        from ..assistant.lora import adapter_state, remove_adapter
 
         if self.lora_name is None:
             return {}
@@ -267,7 +272,7 @@ class Trainer:
         (a responder sharing it may have selected one for its user)."""
         from contextlib import nullcontext
 
-        from .lora import no_adapter
+        from ..assistant.lora import no_adapter
 
         if self.lora_name is not None:
             self.llm.model.set_adapter(self.lora_name)
@@ -306,7 +311,7 @@ class Trainer:
         result = StageResult(name)
         params = [p for p in self.projector.parameters() if p.requires_grad]
         if name == "ce" and self.lora_name is not None:
-            from .lora import adapter_parameters
+            from ..assistant.lora import adapter_parameters
 
             params += adapter_parameters(self.llm, self.lora_name)
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
@@ -393,8 +398,7 @@ class Trainer:
             except TrainingCancelled:
                 cancelled = True
                 break
+        adapter = None
         if self.lora_name is not None:  # the adapter travels with the projector's checkpoint
-            settings = self.lora_settings.to_dict()
-            self.projector.lora_state = self.lora_state()
-            self.projector.lora_settings = settings
-        return TrainResult(stages, cancelled)
+            adapter = LlmAdapter(self.lora_settings, self.lora_state())
+        return TrainResult(stages, cancelled, adapter)

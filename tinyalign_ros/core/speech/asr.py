@@ -9,19 +9,38 @@ Their states differ, so the encoder is part of the model id a projector is check
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..models import resolve_whisper
+from ..settings import check_choices, setting
 from .audio import SAMPLE_RATE, check_audio
-from .models import resolve_whisper
 
 WINDOW_S = 30
 FRAME_S = 0.02  # one encoder frame per 20 ms
+
+
+@dataclass
+class AsrConfig:
+    whisper_model: str = setting("", "CTranslate2 Whisper folder; '' = the bundled tiny.en")
+    device: str = setting("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
+    compute_type: str = setting("default", "CTranslate2 compute type; default = int8 on CPU, "
+                                           "float16 on CUDA")
+    cpu_threads: int = setting(0, "threads for Whisper on CPU; 0 = CTranslate2's default")
+    beam_size: int = setting(1, "Whisper beam size for the transcript")
+    encoder: str = setting("var", "features from 'var' (torch, speech frames only, ~15x "
+                                  "faster) or 'ct2' (padded 30 s window); must match the "
+                                  "projector's", choices=("var", "ct2"))
+    max_clipped_fraction: float = setting(0.05, "utterances with a larger share of full-scale "
+                                                "samples are refused")
+
+    def __post_init__(self):
+        check_choices(self)
 
 
 @dataclass
@@ -62,21 +81,21 @@ def resolve_device(device: str) -> str:
 class AsrFrontEnd:
     """A loaded Whisper model: ``transcribe``, ``encode`` or both at once with ``process``."""
 
-    def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto",
-                 compute_type: str = "default", cpu_threads: int = 0, beam_size: int = 1,
-                 encoder: str = "var"):
+    def __init__(self, config: AsrConfig | None = None, **overrides):
+        """``overrides``: AsrConfig fields to change, e.g. ``AsrFrontEnd(cpu_threads=2)``."""
         from faster_whisper import WhisperModel
 
-        self.model_path = resolve_whisper(model_path)
-        self.device = resolve_device(device)
+        self.config = config = dataclasses.replace(config or AsrConfig(), **overrides)
+        compute_type, cpu_threads, encoder = (config.compute_type, config.cpu_threads,
+                                              config.encoder)
+        self.model_path = resolve_whisper(config.whisper_model or None)
+        self.device = resolve_device(config.device)
         if compute_type == "default":  # int8 on CPU is 2-3x faster at equal WER for tiny/base
             compute_type = "float16" if self.device == "cuda" else "int8"
         self.compute_type = compute_type
-        self.beam_size = beam_size
+        self.beam_size = config.beam_size
         self.model = WhisperModel(str(self.model_path), device=self.device,
                                   compute_type=compute_type, cpu_threads=cpu_threads)
-        if encoder not in ("var", "ct2"):
-            raise ValueError(f"encoder must be 'var' or 'ct2', got {encoder!r}")
         self.encoder = encoder
         self.torch_encoder = None
         if encoder == "var":
@@ -107,8 +126,15 @@ class AsrFrontEnd:
         suffix = "+var" if self.encoder == "var" else ""
         return f"{name}{suffix}:{self.dim}"
 
+    def check(self, audio: np.ndarray) -> None:
+        """AudioError for audio no model should see, by this front end's limits."""
+        check_audio(audio, max_clipped_fraction=self.config.max_clipped_fraction)
+
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        check_audio(audio)
+        self.check(audio)
+        return self._transcribe(audio)
+
+    def _transcribe(self, audio: np.ndarray) -> Transcript:
         # a token cap per 30 s window stops tiny models' rare repetition loops early
         max_tokens = int(min(audio.size / SAMPLE_RATE, WINDOW_S) * 8) + 16
         segments, info = self.model.transcribe(
@@ -127,7 +153,10 @@ class AsrFrontEnd:
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
         """(frames, dim) encoder states of the audio, 30 s window by window, padding dropped."""
-        check_audio(audio)
+        self.check(audio)
+        return self._encode(audio)
+
+    def _encode(self, audio: np.ndarray) -> np.ndarray:
         from faster_whisper.audio import pad_or_trim
 
         fe = self.model.feature_extractor
@@ -152,10 +181,12 @@ class AsrFrontEnd:
         return self.torch_encoder(x.to(p.device, p.dtype))[0].float().cpu().numpy()
 
     def process(self, audio: np.ndarray) -> AsrResult:
+        """Features and transcript of one utterance; the audio is checked once, here."""
+        self.check(audio)
         t0 = time.perf_counter()
-        features = self.encode(audio)
+        features = self._encode(audio)
         t1 = time.perf_counter()
-        transcript = self.transcribe(audio)
+        transcript = self._transcribe(audio)
         t2 = time.perf_counter()
         return AsrResult(transcript, features, audio.size / SAMPLE_RATE,
                          {"encode_s": t1 - t0, "transcribe_s": t2 - t1})

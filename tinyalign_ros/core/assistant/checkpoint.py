@@ -1,5 +1,8 @@
-"""Projector checkpoints: one safetensors file whose header also carries the JSON metadata
-(so the file alone can travel in a ROS message), plus a readable .json copy beside it.
+"""A projector as one value, and its checkpoint: one safetensors file whose header also carries
+the JSON metadata (so the file alone can travel in a ROS message), plus a readable .json copy.
+
+``Projector`` = the BridgeFormer + its metadata + (optionally) the LoRA adapter of the LLM that
+was trained with it. Training returns its parts, checkpoints store and load it, serving takes it.
 
 Metadata: format, version, parent version, ASR model id and dim, LLM id and dim, every
 projector setting, the prompt, training data summary and metrics. Loading refuses a checkpoint
@@ -16,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from .lora import PREFIX as LORA_PREFIX
+from .lora import LoraSettings
 from .projector import BridgeFormer, ProjectorConfig
 
 FORMAT = "tinyalign-projector/1"
@@ -61,6 +66,28 @@ class ProjectorMeta:
         return cls(**d)
 
 
+@dataclass
+class LlmAdapter:
+    """A LoRA adapter of the frozen LLM, trained with a projector and served with it."""
+    settings: LoraSettings
+    state: dict            # checkpoint keys (lora.PREFIX + peft name) -> float32 tensors
+
+
+@dataclass
+class Projector:
+    model: BridgeFormer
+    meta: ProjectorMeta
+    adapter: LlmAdapter | None = None
+
+    @property
+    def version(self) -> str:
+        return self.meta.version
+
+    def to(self, device) -> "Projector":
+        self.model.to(device)
+        return self
+
+
 def _int8_state(model: BridgeFormer) -> dict[str, torch.Tensor]:
     """Per-output-row symmetric int8 weights (2-D tensors) + fp32 scales; the rest stays fp32."""
     out = {}
@@ -85,28 +112,27 @@ def _dequantize(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def to_bytes(model: BridgeFormer, meta: ProjectorMeta, int8: bool = False) -> bytes:
-    """The checkpoint as bytes; a LoRA adapter attached to the model (``model.lora_state``,
-    ``model.lora_settings``) travels with it, in float32."""
+def to_bytes(projector: Projector, int8: bool = False) -> bytes:
+    """The checkpoint as bytes; the LLM adapter, if any, travels with it in float32."""
     from safetensors.torch import save
 
+    model, meta = projector.model, projector.meta
     meta.int8 = int8
     meta.projector = model.config.to_dict()
     state = _int8_state(model) if int8 else {k: v.float().contiguous()
                                              for k, v in model.state_dict().items()}
-    lora = getattr(model, "lora_state", None) or {}
-    if lora:
-        meta.lora = dict(model.lora_settings)
-        state.update(lora)
+    meta.lora = projector.adapter.settings.to_dict() if projector.adapter else {}
+    if projector.adapter:
+        state.update(projector.adapter.state)
     return save(state, metadata={"tinyalign": meta.to_json()})
 
 
-def save_checkpoint(model: BridgeFormer, meta: ProjectorMeta, path: str | os.PathLike,
-                    int8: bool = False) -> Path:
+def save_checkpoint(projector: Projector, path: str | os.PathLike, int8: bool = False) -> Path:
     """Atomic write (temp file + rename): a crash or a full disk never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = to_bytes(model, meta, int8)
+    data = to_bytes(projector, int8)
+    meta = projector.meta
     for target, payload in ((path, data), (path.with_suffix(".json"), meta.to_json().encode())):
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         try:
@@ -123,7 +149,7 @@ def save_checkpoint(model: BridgeFormer, meta: ProjectorMeta, path: str | os.Pat
     return path
 
 
-def from_bytes(data: bytes) -> tuple[BridgeFormer, ProjectorMeta]:
+def from_bytes(data: bytes) -> Projector:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -138,30 +164,27 @@ def from_bytes(data: bytes) -> tuple[BridgeFormer, ProjectorMeta]:
         raise CheckpointError(f"corrupt or foreign projector checkpoint: {exc}") from exc
     try:
         model = BridgeFormer(ProjectorConfig.from_dict(meta.projector))
+        lora = {k: v for k, v in state.items() if k.startswith(LORA_PREFIX)}
+        adapter = LlmAdapter(LoraSettings(**meta.lora), lora) if lora else None
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint settings not understood by this version: {exc}") \
             from exc
-    from .lora import PREFIX
-
-    lora = {k: v for k, v in state.items() if k.startswith(PREFIX)}
-    state = _dequantize({k: v for k, v in state.items() if not k.startswith(PREFIX)})
-    if lora:
-        model.lora_state, model.lora_settings = lora, meta.lora
+    state = _dequantize({k: v for k, v in state.items() if not k.startswith(LORA_PREFIX)})
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"checkpoint does not match its settings: missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}")
-    return model.eval(), meta
+    return Projector(model.eval(), meta, adapter)
 
 
 def load_checkpoint(path: str | os.PathLike, asr_model_id: str | None = None,
-                    llm_model_id: str | None = None) -> tuple[BridgeFormer, ProjectorMeta]:
+                    llm_model_id: str | None = None) -> Projector:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"projector checkpoint not found: {path}")
-    model, meta = from_bytes(path.read_bytes())
-    check_compatible(meta, asr_model_id, llm_model_id, source=str(path))
-    return model, meta
+    projector = from_bytes(path.read_bytes())
+    check_compatible(projector.meta, asr_model_id, llm_model_id, source=str(path))
+    return projector
 
 
 def check_compatible(meta: ProjectorMeta, asr_model_id: str | None, llm_model_id: str | None,

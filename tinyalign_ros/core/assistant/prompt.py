@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..settings import check_choices, setting
+
 PLACEHOLDER = "<<AUDIO>>"
 
 # Chosen by measurement (the true text of 40 Asterisk prompts / 40 synthetic sentences, WER):
@@ -39,18 +41,21 @@ REPEAT_SHOTS = (
 
 @dataclass
 class PromptConfig:
-    task: str = "repeat"                     # "repeat" or "reply" (sets the defaults below)
+    task: str = setting("repeat", "injected instruction: 'repeat' (echo what was said) or "
+                                  "'reply' (answer as a robot assistant)",
+                        live=True, choices=("repeat", "reply"))
+    transcript_hint: bool = setting(True, "aligned mode: also inject the ASR transcript after "
+                                          "the audio tokens (measured far better than audio "
+                                          "tokens alone: docs/BENCHMARKS.md)", live=True)
     system: str | None = None                # None: the preset's; "" = the template's default
                                              # (repeat: "", measured better than an instruction)
     few_shot: tuple = None                   # ((user, assistant), ...); None: the preset's
     instruction: str = ""                    # text before the audio inside the last user turn
-    transcript_hint: bool = False            # add the ASR transcript after the audio
     hint_format: str = "\n(speech recognizer heard: {transcript})"
     single_line: bool | None = None          # answer ends at a line break; None: the preset's
 
     def __post_init__(self):
-        if self.task not in ("repeat", "reply"):
-            raise ValueError(f"prompt task must be 'repeat' or 'reply', got {self.task!r}")
+        check_choices(self)
         if self.system is None:
             self.system = ("" if self.task == "repeat" else
                            "You are a helpful robot assistant. Answer in one short sentence.")
@@ -62,6 +67,27 @@ class PromptConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    # the fields that shape the prompt's text; transcript_hint is a serving switch on top
+    TEMPLATE_FIELDS = ("task", "system", "few_shot", "instruction", "hint_format", "single_line")
+
+    def with_recorded(self, recorded: dict, source: str = "projector") -> "PromptConfig":
+        """This prompt with the template a checkpoint recorded (its system message, few-shot
+        turns, instruction, hint wording): the prompt it was trained with. A projector trained
+        for another task is refused (ValueError) rather than served with the wrong prompt;
+        transcript_hint stays this config's (it may be switched per deployment)."""
+        if not recorded:
+            return self
+        if recorded.get("task", self.task) != self.task:
+            raise ValueError(f"{source} was trained for the {recorded['task']!r} task, this node "
+                             f"serves {self.task!r}: set task to {recorded['task']!r} or use a "
+                             f"projector trained for {self.task!r}")
+        template = {k: recorded[k] for k in self.TEMPLATE_FIELDS if k in recorded}
+        return PromptConfig(**{**self.to_dict(), **template})
+
+    def key(self) -> tuple:
+        """Hashable identity (prompt caches are kept per distinct prompt)."""
+        return tuple(sorted((k, repr(v)) for k, v in self.to_dict().items()))
 
 
 class PromptBuilder:

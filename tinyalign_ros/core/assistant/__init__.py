@@ -1,0 +1,1 @@
+"""The assistant: encoder features -> BridgeFormer projector -> instruction-injected frozen LLM."""

@@ -1,0 +1,2 @@
+"""The speech front end: audio in (files, microphones), voice activity, Whisper's transcript and
+encoder features."""
