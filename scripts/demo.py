@@ -85,8 +85,9 @@ def adapt_demo(node, got, refs, sources, responses, want_modes) -> None:
         key = (fb.stage, fb.step // 10)
         if key not in last:
             last[key] = True
+            wer = f"{fb.validation_wer:.2f}" if fb.validation_wer >= 0 else "not yet"
             print(f"  feedback: {fb.stage} step {fb.step}/{fb.total_steps} loss {fb.loss:.3f} "
-                  f"validation WER {fb.validation_wer:.2f} eta {fb.eta_s:.0f} s")
+                  f"validation WER {wer} eta {fb.eta_s:.0f} s")
 
     goal_future = client.send_goal_async(Adapt.Goal(user_id=got[0].user_id),
                                          feedback_callback=feedback)
@@ -173,8 +174,7 @@ def main() -> int:
     print(f"tinyalign_ros demo: {len(sources)} recordings ({total_s:.0f} s with gaps), "
           f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, logs in {work}")
     settings = {"response": {"threads": 2, "mode": args.mode},
-                "adaptation": {"store_dir": str(work / "store"), "min_utterances": 5,
-                               "epochs": 10},
+                "adaptation": {"store_dir": str(work / "store"), "min_utterances": 5},
                 "asr": {"user_id": args.user, "cpu_threads": 2},
                 "capture": {"source": "file", "file_path": str(clips),
                             "playback_speed": args.speed}}

@@ -1,10 +1,18 @@
 """Adaptation over real DDS between real processes: logging, corrections, the Adapt action with
-feedback, the projector update reaching the response node, forget and rollback."""
+feedback, the projector update reaching the response node, pseudo-labels per request, rollback
+and forget.
+
+One scenario, split by behaviour: the module's ``world`` starts the adaptation and response
+nodes once, and the tests below run in file order on it (carol logs and corrects, then adapts,
+then is served, then is forgotten).
+"""
+import types
+
 import numpy as np
 import pytest
 import torch
 
-from conftest import spin_until
+from conftest import NodeProcess, spin_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.real_models]
 
@@ -25,16 +33,16 @@ def carol():
 
 
 def base_projector(path, asr_model_id):
-    from tinyalign_ros.core.assistant.checkpoint import ProjectorMeta, save_checkpoint
+    from tinyalign_ros.core.assistant.checkpoint import Projector, ProjectorMeta, save_checkpoint
     from tinyalign_ros.core.assistant.llm import llm_id
-    from tinyalign_ros.core.models import resolve_llm
     from tinyalign_ros.core.assistant.projector import BridgeFormer, ProjectorConfig
+    from tinyalign_ros.core.models import resolve_llm
 
     torch.manual_seed(0)
     proj = BridgeFormer(ProjectorConfig(layers=1))
     meta = ProjectorMeta(asr_model_id=asr_model_id, llm_model_id=llm_id(resolve_llm()),
                          projector=proj.config.to_dict(), version="base-test")
-    return save_checkpoint(proj, meta, path)
+    return save_checkpoint(Projector(proj, meta), path)
 
 
 def call(node, client, request, procs, timeout=30):
@@ -44,109 +52,187 @@ def call(node, client, request, procs, timeout=30):
     return future.result()
 
 
-def test_adapt_publishes_a_projector_the_response_node_serves(ros_node, start_node, tmp_path,
-                                                              carol):
-    from rclpy.action import ActionClient
-
-    from tinyalign_ros.action import Adapt as AdaptAction
+@pytest.fixture(scope="module")
+def world(rclpy_context, carol, tmp_path_factory):
     from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
     from tinyalign_ros.nodes.common import PROJECTOR_QOS, RELIABLE_QOS
-    from tinyalign_ros.srv import Adapt, CorrectTranscript, ForgetUser, Rollback
 
     asr, utterances = carol
-    base = base_projector(tmp_path / "base.safetensors", asr.model_id)
-    updates, responses = [], []
-    ros_node.create_subscription(ProjectorUpdate, "projector_updates", updates.append,
-                                 PROJECTOR_QOS)
-    ros_node.create_subscription(Response, "response", responses.append, RELIABLE_QOS)
-    feat_pub = ros_node.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
+    tmp = tmp_path_factory.mktemp("adaptation")
+    base = base_projector(tmp / "base.safetensors", asr.model_id)
+    node = rclpy_context.create_node("test_adaptation")
+    w = types.SimpleNamespace(node=node, asr=asr, utterances=utterances, store=tmp / "store",
+                              updates=[], responses=[])
+    node.create_subscription(ProjectorUpdate, "projector_updates", w.updates.append,
+                             PROJECTOR_QOS)
+    node.create_subscription(Response, "response", w.responses.append, RELIABLE_QOS)
+    w.feat_pub = node.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
+    # the shipped recipe (CE on the hinted prompt), 2 epochs; publish even without improvement
+    # so that the update path is exercised whatever the validation WER does
+    w.adapt_node = NodeProcess("adaptation_node", dict(
+        projector=str(base), store_dir=str(w.store), min_utterances=6,
+        require_improvement=False, nice=0), tmp)
+    w.resp_node = NodeProcess("response_node", dict(projector=str(base), threads=1,
+                                                    max_new_tokens=12, queue_size=16), tmp)
+    w.procs = [w.adapt_node, w.resp_node]
 
-    adapt_node = start_node("adaptation_node", projector=str(base),
-                            store_dir=str(tmp_path / "store"), epochs=4, min_utterances=6,
-                            require_improvement=False, use_pseudo_labels=False, nice=0)
-    resp_node = start_node("response_node", projector=str(base), threads=1, max_new_tokens=12,
-                           queue_size=16)
-    procs = [adapt_node, resp_node]
-    assert adapt_node.wait_for_log("base projector base-test", 120), adapt_node.output()
-    assert resp_node.wait_for_log("base projector base-test", 120), resp_node.output()
-    assert spin_until(ros_node, lambda: feat_pub.get_subscription_count() >= 2, 30, procs)
-
-    def features(uid, r, user="carol"):
+    def features(uid, r, user="carol", confidence=0.5):
         m = SpeechFeatures(utterance_id=uid, user_id=user, frames=r.frames, dim=r.dim,
-                           transcript=r.transcript.text, confidence=0.5,
+                           transcript=r.transcript.text, confidence=confidence,
                            asr_model_id=asr.model_id, audio_duration_s=r.duration_s)
         m.data = r.features.reshape(-1)
         return m
 
-    # log the user's speech (and one bad message, which is dropped)
-    feat_pub.publish(SpeechFeatures(utterance_id="bad", user_id="carol", frames=3, dim=384,
-                                    data=np.zeros(5, np.float32)))
-    for uid, _, r in utterances:
-        feat_pub.publish(features(uid, r))
-    assert adapt_node.wait_for_log("not logging 'bad'", 30), adapt_node.output()
-    assert spin_until(ros_node, lambda: len(responses) >= len(utterances), 240, procs), \
-        resp_node.output()
-    assert all(r.projector_version == "base-test" for r in responses)
+    w.features = features
+    assert w.adapt_node.wait_for_log("base projector base-test", 120), w.adapt_node.output()
+    assert w.resp_node.wait_for_log("base projector base-test", 120), w.resp_node.output()
+    assert spin_until(node, lambda: w.feat_pub.get_subscription_count() >= 2, 30, w.procs)
+    yield w
+    for p in w.procs:
+        p.stop()
+    node.destroy_node()
 
-    # the user corrects what the robot heard
-    correct = ros_node.create_client(CorrectTranscript, "correct_transcript")
-    for uid, text, _ in utterances:
-        res = call(ros_node, correct, CorrectTranscript.Request(user_id="carol", utterance_id=uid,
-                                                                text=text), procs)
+
+def test_utterances_are_logged_and_a_bad_message_dropped(world):
+    from tinyalign_ros.msg import SpeechFeatures
+
+    w = world
+    w.feat_pub.publish(SpeechFeatures(utterance_id="bad", user_id="carol", frames=3, dim=384,
+                                      data=np.zeros(5, np.float32)))
+    for uid, _, r in w.utterances:
+        w.feat_pub.publish(w.features(uid, r))
+    assert w.adapt_node.wait_for_log("not logging 'bad'", 30), w.adapt_node.output()
+    assert spin_until(w.node, lambda: len(w.responses) >= len(w.utterances), 240, w.procs), \
+        w.resp_node.output()
+    assert all(r.projector_version == "base-test" for r in w.responses)
+    assert len(list((w.store / "users" / "carol" / "features").glob("*.npy"))) == \
+        len(w.utterances)
+
+
+def test_corrections_attach_to_logged_utterances_only(world):
+    from tinyalign_ros.srv import CorrectTranscript
+
+    w = world
+    correct = w.node.create_client(CorrectTranscript, "correct_transcript")
+    for uid, text, _ in w.utterances:
+        res = call(w.node, correct, CorrectTranscript.Request(user_id="carol", utterance_id=uid,
+                                                              text=text), w.procs)
         assert res.success, res.message
-    res = call(ros_node, correct, CorrectTranscript.Request(user_id="carol", utterance_id="nope",
-                                                            text="x"), procs)
+    res = call(w.node, correct, CorrectTranscript.Request(user_id="carol", utterance_id="nope",
+                                                          text="x"), w.procs)
     assert not res.success and "no logged utterance" in res.message
 
-    # Adapt action: feedback while training, a result, and a projector update on the topic
-    client = ActionClient(ros_node, AdaptAction, "adapt")
-    assert spin_until(ros_node, lambda: client.server_is_ready(), 30, procs)
+
+def test_adapt_action_reports_progress_and_publishes_the_projector(world):
+    from rclpy.action import ActionClient
+
+    from tinyalign_ros.action import Adapt as AdaptAction
+    from tinyalign_ros.core.assistant.checkpoint import from_bytes
+    from tinyalign_ros.core.assistant.prompt import PromptConfig
+
+    w = world
+    client = ActionClient(w.node, AdaptAction, "adapt")
+    assert spin_until(w.node, lambda: client.server_is_ready(), 30, w.procs)
     feedback = []
     goal_future = client.send_goal_async(AdaptAction.Goal(user_id="carol"),
                                          feedback_callback=lambda f: feedback.append(f.feedback))
-    assert spin_until(ros_node, goal_future.done, 30, procs)
+    assert spin_until(w.node, goal_future.done, 30, w.procs)
     goal = goal_future.result()
     assert goal.accepted
     result_future = goal.get_result_async()
-    assert spin_until(ros_node, result_future.done, 300, procs), adapt_node.output()
+    assert spin_until(w.node, result_future.done, 300, w.procs), w.adapt_node.output()
     result = result_future.result().result
     assert result.success and result.published, result.message
     assert any(f.stage == "training" and f.step > 0 and f.loss > 0 for f in feedback)
     assert any(f.stage == "validating" and f.validation_wer >= 0 for f in feedback)
     assert {m.name for m in result.metrics} >= {"wer_before", "wer_after", "train_s"}
-    assert spin_until(ros_node, lambda: any(u.version == result.version for u in updates), 30,
-                      procs)
-    update = next(u for u in updates if u.version == result.version)
+    assert spin_until(w.node, lambda: any(u.version == result.version for u in w.updates), 30,
+                      w.procs)
+    update = next(u for u in w.updates if u.version == result.version)
     assert update.user_id == "carol" and len(update.checkpoint) > 100_000
     assert update.parent_version == "base-test"
+    # the checkpoint records the prompt it was trained and validated with: the node's (hinted)
+    recorded = from_bytes(bytes(update.checkpoint)).meta
+    assert PromptConfig(**recorded.prompt) == PromptConfig()
+    assert recorded.training["adapt"]["objective"] == "ce"
+    w.adapted_version = result.version
 
-    # the response node hot-swaps: carol's next response names the new version, bob's does not
-    assert resp_node.wait_for_log(f"projector {result.version} now serves user 'carol'", 30)
-    n = len(responses)
-    feat_pub.publish(features("after-1", utterances[0][2]))
-    feat_pub.publish(features("after-2", utterances[1][2], user="bob"))
-    assert spin_until(ros_node, lambda: len(responses) >= n + 2, 120, procs)
-    by_id = {r.utterance_id: r for r in responses}
-    assert by_id["after-1"].projector_version == result.version
+
+def test_the_response_node_hot_swaps_to_the_adapted_projector(world):
+    w = world
+    version = w.adapted_version
+    assert w.resp_node.wait_for_log(f"projector {version} now serves user 'carol'", 30)
+    n = len(w.responses)
+    w.feat_pub.publish(w.features("after-1", w.utterances[0][2]))
+    w.feat_pub.publish(w.features("after-2", w.utterances[1][2], user="bob"))
+    assert spin_until(w.node, lambda: len(w.responses) >= n + 2, 120, w.procs)
+    by_id = {r.utterance_id: r for r in w.responses}
+    assert by_id["after-1"].projector_version == version
     assert by_id["after-2"].projector_version == "base-test"
 
-    # the service form returns at once with a job id
-    adapt = ros_node.create_client(Adapt, "adapt")
-    res = call(ros_node, adapt, Adapt.Request(user_id="carol", epochs=1), procs)
+
+def test_a_request_can_turn_pseudo_labels_off(world):
+    """dave has 8 confident uncorrected utterances and 2 corrected ones: with pseudo-labels
+    (the node's default) 8 + 2 are usable; a request that turns them off leaves 2."""
+    from rclpy.action import ActionClient
+
+    from tinyalign_ros.action import Adapt as AdaptAction
+    from tinyalign_ros.srv import CorrectTranscript
+
+    w = world
+    for i, (uid, _, r) in enumerate(w.utterances[:10]):
+        w.feat_pub.publish(w.features(f"dave-{i}", r, user="dave", confidence=0.95))
+    correct = w.node.create_client(CorrectTranscript, "correct_transcript")
+
+    def logged():
+        res = call(w.node, correct, CorrectTranscript.Request(
+            user_id="dave", utterance_id="dave-9", text=w.utterances[9][1]), w.procs)
+        return res.success
+    assert spin_until(w.node, logged, 30, w.procs)
+    assert call(w.node, correct, CorrectTranscript.Request(
+        user_id="dave", utterance_id="dave-8", text=w.utterances[8][1]), w.procs).success
+
+    client = ActionClient(w.node, AdaptAction, "adapt")
+    off = AdaptAction.Goal(user_id="dave", pseudo_labels=AdaptAction.Goal.PSEUDO_LABELS_OFF)
+    goal_future = client.send_goal_async(off)
+    assert spin_until(w.node, goal_future.done, 30, w.procs) and goal_future.result().accepted
+    result_future = goal_future.result().get_result_async()
+    assert spin_until(w.node, result_future.done, 60, w.procs)
+    result = result_future.result().result
+    assert not result.success and "has 2 usable utterances" in result.message, result.message
+    bad = AdaptAction.Goal(user_id="dave", pseudo_labels=7)
+    goal_future = client.send_goal_async(bad)
+    assert spin_until(w.node, goal_future.done, 30, w.procs)
+    result_future = goal_future.result().get_result_async()
+    assert spin_until(w.node, result_future.done, 30, w.procs)
+    assert "pseudo_labels must be" in result_future.result().result.message
+
+
+def test_adapt_service_returns_a_job_id_and_refuses_bad_users(world):
+    from tinyalign_ros.srv import Adapt
+
+    w = world
+    adapt = w.node.create_client(Adapt, "adapt")
+    res = call(w.node, adapt, Adapt.Request(user_id="carol", epochs=1), w.procs)
     assert res.accepted and res.job_id, res.message
     job_id = res.job_id
-    res = call(ros_node, adapt, Adapt.Request(user_id="../../etc"), procs)
+    res = call(w.node, adapt, Adapt.Request(user_id="../../etc"), w.procs)
     assert not res.accepted and "invalid user id" in res.message
-    assert adapt_node.wait_for_log(f"adaptation {job_id} for 'carol'", 300), adapt_node.output()
+    assert w.adapt_node.wait_for_log(f"adaptation {job_id} for 'carol'", 300), \
+        w.adapt_node.output()
 
-    # rollback, then forget: carol is back on the base projector, her data is gone
-    rollback = ros_node.create_client(Rollback, "rollback")
-    res = call(ros_node, rollback, Rollback.Request(user_id="nobody"), procs)
+
+def test_rollback_and_forget_put_the_user_back_on_the_base(world):
+    from tinyalign_ros.srv import ForgetUser, Rollback
+
+    w = world
+    rollback = w.node.create_client(Rollback, "rollback")
+    res = call(w.node, rollback, Rollback.Request(user_id="nobody"), w.procs)
     assert not res.success and "no adapted projector" in res.message
-    forget = ros_node.create_client(ForgetUser, "forget_user")
-    res = call(ros_node, forget, ForgetUser.Request(user_id="carol"), procs)
-    assert res.success and res.utterances_deleted == len(utterances) + 1  # + "after-1"
+    forget = w.node.create_client(ForgetUser, "forget_user")
+    res = call(w.node, forget, ForgetUser.Request(user_id="carol"), w.procs)
+    assert res.success and res.utterances_deleted == len(w.utterances) + 1  # + "after-1"
     assert res.projectors_deleted >= 1
-    assert resp_node.wait_for_log("user 'carol' is back on the base projector", 30)
-    assert not (tmp_path / "store" / "users" / "carol").exists()
-    assert adapt_node.poll() is None and resp_node.poll() is None
+    assert w.resp_node.wait_for_log("user 'carol' is back on the base projector", 30)
+    assert not (w.store / "users" / "carol").exists()
+    assert w.adapt_node.poll() is None and w.resp_node.poll() is None

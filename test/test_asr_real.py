@@ -31,6 +31,20 @@ def test_goforward_transcript_and_features(asr):
     assert asr.model_id == "whisper-tiny.en+var:384"
 
 
+def test_the_clipping_limit_is_the_front_ends_setting(asr):
+    """max_clipped_fraction above the 0.05 default must take effect (the ASR node sets it from
+    its parameter; the front end used to re-check with the default)."""
+    from tinyalign_ros.core.speech.audio import AudioError
+
+    audio = load_audio(GOFORWARD).copy()
+    loud = np.argsort(-np.abs(audio))[:int(0.10 * audio.size)]     # 10 % of samples clipped
+    audio[loud] = np.sign(audio[loud])
+    with pytest.raises(AudioError, match="clipped"):
+        asr.process(audio)
+    tolerant = AsrFrontEnd(asr.config, max_clipped_fraction=0.2)
+    assert tolerant.process(audio).features.shape[0] == 140
+
+
 def test_ct2_features_are_those_of_the_padded_window():
     """ct2 encoder: dropping the padding frames must not change the frames that are kept."""
     from faster_whisper.audio import pad_or_trim

@@ -1,6 +1,8 @@
 """`tinyalign bench`: the intent scorer, the report writer, and the quick mode end to end on
-the real default models (its numbers are too small to mean anything; the test checks that
-every section ran on real data and that the report and plots were written)."""
+the real default models. Its numbers are too small to read as results; the test checks that
+every section ran on real data with the expected users, systems and rows, that every number
+is a finite measurement, that what must agree does (the same system scored by two sections,
+stages adding up to their total), and that the report and plots were written."""
 import json
 import math
 import subprocess

@@ -36,4 +36,6 @@ def test_repeat_answer_is_a_single_line(assistant):
     from tinyalign_ros.core.assistant.pipeline import Assistant
 
     chatty = Assistant(assistant.llm, PromptConfig(single_line=False), max_new_tokens=40)
-    assert assistant.prompt.config.single_line and not chatty.prompt.config.single_line
+    long = chatty.respond_text(SENTENCES[0])
+    assert long.text.startswith(reply.text) and "\n" in long.text.strip(), long.text
+    assert len(long.generation.token_ids) > len(reply.generation.token_ids)

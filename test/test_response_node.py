@@ -22,11 +22,11 @@ def features_msg(asr, audio, utterance_id, user_id="alice"):
 
 
 def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_node, tmp_path):
-    from tinyalign_ros.core.speech.asr import AsrFrontEnd
-    from tinyalign_ros.core.assistant.checkpoint import ProjectorMeta, to_bytes
+    from tinyalign_ros.core.assistant.checkpoint import Projector, ProjectorMeta, to_bytes
     from tinyalign_ros.core.assistant.llm import llm_id
-    from tinyalign_ros.core.models import resolve_llm
     from tinyalign_ros.core.assistant.projector import BridgeFormer, ProjectorConfig
+    from tinyalign_ros.core.models import resolve_llm
+    from tinyalign_ros.core.speech.asr import AsrFrontEnd
     from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
     from tinyalign_ros.nodes.common import PROJECTOR_QOS, RELIABLE_QOS
 
@@ -67,7 +67,7 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=llm_id(resolve_llm()),
                          projector=proj.config.to_dict(), version="v-test-1")
     update = ProjectorUpdate(user_id="alice", version=meta.version)
-    update.checkpoint = to_bytes(proj, meta)
+    update.checkpoint = to_bytes(Projector(proj, meta))
     update_pub.publish(update)
     assert node.wait_for_log("projector v-test-1 now serves user 'alice'", 30), node.output()
     # a corrupt update is refused, and the node keeps its projector
@@ -82,7 +82,38 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     by_id = {r.utterance_id: r for r in responses}
     assert by_id["utt-2"].mode == "aligned" and by_id["utt-2"].projector_version == "v-test-1"
     assert by_id["utt-3"].mode == "cascade"          # bob has no projector, and there is no base
+
+    # features of another encoder variant of the same width (ct2 instead of var): alice's
+    # projector must not read them; the node answers in cascade mode and says why
+    foreign = features_msg(asr, load_audio(GOFORWARD), "utt-foreign")
+    foreign.asr_model_id = "whisper-tiny.en:384"
+    feat_pub.publish(foreign)
+    assert spin_until(ros_node, lambda: any(r.utterance_id == "utt-foreign" for r in responses),
+                      60, [node]), node.output()
+    assert {r.utterance_id: r for r in responses}["utt-foreign"].mode == "cascade"
+    assert "answering in cascade mode" in node.output() and "asr_model_id differs" in node.output()
+
+    # live parameters take effect on the next request: mode and response length
+    results = set_parameters(ros_node, "/response", [node], mode="cascade", max_new_tokens=2)
+    assert all(r.successful for r in results)
+    feat_pub.publish(features_msg(asr, load_audio(GOFORWARD), "utt-live"))
+    assert spin_until(ros_node, lambda: any(r.utterance_id == "utt-live" for r in responses),
+                      60, [node]), node.output()
+    live = {r.utterance_id: r for r in responses}["utt-live"]
+    assert live.mode == "cascade" and live.projector_version == "" and live.tokens <= 2
     assert node.poll() is None
+
+
+def set_parameters(ros_node, fqn, procs, **values):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    client = ros_node.create_client(SetParameters, f"{fqn}/set_parameters")
+    assert spin_until(ros_node, client.service_is_ready, 20, procs)
+    future = client.call_async(SetParameters.Request(
+        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]))
+    assert spin_until(ros_node, future.done, 20, procs)
+    return future.result().results
 
 
 def test_models_load_on_activation_and_free_on_deactivation(ros_node, start_node):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from dataclasses import MISSING, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -61,8 +61,8 @@ class Group:
         return [by_name[n] for n in self.names]
 
     def parameters(self) -> list["Parameter"]:
-        return [Parameter(self.prefix + f.name, f.default, describe(f), f.metadata["live"],
-                          self, f.name) for f in self.fields()]
+        return [Parameter(self.prefix + f.name, f.default, describe(f), f.metadata["live"])
+                for f in self.fields()]
 
     def build(self, values: dict, **overrides):
         """An instance of the config class from parameter values (by parameter name)."""
@@ -78,8 +78,6 @@ class Parameter:
     default: Any
     description: str
     live: bool
-    group: Group
-    field_name: str
 
 
 def describe(f: dataclasses.Field) -> str:
@@ -153,9 +151,3 @@ def add_flags(parser: argparse.ArgumentParser, config_cls, names: tuple = (), pr
 def from_flags(args: argparse.Namespace, config_cls, names: tuple = (), prefix: str = "",
                **overrides):
     return Group(config_cls, names, prefix).build(vars(args), **overrides)
-
-
-def defaults_of(config_cls) -> dict:
-    """Setting name -> default, for tests and docs."""
-    return {f.name: (f.default if f.default is not MISSING else None)
-            for f in settings_of(config_cls)}

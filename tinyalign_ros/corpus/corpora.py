@@ -2,7 +2,6 @@
 
   asterisk   asterisk-core-sounds-en(-wav): ~560 prompts by one real speaker (Allison Smith),
              8 kHz telephone band: a realistic user to personalise to.
-  librivox   pocketsphinx-testdata: 5 LibriVox utterances.
 """
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ from ..core.learning.data import Example
 
 ASTERISK_TEXT = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 ASTERISK_WAV = Path("/usr/share/asterisk/sounds/en")
-LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 
 def asterisk_examples(max_words: int = 40) -> list[Example]:
@@ -38,11 +36,3 @@ def asterisk_examples(max_words: int = 40) -> list[Example]:
     return out
 
 
-def librivox_examples() -> list[Example]:
-    out = []
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
-        text, _, utt = line.rpartition("(")
-        utt = utt.strip(") ")
-        text = text.replace("<s>", "").replace("</s>", "").strip()
-        out.append(Example(LIBRIVOX / f"{utt}.wav", text, utt))
-    return out

@@ -148,9 +148,6 @@ class FrozenLLM:
     def embed_ids(self, ids) -> torch.Tensor:
         return self.embedding(torch.as_tensor(ids, dtype=torch.long, device=self.device))
 
-    def embed_text(self, text: str) -> torch.Tensor:
-        return self.embed_ids(self.tokenizer(text, add_special_tokens=False).input_ids)
-
     @torch.inference_mode()
     def prefill(self, embeds: torch.Tensor, cache=None):
         """Run (1, n, dim) embeddings through the model; return (logits of last, cache)."""

@@ -76,11 +76,6 @@ class ProjectorTable:
                              source=f"projector {projector.version} of {user_id!r}")
         return projector
 
-    def versions(self) -> dict[str, str]:
-        """user id -> version of their own projector (the base not included)."""
-        with self._lock:
-            return {u: p.version for u, p in self._users.items()}
-
     def clear(self) -> None:
         with self._lock:
             gone = list(self._users.values()) + ([self.base] if self.base else [])

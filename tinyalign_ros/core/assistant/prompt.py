@@ -112,8 +112,6 @@ class PromptBuilder:
         self.prefix_text, self.suffix_text = rendered.split(PLACEHOLDER)
         self.prefix_ids = self._ids(self.prefix_text)
         self._suffix_ids = self._ids(self.suffix_text)
-        # where the suffix's end-of-user-turn starts, so a hint can go right after the audio
-        self._end_of_turn = self.suffix_text
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
@@ -123,7 +121,3 @@ class PromptBuilder:
             hint = self.config.hint_format.format(transcript=transcript)
             return self._ids(hint + self.suffix_text)
         return self._suffix_ids
-
-    def text_prompt_ids(self, text: str) -> list[int]:
-        """The same prompt with text in place of the audio (the cascade, and the ceiling)."""
-        return self.prefix_ids + self._ids(text) + self._suffix_ids

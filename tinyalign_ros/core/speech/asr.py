@@ -22,7 +22,6 @@ from ..settings import check_choices, setting
 from .audio import SAMPLE_RATE, check_audio
 
 WINDOW_S = 30
-FRAME_S = 0.02  # one encoder frame per 20 ms
 
 
 @dataclass

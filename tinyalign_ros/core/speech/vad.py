@@ -75,11 +75,6 @@ class StreamingVad:
         self._silence_run = 0
         self._window_index = 0  # windows consumed so far
         self._start_window = 0
-        self.last_probability = 0.0
-
-    @property
-    def in_speech(self) -> bool:
-        return bool(self._speech)
 
     def _probabilities(self, windows: np.ndarray) -> np.ndarray:
         contexts = np.concatenate([self._context[None], windows[:-1, -CONTEXT:]], axis=0)
@@ -100,7 +95,6 @@ class StreamingVad:
         self._pending = self._pending[n * WINDOW:]
         done = []
         for window, prob in zip(windows, self._probabilities(windows)):
-            self.last_probability = float(prob)
             segment = self._step(window, float(prob))
             if segment is not None:
                 done.append(segment)
