@@ -14,7 +14,7 @@ import torch
 
 from conftest import NodeProcess, spin_until
 
-pytestmark = [pytest.mark.ros, pytest.mark.real_models]
+pytestmark = [pytest.mark.ros, pytest.mark.real_models, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import yaml
 
 from conftest import LIBRIVOX, ROOT, librivox_references, spin_until
 
-pytestmark = [pytest.mark.ros, pytest.mark.real_models]
+pytestmark = [pytest.mark.ros, pytest.mark.real_models, pytest.mark.e2e]
 
 
 def correct_all(ros_node, user, features, files, procs):

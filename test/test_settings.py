@@ -156,3 +156,12 @@ def test_running_nodes_declare_the_settings_and_refuse_what_cannot_change_live(
     assert [parameter_value_to_python(v) for v in values] == ["cascade", 5, ""]
     for p in procs:
         assert p.poll() is None, p.output()
+
+
+def test_the_shipped_base_records_the_prompt_it_is_served_and_measured_with():
+    from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
+    from tinyalign_ros.core.assistant.prompt import PromptConfig
+    from tinyalign_ros.core.models import default_projector
+
+    recorded = load_checkpoint(default_projector()).meta.prompt
+    assert PromptConfig().with_recorded(recorded) == PromptConfig()

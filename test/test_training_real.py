@@ -56,17 +56,19 @@ def test_cli_train_then_eval_on_real_speech(real_items, tmp_path):
     _, examples, _ = real_items
     data = write_jsonl(tmp_path / "data.jsonl", examples[:16])
     ckpt = tmp_path / "p.safetensors"
-    out = run_cli("train", "--data", data, "--out", ckpt, "--epochs", "2", "--layers", "1",
-              "--objective", "embedlink", "--cache", tmp_path / "cache")
+    out = run_cli("train", "--data", data, "--out", ckpt, "--embedlink-epochs", "2",
+                  "--layers", "1", "--objective", "embedlink", "--cache", tmp_path / "cache")
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    assert summary["embedlink"]["steps"] > 0 and ckpt.is_file()
+    assert summary["embedlink"]["steps"] > 0 and summary["embedlink"]["epochs"] == 2
+    assert ckpt.is_file() and "ce" not in summary
     out = run_cli("eval", "--data", data, "--projector", ckpt, "--limit", "3", "--cascade",
               "--max-new-tokens", "12", "--cache", tmp_path / "cache")
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout.strip().splitlines()[-1])
-    assert row["examples"] == 3 and 0 <= row["wer_whisper"] <= 1.0
-    assert row["wer_aligned"] >= 0 and row["wer_cascade"] >= 0
+    # the cascade repeats Whisper's transcript of a clear real speaker (4-5 % WER in the bench)
+    assert row["examples"] == 3 and row["wer_whisper"] <= 0.3 and row["wer_cascade"] <= 0.5
+    assert set(row) == {"examples", "wer_whisper", "wer_aligned", "wer_cascade"}
 
 
 def test_cli_lora_on_the_real_llm_then_respond(real_items, tmp_path):
@@ -76,14 +78,15 @@ def test_cli_lora_on_the_real_llm_then_respond(real_items, tmp_path):
     _, examples, _ = real_items
     data = write_jsonl(tmp_path / "data.jsonl", examples[:8])
     ckpt = tmp_path / "lora.safetensors"
-    out = run_cli("train", "--data", data, "--out", ckpt, "--objective", "ce", "--epochs", "1",
+    out = run_cli("train", "--data", data, "--out", ckpt, "--objective", "ce", "--ce-epochs", "1",
               "--layers", "1", "--lora-rank", "4", "--val-fraction", "0",
               "--cache", tmp_path / "cache")
     assert out.returncode == 0, out.stderr[-2000:]
-    model, meta = load_checkpoint(ckpt)
-    assert meta.lora["rank"] == 4 and len(model.lora_state) > 0
+    projector = load_checkpoint(ckpt)
+    assert projector.meta.lora["rank"] == 4 and len(projector.adapter.state) > 0
+    assert projector.meta.training["config"]["ce_epochs"] == 1
     out = run_cli("respond", examples[0].audio, "--projector", ckpt, "--mode", "aligned",
               "--max-new-tokens", "8")
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout.strip().splitlines()[-1])
-    assert "aligned" in row and row["timings"]["tokens"] >= 0
+    assert row["aligned"].strip() and row["timings"]["tokens"] > 0

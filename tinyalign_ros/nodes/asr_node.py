@@ -12,7 +12,7 @@ import time
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from tinyalign_ros.core.serving import Lifecycle, TranscribeConfig
+from tinyalign_ros.core.serving import Lifecycle
 from tinyalign_ros.core.speech.asr import AsrConfig, AsrFrontEnd
 from tinyalign_ros.core.speech.audio import SAMPLE_RATE, AudioError, Resampler, decode_chunk
 from tinyalign_ros.core.speech.vad import Segment, StreamingVad, VadConfig

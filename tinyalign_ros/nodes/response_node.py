@@ -55,7 +55,9 @@ class ResponseNode(ModelActivation, Node):
         self._queue = DropOldestQueue(
             "llm", self.p.queue_size, self._work,
             on_drop=lambda _: self.get_logger().warning(
-                "LLM is behind: dropped the oldest waiting utterance"))
+                "LLM is behind: dropped the oldest waiting utterance"),
+            on_error=lambda item, exc: self.get_logger().error(
+                f"answering {item[0].utterance_id!r} failed: {exc!r}"))
         self.responses = 0
         self.init_activation(self.p.config(Lifecycle).autostart)
 
