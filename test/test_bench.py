@@ -43,6 +43,7 @@ def _rate(value) -> bool:
 
 
 @pytest.mark.real_models
+@pytest.mark.e2e
 def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     from tinyalign_ros.bench import BenchConfig
 

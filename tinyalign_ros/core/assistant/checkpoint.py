@@ -10,6 +10,7 @@ that does not fit the loaded ASR/LLM and says which field differs.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -112,16 +113,20 @@ def _dequantize(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def stored_meta(projector: Projector, int8: bool = False) -> ProjectorMeta:
+    """The metadata a checkpoint of ``projector`` carries (a copy: the projector is untouched)."""
+    return dataclasses.replace(
+        projector.meta, int8=int8, projector=projector.model.config.to_dict(),
+        lora=projector.adapter.settings.to_dict() if projector.adapter else {})
+
+
 def to_bytes(projector: Projector, int8: bool = False) -> bytes:
     """The checkpoint as bytes; the LLM adapter, if any, travels with it in float32."""
     from safetensors.torch import save
 
-    model, meta = projector.model, projector.meta
-    meta.int8 = int8
-    meta.projector = model.config.to_dict()
+    model, meta = projector.model, stored_meta(projector, int8)
     state = _int8_state(model) if int8 else {k: v.float().contiguous()
                                              for k, v in model.state_dict().items()}
-    meta.lora = projector.adapter.settings.to_dict() if projector.adapter else {}
     if projector.adapter:
         state.update(projector.adapter.state)
     return save(state, metadata={"tinyalign": meta.to_json()})
@@ -132,7 +137,7 @@ def save_checkpoint(projector: Projector, path: str | os.PathLike, int8: bool = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = to_bytes(projector, int8)
-    meta = projector.meta
+    meta = stored_meta(projector, int8)
     for target, payload in ((path, data), (path.with_suffix(".json"), meta.to_json().encode())):
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         try:

@@ -4,14 +4,17 @@
 ``respond_text`` is the cascade (ASR transcript as text, same prompt) and, given the true text,
 the quality ceiling.
 
-Prompts: the assistant's own ``PromptConfig`` serves the cascade; an aligned response uses the
-prompt template its projector was trained with (recorded in its checkpoint), with this
-assistant's task and hint switch (``PromptConfig.with_recorded``). Each distinct prompt's prefix
+Prompts: an aligned response uses the prompt template its projector was trained with (recorded
+in its checkpoint), with this assistant's task and hint switch (``PromptConfig.with_recorded``).
+The cascade uses the assistant's own prompt without the hint (its text already is the
+transcript; few-shot turns that show a hint the cascade's turn lacks measured worse: real
+speaker 4.7 % -> 12.5 % WER on 12 utterances). Each distinct prompt's prefix
 KV cache is computed once. LLM adapters carried by projectors are loaded under names private to
 this assistant and freed by ``retire`` once their projector is no longer served.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -64,7 +67,9 @@ class Assistant:
             self._builders.clear()
             self._caches.clear()
             self.prompt = self._builder(config)
-            self._prefix_cache(self.prompt, "")   # prefill now, not on the first request
+            self.text_prompt = self._builder(dataclasses.replace(config, transcript_hint=False))
+            for builder in (self.prompt, self.text_prompt):   # prefill now, not on a request
+                self._prefix_cache(builder, "")
 
     def _builder(self, config: PromptConfig) -> PromptBuilder:
         key = config.key()
@@ -207,6 +212,6 @@ class Assistant:
         ids = self.llm.tokenizer(text, add_special_tokens=False).input_ids
         with torch.inference_mode():
             middle = self.llm.embed_ids(ids)
-        gen = self._generate(self.prompt, middle, self.prompt.suffix_ids(None), on_token,
-                             max_new_tokens)
+        gen = self._generate(self.text_prompt, middle, self.text_prompt.suffix_ids(None),
+                             on_token, max_new_tokens)
         return Reply(gen.text, gen)

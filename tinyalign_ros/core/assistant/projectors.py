@@ -33,6 +33,7 @@ class ProjectorTable:
                 self._check(projector)
             except ValueError as exc:
                 raise CheckpointError(f"{source}: {exc}") from exc
+        projector.model.eval()
         return projector.to(self.device)
 
     def _retire(self, projector: Projector | None) -> None:

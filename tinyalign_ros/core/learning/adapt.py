@@ -129,7 +129,10 @@ def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistan
     # the prompt the new projector trains and validates with, and records
     prompt = assistant.prompt_for(current)
     report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0})
-    before = score(assistant, current, val, cancel) if val else None
+    try:
+        before = score(assistant, current, val, cancel) if val else None
+    finally:
+        assistant.retire(current)     # its LLM adapter, if any, is not needed here any more
     if before is not None:
         report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0,
                 "validation_wer": before})
