@@ -99,7 +99,8 @@ def test_launch_argument_defaults_match_config(launch_description):
     config = yaml.safe_load((ROOT / "config" / graph.CONFIG_FILE).read_text())
     for arg in graph.LAUNCH_ARGUMENTS:
         for node_name, param in arg.sets.items():
-            assert str(config[node_name]["ros__parameters"][param]) == arg.default, arg.name
+            assert config[node_name]["ros__parameters"][param] == \
+                yaml.safe_load(arg.default or '""'), arg.name
 
 
 def test_setup_py_entry_points_match_installed_executables(installed):

@@ -114,35 +114,3 @@ def set_parameters(ros_node, fqn, procs, **values):
         parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]))
     assert spin_until(ros_node, future.done, 20, procs)
     return future.result().results
-
-
-def test_models_load_on_activation_and_free_on_deactivation(ros_node, start_node):
-    """The lifecycle equivalent: autostart false, ~/set_active true loads, false frees."""
-    from std_srvs.srv import SetBool
-
-    from tinyalign_ros.core.speech.asr import AsrFrontEnd
-    from tinyalign_ros.msg import Response, SpeechFeatures
-    from tinyalign_ros.nodes.common import RELIABLE_QOS
-
-    responses = []
-    ros_node.create_subscription(Response, "response", responses.append, RELIABLE_QOS)
-    pub = ros_node.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
-    node = start_node("response_node", autostart=False, threads=2, max_new_tokens=8)
-    assert node.wait_for_log("inactive (autostart false)", 60), node.output()
-    assert "LLM SmolLM2" not in node.output()           # nothing loaded yet
-    assert spin_until(ros_node, lambda: pub.get_subscription_count() > 0, 20, [node])
-    asr = AsrFrontEnd(cpu_threads=2)
-    pub.publish(features_msg(asr, load_audio(GOFORWARD), "while-inactive"))
-    assert node.wait_for_log("inactive: not answering 'while-inactive'", 30), node.output()
-
-    client = ros_node.create_client(SetBool, "/response/set_active")
-    assert spin_until(ros_node, client.service_is_ready, 20, [node])
-    future = client.call_async(SetBool.Request(data=True))
-    assert spin_until(ros_node, future.done, 120, [node]) and future.result().success
-    pub.publish(features_msg(asr, load_audio(GOFORWARD), "active"))
-    assert spin_until(ros_node, lambda: any(r.utterance_id == "active" for r in responses), 60,
-                      [node]), node.output()
-    future = client.call_async(SetBool.Request(data=False))
-    assert spin_until(ros_node, future.done, 60, [node]) and future.result().message == "inactive"
-    assert node.wait_for_log("deactivated: models freed", 10)
-    assert not any(r.utterance_id == "while-inactive" for r in responses)

@@ -55,6 +55,9 @@ LAUNCH_ARGUMENTS = (
                    {"response": "mode"}),
     LaunchArgument("device", "auto", "model device: auto, cpu or cuda",
                    {"asr": "device", "response": "device", "adaptation": "device"}),
+    LaunchArgument("autostart", "true", "configure and activate the managed nodes at start; "
+                   "false: a lifecycle manager drives their transitions",
+                   {"asr": "autostart", "response": "autostart", "adaptation": "autostart"}),
 )
 
 #: all of NODES in one process sharing one LLM (launch argument single_process:=true)

@@ -15,8 +15,9 @@ MODES = ("aligned", "cascade", "both")
 
 @dataclass
 class Lifecycle:
-    autostart: bool = setting(True, "load the models at start; false: start without them and "
-                                    "wait for ~/set_active true")
+    autostart: bool = setting(True, "configure (load the models) and activate at start; false: "
+                                    "start unconfigured and let a lifecycle manager (or ros2 "
+                                    "lifecycle set) drive the transitions")
 
 
 @dataclass

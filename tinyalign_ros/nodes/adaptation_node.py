@@ -15,7 +15,7 @@ import uuid
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode
 
 from tinyalign_ros.core.assistant.checkpoint import CheckpointError, load_checkpoint
 from tinyalign_ros.core.assistant.llm import EmbeddingTable, llm_id, loaded_llms, shared_llm
@@ -31,11 +31,11 @@ from tinyalign_ros.msg import Metric, ProjectorUpdate, SpeechFeatures
 from tinyalign_ros.action import Adapt as AdaptAction
 from tinyalign_ros.srv import Adapt, CorrectTranscript, ForgetUser, Rollback
 
-from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, ModelActivation, NodeSettings,
+from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, ManagedModels, NodeSettings,
                      features_from_msg, run)
 
 
-class AdaptationNode(ModelActivation, Node):
+class AdaptationNode(ManagedModels, LifecycleNode):
     def __init__(self, single_process: bool = False):
         """``single_process``: the node shares its process with the others (graph_node), so
         the process-wide ``nice`` and ``train_threads`` are left alone."""
@@ -53,17 +53,12 @@ class AdaptationNode(ModelActivation, Node):
             import torch
             torch.set_num_threads(max(1, learning.train_threads))
         self.diag = Diagnostics(self)
-        self.store = UtteranceStore.from_config(self.p.config(StoreConfig))
-        self.llm_model_id = llm_id(resolve_llm(self.models.llm_model or None))
-        self.assistant = self.embeddings = None   # loaded on activation
-        base_path = self.models.projector or default_projector()
-        if not base_path:
-            raise RuntimeError("the adaptation node needs a base projector to start from "
-                               "(set the projector parameter)")
-        self.base = load_checkpoint(base_path, None, self.llm_model_id)
-        self.get_logger().info(f"store {self.store.root}; base projector {self.base.version}; "
-                               f"LLM {self.llm_model_id}")
+        # opened / loaded by configure
+        self.store: UtteranceStore | None = None
+        self.base = self.assistant = self.embeddings = None
         group = ReentrantCallbackGroup()
+        # not a lifecycle publisher: forget_user and rollback must reach the response node
+        # whatever this node's state
         self.update_pub = self.create_publisher(ProjectorUpdate, "projector_updates",
                                                  PROJECTOR_QOS)
         self.create_subscription(SpeechFeatures, "speech_features", self.on_features,
@@ -78,45 +73,81 @@ class AdaptationNode(ModelActivation, Node):
                                    cancel_callback=lambda _: CancelResponse.ACCEPT,
                                    callback_group=group)
         self._job_lock = threading.Lock()   # one training job at a time
+        self._job_cancel: threading.Event | None = None
+        self._deactivating = False
         self.logged = 0
-        self._republish_current()
-        self.diag.set(0, "ready", base_projector=self.base.version, store=str(self.store.root))
-        self.init_activation(self.p.config(Lifecycle).autostart)
+        self.init_lifecycle(self.p.config(Lifecycle).autostart)
 
     def load_models(self) -> None:
+        llm_model_id = llm_id(resolve_llm(self.models.llm_model or None))
+        base_path = self.models.projector or default_projector()
+        if not base_path:
+            raise RuntimeError("the adaptation node needs a base projector to start from "
+                               "(set the projector parameter)")
+        self.base = load_checkpoint(base_path, None, llm_model_id)
+        self.store = UtteranceStore.from_config(self.p.config(StoreConfig))
         # shared_llm: in the single-process graph this is the response node's copy
         llm = shared_llm(self.models.llm_model or None, self.models.device)
         self.assistant = Assistant(llm, self.p.config(PromptConfig), self.p.max_new_tokens)
         self.embeddings = EmbeddingTable.from_llm(llm)   # not a second copy of the table
-        self.get_logger().info(f"LLM {llm.model_id} on {llm.device} ({loaded_llms()} LLM(s) "
+        self.get_logger().info(f"store {self.store.root}; base projector {self.base.version}; "
+                               f"LLM {llm.model_id} on {llm.device} ({loaded_llms()} LLM(s) "
                                f"loaded in this process)")
+        self._republish_current()
 
     def free_models(self) -> None:
-        self.assistant = self.embeddings = None
+        self.assistant = self.embeddings = self.base = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def stop_serving(self) -> None:
+        """Deactivation: the training job in flight is cancelled (and reported so)."""
+        cancel = self._job_cancel
+        if cancel is not None and self._job_lock.locked():
+            self._deactivating = True
+            cancel.set()
+            self.get_logger().warning("deactivating: cancelling the adaptation job in flight")
+
+    def _store_or_refusal(self):
+        """(store, '') when the log is open, else (None, why not)."""
+        store = self.store
+        if store is None:
+            return None, f"the adaptation node is {self.state}: configure it first"
+        return store, ""
 
     # ---- logging and corrections
     def on_features(self, msg: SpeechFeatures) -> None:
-        if not self.p.log_utterances:
+        store = self.store
+        if not self.p.log_utterances or not self.active or store is None:
             return
         try:
             check_user_id(msg.user_id)
-            self.store.log(msg.utterance_id, msg.user_id, features_from_msg(msg),
+            store.log(msg.utterance_id, msg.user_id, features_from_msg(msg),
                            msg.transcript, msg.confidence, msg.asr_model_id)
             self.logged += 1
         except (ValueError, UserIdError, StoreError, OSError) as exc:
             self.get_logger().warning(f"not logging {msg.utterance_id!r}: {exc}")
 
     def on_correct(self, req, res):
+        store, why = self._store_or_refusal()
+        if store is None:
+            res.success, res.message = False, why
+            return res
         try:
-            self.store.correct(req.user_id, req.utterance_id, req.text)
+            store.correct(req.user_id, req.utterance_id, req.text)
             res.success, res.message = True, "corrected"
         except (StoreError, UserIdError) as exc:
             res.success, res.message = False, str(exc)
         return res
 
     def on_forget(self, req, res):
+        store, why = self._store_or_refusal()
+        if store is None:
+            res.success, res.message = False, why
+            return res
         try:
-            n_utt, n_proj = self.store.forget(req.user_id)
+            n_utt, n_proj = store.forget(req.user_id)
         except UserIdError as exc:
             res.success, res.message = False, str(exc)
             return res
@@ -127,8 +158,12 @@ class AdaptationNode(ModelActivation, Node):
         return res
 
     def on_rollback(self, req, res):
+        store, why = self._store_or_refusal()
+        if store is None:
+            res.success, res.message = False, why
+            return res
         try:
-            parent = self.store.rollback(req.user_id)
+            parent = store.rollback(req.user_id)
         except (StoreError, UserIdError) as exc:
             res.success, res.message = False, str(exc)
             return res
@@ -183,16 +218,18 @@ class AdaptationNode(ModelActivation, Node):
         if record is None:
             return self.base
         try:
-            return load_checkpoint(record.path, None, self.llm_model_id)
+            return load_checkpoint(record.path, None, self.base.meta.llm_model_id)
         except CheckpointError as exc:
             self.get_logger().error(f"{user_id}'s projector unusable ({exc}); starting from base")
             return self.base
 
     def _run_job(self, job_id: str, user_id: str, config: AdaptConfig, progress=None,
                  cancel=None):
+        cancel = cancel or threading.Event()
         with self._job_lock, self.models_lock:
-            if self.assistant is None:
-                return None, "the adaptation node is inactive: call ~/set_active true first"
+            if not self.active or self.assistant is None:
+                return None, self.inactive_reason()
+            self._job_cancel, self._deactivating = cancel, False
             prompt = self.p.config(PromptConfig)
             if prompt != self.assistant.prompt.config:   # task or hint changed live
                 self.assistant.set_prompt(prompt)
@@ -203,13 +240,20 @@ class AdaptationNode(ModelActivation, Node):
                                     self.embeddings, self.base.meta.asr_model_id, config,
                                     progress, cancel)
             except (AdaptationError, StoreError, ValueError) as exc:
+                if self._deactivating:
+                    exc = "cancelled: the node was deactivated; the current projector is kept"
                 self.get_logger().error(f"adaptation {job_id} for {user_id!r} failed: {exc}")
-                self.diag.set(0, "ready")
                 return None, str(exc)
+            finally:
+                self._job_cancel = None
+            if not result.success and self._deactivating:
+                message = "cancelled: the node was deactivated; the current projector is kept"
+                self.get_logger().warning(f"adaptation {job_id} for {user_id!r}: {message}")
+                return result, message
             if result.published:
                 self._publish(user_id, self.store.current_projector(user_id), result.checkpoint)
             self.get_logger().info(f"adaptation {job_id} for {user_id!r}: {result.message}")
-            self.diag.set(0, "ready", last_job=job_id)
+            self.diag.set(0, self.state, last_job=job_id)
             return result, result.message
 
     def on_adapt(self, req, res):
@@ -223,7 +267,7 @@ class AdaptationNode(ModelActivation, Node):
             res.accepted, res.message = False, "a training job is already running; try later"
             return res
         if not self.active:
-            res.accepted, res.message = False, "inactive: call ~/set_active true first"
+            res.accepted, res.message = False, self.inactive_reason()
             return res
         job_id = uuid.uuid4().hex[:8]
         threading.Thread(target=self._run_job, args=(job_id, req.user_id, config),
@@ -267,7 +311,7 @@ class AdaptationNode(ModelActivation, Node):
         result, message = self._run_job(job_id, req.user_id, config, progress, cancel)
         out.message = message
         if result is None or not result.success:
-            if cancel.is_set():
+            if cancel.is_set() and goal_handle.is_cancel_requested:
                 goal_handle.canceled()
             else:
                 goal_handle.abort()
@@ -278,7 +322,8 @@ class AdaptationNode(ModelActivation, Node):
         return out
 
     def close(self) -> None:
-        self.store.close()
+        with self.models_lock:
+            self.free_models()
 
 
 def main(args=None) -> int:

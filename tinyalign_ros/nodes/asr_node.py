@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import time
 
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode
 from std_msgs.msg import String
 
 from tinyalign_ros.core.serving import Lifecycle
@@ -20,7 +20,7 @@ from tinyalign_ros.core.users import UserIdError, check_user_id
 from tinyalign_ros.graph import node_settings
 from tinyalign_ros.msg import AudioChunk, SpeechFeatures, Utterance
 
-from .common import (AUDIO_SUB_QOS, RELIABLE_QOS, Diagnostics, DropOldestQueue, ModelActivation,
+from .common import (AUDIO_SUB_QOS, RELIABLE_QOS, Diagnostics, DropOldestQueue, ManagedModels,
                      NodeSettings, run)
 
 _ids = itertools.count(1)
@@ -32,7 +32,7 @@ def to_time_msg(t: float):
     return Time(sec=int(t), nanosec=int((t % 1.0) * 1e9))
 
 
-class AsrNode(ModelActivation, Node):
+class AsrNode(ManagedModels, LifecycleNode):
     def __init__(self):
         super().__init__("asr")
         self.p = NodeSettings(self, node_settings()["asr"], self.on_settings)
@@ -40,9 +40,10 @@ class AsrNode(ModelActivation, Node):
         self.diag = Diagnostics(self)
         self.asr = self.vad = None
         self._resampler: Resampler | None = None
-        self.features_pub = self.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
-        self.transcript_pub = self.create_publisher(String, "transcript", RELIABLE_QOS)
-        self.utterance_pub = self.create_publisher(Utterance, "utterance", RELIABLE_QOS)
+        self.features_pub = self.create_lifecycle_publisher(SpeechFeatures, "speech_features",
+                                                            RELIABLE_QOS)
+        self.transcript_pub = self.create_lifecycle_publisher(String, "transcript", RELIABLE_QOS)
+        self.utterance_pub = self.create_lifecycle_publisher(Utterance, "utterance", RELIABLE_QOS)
         self.create_subscription(AudioChunk, "audio", self.on_audio, AUDIO_SUB_QOS)
         self.create_subscription(String, "set_user", self.on_set_user, RELIABLE_QOS)
         self.utterances = 0
@@ -52,7 +53,7 @@ class AsrNode(ModelActivation, Node):
                 "ASR is behind: dropped the oldest waiting utterance"),
             on_error=lambda _, exc: self.get_logger().error(f"ASR failed on an utterance: "
                                                              f"{exc!r}"))
-        self.init_activation(self.p.config(Lifecycle).autostart)
+        self.init_lifecycle(self.p.config(Lifecycle).autostart)
 
     def load_models(self) -> None:
         self.diag.set(0, "loading Whisper")
@@ -60,11 +61,15 @@ class AsrNode(ModelActivation, Node):
         self.vad = StreamingVad(self.p.config(VadConfig))
         self.get_logger().info(f"Whisper {self.asr.model_id} on {self.asr.device} "
                                f"({self.asr.compute_type}) from {self.asr.model_path}")
-        self.diag.set(0, "listening", asr_model=self.asr.model_id, device=self.asr.device)
+        self.diag.set(0, "configured", asr_model=self.asr.model_id, device=self.asr.device)
 
     def free_models(self) -> None:
         self.asr = self.vad = None
-        self.diag.set(0, "inactive")
+
+    def stop_serving(self) -> None:
+        with self.models_lock:    # an utterance cut by the deactivation is not finished later
+            if self.vad is not None:
+                self.vad.reset()
 
     # -- who is speaking
     def on_set_user(self, msg: String) -> None:
@@ -90,7 +95,7 @@ class AsrNode(ModelActivation, Node):
             self.get_logger().warning(f"dropping audio chunk: {exc}", throttle_duration_sec=5.0)
             return
         if not self.active:
-            return  # inactive: the stream is not listened to
+            return  # not active: the stream is not listened to
         if self._resampler is None or self._resampler.rate_in != msg.sample_rate:
             if self._resampler is not None:
                 self.get_logger().info(f"audio rate changed to {msg.sample_rate} Hz")
@@ -108,7 +113,7 @@ class AsrNode(ModelActivation, Node):
     def _work(self, item) -> None:
         segment, user_id, t_end = item
         with self.models_lock:
-            if self.asr is None:
+            if self.asr is None or not self.active:
                 return   # deactivated while the utterance waited
             try:
                 self._process(segment, user_id, t_end)

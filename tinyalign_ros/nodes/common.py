@@ -11,6 +11,7 @@ import threading
 
 import numpy as np
 import rclpy
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
@@ -191,49 +192,109 @@ def run_nodes(node_factories, args=None, threads: int = 2) -> int:
     return 0
 
 
-class ModelActivation:
-    """The lifecycle pattern's equivalent for model-loading nodes, on the API Humble has: models
-    load on activation and are freed on deactivation (``~/set_active``, std_srvs/SetBool), and a
-    node activates itself at start unless its ``autostart`` parameter is false.
+class ManagedModels:
+    """Managed-node transitions (rclpy.lifecycle, in Humble, Jazzy and Kilted alike) for a node
+    that loads models; mixed in before ``LifecycleNode``:
 
-    Subclasses implement load_models() and free_models(), and hold ``self.models_lock`` while
-    they use the models, so a deactivation waits for the work in flight instead of breaking it.
+      configure   load and check the models (load_models); a failure leaves the node
+                  unconfigured, alive, with the reason logged and in diagnostics
+      activate    serve (``self.active``; lifecycle publishers start publishing)
+      deactivate  stop serving; work in flight finishes or is cancelled (stop_serving)
+      cleanup     free the models (free_models), memory back to the system
+      shutdown    from any state
+
+    ``autostart`` configures and activates at start; with it off a lifecycle manager (or
+    ``ros2 lifecycle set``) drives the transitions. Subclasses hold ``self.models_lock`` while
+    they use the models, so a transition waits for the work in flight instead of breaking it.
     """
 
-    def init_activation(self, autostart: bool) -> None:
-        from std_srvs.srv import SetBool
-
+    def init_lifecycle(self, autostart: bool) -> None:
         self.models_lock = threading.RLock()
         self.active = False
-        self.create_service(SetBool, "~/set_active", self._on_set_active)
+        self._set_state("unconfigured")
         if autostart:
-            self.activate()
+            if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                self.trigger_activate()
         else:
-            self.get_logger().info("inactive (autostart false): call ~/set_active true to load "
-                                   "the models")
+            self.get_logger().info("unconfigured (autostart false): waiting for a lifecycle "
+                                   f"manager, e.g. `ros2 lifecycle set {self.get_name()} "
+                                   "configure`")
 
-    def activate(self) -> None:
-        with self.models_lock:
-            if not self.active:
-                self.load_models()
-                self.active = True
+    @property
+    def state(self) -> str:
+        return self._state
 
-    def deactivate(self) -> None:
-        with self.models_lock:
-            if self.active:
-                self.free_models()
-                self.active = False
-                gc.collect()
-                self.get_logger().info("deactivated: models freed")
+    def _set_state(self, state: str, level: int = 0, why: str = "") -> None:
+        self._state = state
+        diag = getattr(self, "diag", None)
+        if diag is not None:
+            diag.set(level, why or state, lifecycle_state=state)
 
-    def _on_set_active(self, req, res):
+    def inactive_reason(self) -> str:
+        """Why a request is refused now ('' when the node is active)."""
+        if self.active:
+            return ""
+        how = "activate" if self._state == "inactive" else "configure and activate"
+        return f"the {self.get_name()} node is {self._state}: {how} it first"
+
+    # hooks for subclasses
+    def stop_serving(self) -> None:
+        """Deactivation: finish or cancel the work in flight (default: nothing to do)."""
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
         try:
-            self.activate() if req.data else self.deactivate()
-            res.success, res.message = True, "active" if self.active else "inactive"
-        except Exception as exc:  # a model that fails to load leaves the node inactive
-            res.success, res.message = False, f"{type(exc).__name__}: {exc}"
-            self.get_logger().error(f"set_active({req.data}) failed: {res.message}")
-        return res
+            with self.models_lock:
+                self.load_models()
+        except Exception as exc:   # a missing model folder must not kill the node
+            self.get_logger().error(f"configure failed, staying unconfigured: "
+                                    f"{type(exc).__name__}: {exc}")
+            with self.models_lock:
+                self.free_models()
+            self._set_state("unconfigured", 2, f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self._set_state("inactive")
+        self.get_logger().info("configured: models loaded")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self.active = True
+        self._set_state("active")
+        self.get_logger().info("active")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self.active = False
+        self.stop_serving()
+        with self.models_lock:        # waits for the request in flight
+            pass
+        self._set_state("inactive")
+        self.get_logger().info("deactivated: not serving")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._free()
+        self._set_state("unconfigured")
+        self.get_logger().info("cleaned up: models freed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        if self.active:
+            self.active = False
+            self.stop_serving()
+        self._free()
+        self._set_state("finalized")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _free(self) -> None:
+        with self.models_lock:
+            self.free_models()
+        gc.collect()
+        try:   # hand the freed model memory back to the system, so RSS shows it
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 class Diagnostics:

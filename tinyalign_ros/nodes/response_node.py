@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode
 from std_msgs.msg import String
 
 from tinyalign_ros.core.assistant.checkpoint import CheckpointError, from_bytes, load_checkpoint
@@ -26,7 +26,7 @@ from tinyalign_ros.core.serving import AssistantModels, Lifecycle, ResponseConfi
 from tinyalign_ros.graph import node_settings
 from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
 
-from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, DropOldestQueue, ModelActivation,
+from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, DropOldestQueue, ManagedModels,
                      NodeSettings, features_from_msg, run)
 
 
@@ -34,21 +34,18 @@ def stamp_seconds(t) -> float:
     return t.sec + t.nanosec * 1e-9
 
 
-class ResponseNode(ModelActivation, Node):
+class ResponseNode(ManagedModels, LifecycleNode):
     def __init__(self):
         super().__init__("response")
         self.p = NodeSettings(self, node_settings()["response"])
         self.models = self.p.config(AssistantModels)
         self.diag = Diagnostics(self)
-        self.llm_model_id = llm_id(resolve_llm(self.models.llm_model or None))
-        self.assistant: Assistant | None = None     # loaded on activation
-        self.projectors = ProjectorTable(self.llm_model_id,
-                                         resolve_torch_device(self.models.device),
-                                         check=self._check_prompt, on_retire=self._retire)
-        self._load_base()
-        self.response_pub = self.create_publisher(Response, "response", RELIABLE_QOS)
-        self.partial_pub = self.create_publisher(Response, "response_partial", RELIABLE_QOS)
-        self.text_pub = self.create_publisher(String, "response_text", RELIABLE_QOS)
+        self.assistant: Assistant | None = None          # loaded by configure
+        self.projectors: ProjectorTable | None = None
+        self.response_pub = self.create_lifecycle_publisher(Response, "response", RELIABLE_QOS)
+        self.partial_pub = self.create_lifecycle_publisher(Response, "response_partial",
+                                                           RELIABLE_QOS)
+        self.text_pub = self.create_lifecycle_publisher(String, "response_text", RELIABLE_QOS)
         self.create_subscription(SpeechFeatures, "speech_features", self.on_features, RELIABLE_QOS)
         self.create_subscription(ProjectorUpdate, "projector_updates", self.on_update,
                                  PROJECTOR_QOS)
@@ -59,10 +56,14 @@ class ResponseNode(ModelActivation, Node):
             on_error=lambda item, exc: self.get_logger().error(
                 f"answering {item[0].utterance_id!r} failed: {exc!r}"))
         self.responses = 0
-        self.init_activation(self.p.config(Lifecycle).autostart)
+        self.init_lifecycle(self.p.config(Lifecycle).autostart)
 
     def load_models(self) -> None:
         self.diag.set(0, "loading LLM")
+        llm_model_id = llm_id(resolve_llm(self.models.llm_model or None))
+        self.projectors = ProjectorTable(llm_model_id, resolve_torch_device(self.models.device),
+                                         check=self._check_prompt, on_retire=self._retire)
+        self._load_base()
         serving = self.p.config(ResponseConfig)
         if serving.threads > 0:
             import torch
@@ -74,12 +75,14 @@ class ResponseNode(ModelActivation, Node):
         self.get_logger().info(f"LLM {llm.model_id} on {llm.device} from {llm.path} "
                                f"({loaded_llms()} LLM(s) loaded in this process)")
         base = self.projectors.base
-        self.diag.set(0, "ready", llm=llm.model_id, mode=self.p.mode,
+        self.diag.set(0, "configured", llm=llm.model_id, mode=self.p.mode,
                       base_projector=base.version if base else "none")
 
     def free_models(self) -> None:
-        self.assistant = None     # its adapters go with the LLM when the last user drops it
-        self.diag.set(0, "inactive")
+        if self.projectors is not None:
+            self.projectors.clear()
+        # the LLM goes with the assistant (shared_llm frees it when its last user drops it)
+        self.assistant = self.projectors = None
 
     # ---- projectors
     def _check_prompt(self, projector) -> None:
@@ -98,13 +101,19 @@ class ResponseNode(ModelActivation, Node):
                                       "in cascade mode until a projector update arrives")
             return
         try:
-            self.projectors.set_base(load_checkpoint(path, None, self.llm_model_id), str(path))
+            self.projectors.set_base(load_checkpoint(path, None, self.projectors.llm_model_id),
+                                     str(path))
         except CheckpointError as exc:
             self.get_logger().error(f"base projector unusable: {exc}")
             return
         self.get_logger().info(f"base projector {self.projectors.base.version} from {path}")
 
     def on_update(self, msg: ProjectorUpdate) -> None:
+        if self.projectors is None:
+            # unconfigured: the latched topic hands the update over again after configure
+            self.get_logger().info(f"unconfigured: not taking the projector update for "
+                                   f"{msg.user_id!r} now")
+            return
         if len(msg.checkpoint) == 0:  # no checkpoint: the user is back on the base projector
             self.projectors.remove(msg.user_id)
             self.get_logger().info(f"user {msg.user_id!r} is back on the base projector")
@@ -131,8 +140,9 @@ class ResponseNode(ModelActivation, Node):
         msg, features = item
         modes = ("aligned", "cascade") if self.p.mode == "both" else (self.p.mode,)
         with self.models_lock:
-            if self.assistant is None:
-                self.get_logger().warning(f"inactive: not answering {msg.utterance_id!r}",
+            if not self.active or self.assistant is None:
+                self.get_logger().warning(f"not answering {msg.utterance_id!r}: "
+                                          f"{self.inactive_reason()}",
                                           throttle_duration_sec=5.0)
                 return
             prompt = self.p.config(PromptConfig)
