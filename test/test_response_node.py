@@ -28,7 +28,8 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     from tinyalign_ros.core.models import resolve_llm
     from tinyalign_ros.core.speech.asr import AsrFrontEnd
     from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
-    from tinyalign_ros.nodes.common import PROJECTOR_QOS, RELIABLE_QOS
+    from tinyalign_ros.core.signing import create_key, signature
+    from tinyalign_ros.nodes.common import PROJECTOR_QOS, RELIABLE_QOS, update_fields
 
     responses, partials = [], []
     ros_node.create_subscription(Response, "response", responses.append, RELIABLE_QOS)
@@ -37,8 +38,10 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     update_pub = ros_node.create_publisher(ProjectorUpdate, "projector_updates", PROJECTOR_QOS)
 
     # no projector at all: the node must still answer (cascade) and say so
+    key_file = tmp_path / "update.key"
+    key = create_key(key_file)
     node = start_node("response_node", threads=2, projector=str(tmp_path / "none.safetensors"),
-                      max_new_tokens=16)
+                      max_new_tokens=16, update_key_file=str(key_file))
     assert node.wait_for_log("LLM SmolLM2-135M-Instruct:576", timeout=90), node.output()
     assert spin_until(ros_node, lambda: feat_pub.get_subscription_count() > 0, 20, [node])
 
@@ -66,14 +69,30 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     proj = BridgeFormer(ProjectorConfig(asr_dim=384, llm_dim=576))
     meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=llm_id(resolve_llm()),
                          projector=proj.config.to_dict(), version="v-test-1")
+    def signed(update, with_key=key):
+        update.header.stamp = ros_node.get_clock().now().to_msg()
+        update.signature = signature(with_key, *update_fields(update))
+        return update
+
+    # a hostile peer on the domain: unsigned, or signed with another key -> ignored
+    forged = ProjectorUpdate(user_id="alice", version="forged")
+    forged.checkpoint = to_bytes(Projector(proj, meta))
+    update_pub.publish(forged)
+    assert node.wait_for_log("ignoring unsigned or forged projector update for 'alice' "
+                             "(version 'forged')", 30), node.output()
+    update_pub.publish(signed(forged, with_key=b"k" * 32))
     update = ProjectorUpdate(user_id="alice", version=meta.version)
     update.checkpoint = to_bytes(Projector(proj, meta))
-    update_pub.publish(update)
+    update_pub.publish(signed(update))
     assert node.wait_for_log("projector v-test-1 now serves user 'alice'", 30), node.output()
+    assert node.output().count("ignoring unsigned or forged") == 2     # both forgeries
+    assert "projector forged now serves" not in node.output()
+    update_pub.publish(update)           # the same signed update again: a replay
+    assert node.wait_for_log("ignoring a replayed projector update for 'alice'", 30)
     # a corrupt update is refused, and the node keeps its projector
     broken = ProjectorUpdate(user_id="alice", version="broken")
     broken.checkpoint = b"not a checkpoint"
-    update_pub.publish(broken)
+    update_pub.publish(signed(broken))
     assert node.wait_for_log("ignoring projector update", 30), node.output()
 
     feat_pub.publish(features_msg(asr, load_audio(GOFORWARD), "utt-2"))

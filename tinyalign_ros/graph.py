@@ -74,7 +74,7 @@ def node_settings() -> dict:
     from .core.learning.adapt import AdaptConfig
     from .core.learning.store import StoreConfig
     from .core.serving import (AssistantModels, LearningConfig, Lifecycle, ResponseConfig,
-                               TranscribeConfig)
+                               TranscribeConfig, UpdateAuth)
     from .core.settings import Group
     from .core.speech.asr import AsrConfig
     from .core.speech.sources import CaptureConfig
@@ -86,9 +86,10 @@ def node_settings() -> dict:
         "asr": (Group(AsrConfig), Group(VadConfig, prefix="vad_"), Group(TranscribeConfig),
                 Group(Lifecycle)),
         "response": (Group(AssistantModels), Group(ResponseConfig), prompt,
-                     Group(GenerationConfig), Group(Lifecycle)),
+                     Group(GenerationConfig), Group(UpdateAuth), Group(Lifecycle)),
         "adaptation": (Group(StoreConfig), Group(LearningConfig), Group(AssistantModels), prompt,
-                       Group(GenerationConfig), Group(AdaptConfig), Group(Lifecycle)),
+                       Group(GenerationConfig), Group(AdaptConfig), Group(UpdateAuth),
+                       Group(Lifecycle)),
     }
 
 

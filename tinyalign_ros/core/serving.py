@@ -45,6 +45,14 @@ class AssistantModels:
 
 
 @dataclass
+class UpdateAuth:
+    """Projector updates are signed by the adaptation node and verified by the response node."""
+    update_key_file: str = setting("", "secret key (hex) that signs / verifies projector_updates; "
+                                       "'' = $TINYALIGN_HOME/update.key, made by the adaptation "
+                                       "node on its first start (copy it to other hosts)")
+
+
+@dataclass
 class ResponseConfig:
     """How the response node answers."""
     mode: str = setting("aligned", "aligned (projector -> LLM), cascade (transcript -> LLM) or "

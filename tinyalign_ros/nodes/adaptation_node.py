@@ -25,6 +25,7 @@ from tinyalign_ros.core.learning.adapt import AdaptationError, AdaptConfig, adap
 from tinyalign_ros.core.learning.store import StoreConfig, StoreError, UtteranceStore
 from tinyalign_ros.core.models import default_projector, resolve_llm
 from tinyalign_ros.core.serving import AssistantModels, LearningConfig, Lifecycle
+from tinyalign_ros.core.signing import create_key, key_path, signature
 from tinyalign_ros.core.users import UserIdError, check_user_id
 from tinyalign_ros.graph import node_settings
 from tinyalign_ros.msg import Metric, ProjectorUpdate, SpeechFeatures
@@ -32,7 +33,7 @@ from tinyalign_ros.action import Adapt as AdaptAction
 from tinyalign_ros.srv import Adapt, CorrectTranscript, ForgetUser, Rollback
 
 from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, ManagedModels, NodeSettings,
-                     features_from_msg, run)
+                     features_from_msg, run, update_fields)
 
 
 class AdaptationNode(ManagedModels, LifecycleNode):
@@ -56,6 +57,7 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         # opened / loaded by configure
         self.store: UtteranceStore | None = None
         self.base = self.assistant = self.embeddings = None
+        self._update_key = b""
         group = ReentrantCallbackGroup()
         # not a lifecycle publisher: forget_user and rollback must reach the response node
         # whatever this node's state
@@ -86,6 +88,7 @@ class AdaptationNode(ManagedModels, LifecycleNode):
                                "(set the projector parameter)")
         self.base = load_checkpoint(base_path, None, llm_model_id)
         self.store = UtteranceStore.from_config(self.p.config(StoreConfig))
+        self._update_key = create_key(key_path(self.p.update_key_file))
         # shared_llm: in the single-process graph this is the response node's copy
         llm = shared_llm(self.models.llm_model or None, self.models.device)
         self.assistant = Assistant(llm, self.p.config(PromptConfig), self.p.max_new_tokens)
@@ -185,6 +188,7 @@ class AdaptationNode(ManagedModels, LifecycleNode):
                            if isinstance(v, (int, float))]
         if data:
             msg.checkpoint = data
+        msg.signature = signature(self._update_key, *update_fields(msg))
         self.update_pub.publish(msg)
 
     def _republish_current(self) -> None:

@@ -148,6 +148,12 @@ class DropOldestQueue:
         self._thread.join(timeout=timeout)
 
 
+def update_fields(msg) -> tuple:
+    """What a ProjectorUpdate's signature covers (core/signing.py)."""
+    return (msg.user_id, msg.version, msg.parent_version, msg.header.stamp.sec,
+            msg.header.stamp.nanosec, bytes(msg.checkpoint))
+
+
 def features_from_msg(msg) -> np.ndarray:
     """A SpeechFeatures message's (frames, dim) float32 array; ValueError for empty, wrongly
     sized or non-finite data, so every node refuses bad features the same way."""

@@ -23,11 +23,12 @@ from tinyalign_ros.core.assistant.projectors import ProjectorTable
 from tinyalign_ros.core.assistant.prompt import PromptConfig
 from tinyalign_ros.core.models import default_projector, resolve_llm
 from tinyalign_ros.core.serving import AssistantModels, Lifecycle, ResponseConfig
+from tinyalign_ros.core.signing import SigningError, key_path, read_key, verify
 from tinyalign_ros.graph import node_settings
 from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
 
 from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, DropOldestQueue, ManagedModels,
-                     NodeSettings, features_from_msg, run)
+                     NodeSettings, features_from_msg, run, update_fields)
 
 
 def stamp_seconds(t) -> float:
@@ -42,6 +43,9 @@ class ResponseNode(ManagedModels, LifecycleNode):
         self.diag = Diagnostics(self)
         self.assistant: Assistant | None = None          # loaded by configure
         self.projectors: ProjectorTable | None = None
+        self._update_key: bytes | None = None
+        self._last_update: dict[str, tuple] = {}     # user -> stamp of the last update taken
+        self._updates: dict[str, ProjectorUpdate] = {}   # user -> their current projector
         self.response_pub = self.create_lifecycle_publisher(Response, "response", RELIABLE_QOS)
         self.partial_pub = self.create_lifecycle_publisher(Response, "response_partial",
                                                            RELIABLE_QOS)
@@ -64,6 +68,8 @@ class ResponseNode(ManagedModels, LifecycleNode):
         self.projectors = ProjectorTable(llm_model_id, resolve_torch_device(self.models.device),
                                          check=self._check_prompt, on_retire=self._retire)
         self._load_base()
+        for msg in list(self._updates.values()):
+            self._apply_update(msg)
         serving = self.p.config(ResponseConfig)
         if serving.threads > 0:
             import torch
@@ -108,12 +114,43 @@ class ResponseNode(ManagedModels, LifecycleNode):
             return
         self.get_logger().info(f"base projector {self.projectors.base.version} from {path}")
 
+    def _authentic(self, msg: ProjectorUpdate) -> bool:
+        """Signed with the shared key, and newer than the last update taken for this user."""
+        try:
+            if self._update_key is None:    # read when first needed: the adaptation node may
+                self._update_key = read_key(key_path(self.p.update_key_file))  # make it later
+        except SigningError as exc:
+            self.get_logger().warning(f"ignoring projector update for {msg.user_id!r}: {exc}",
+                                      throttle_duration_sec=10.0)
+            return False
+        if not verify(self._update_key, bytes(msg.signature), *update_fields(msg)):
+            self.get_logger().warning(f"ignoring unsigned or forged projector update for "
+                                      f"{msg.user_id!r} (version {msg.version!r})")
+            return False
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if stamp <= self._last_update.get(msg.user_id, (-1, -1)):
+            self.get_logger().warning(f"ignoring a replayed projector update for "
+                                      f"{msg.user_id!r} (version {msg.version!r})")
+            return False
+        self._last_update[msg.user_id] = stamp
+        return True
+
     def on_update(self, msg: ProjectorUpdate) -> None:
-        if self.projectors is None:
-            # unconfigured: the latched topic hands the update over again after configure
-            self.get_logger().info(f"unconfigured: not taking the projector update for "
-                                   f"{msg.user_id!r} now")
+        if not self._authentic(msg):
             return
+        # kept: a latched update arrives once, and configure (again, after a cleanup) needs it
+        if len(msg.checkpoint) == 0:
+            self._updates.pop(msg.user_id, None)
+        else:
+            self._updates[msg.user_id] = msg
+        with self.models_lock:
+            if self.projectors is None:
+                self.get_logger().info(f"unconfigured: the projector update for "
+                                       f"{msg.user_id!r} is taken at configure")
+                return
+            self._apply_update(msg)
+
+    def _apply_update(self, msg: ProjectorUpdate) -> None:
         if len(msg.checkpoint) == 0:  # no checkpoint: the user is back on the base projector
             self.projectors.remove(msg.user_id)
             self.get_logger().info(f"user {msg.user_id!r} is back on the base projector")

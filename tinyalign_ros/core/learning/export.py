@@ -84,7 +84,7 @@ def export_user(store: UtteranceStore, user_id: str, out: str | Path) -> dict:
             writer.write_message("/projector_updates", proj_schema, {
                 "header": {"stamp": _stamp(p.created), "frame_id": ""},
                 "user_id": p.user_id, "version": p.version, "parent_version": p.parent_version,
-                "path": str(p.path), "checkpoint": data,
+                "path": str(p.path), "checkpoint": data, "signature": b"",
                 "metrics": [{"name": k, "value": float(v)} for k, v in p.metrics.items()
                             if isinstance(v, (int, float))]},
                 log_time=t_ns, publish_time=t_ns)
