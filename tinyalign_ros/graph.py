@@ -66,38 +66,65 @@ SINGLE_PROCESS_EXECUTABLE = "graph_node"
 CONFIG_FILE = "tinyalign.yaml"   # in config/ (source) and share/tinyalign_ros/config (installed)
 
 
-def node_settings() -> dict:
-    """Node name -> its settings groups (imported here, not at module level, so the launch
-    file stays light)."""
+def node_settings(name: str | None = None):
+    """A node's settings groups (core.settings.Group), or ``{node name: groups}`` for all.
+    Each node imports only its own config classes (the capture node stays free of torch), and
+    nothing is imported at module level, so the launch file stays light."""
+    if name is not None:
+        return _SETTINGS[node(name).name]()
+    return {spec.name: _SETTINGS[spec.name]() for spec in NODES}
+
+
+def _capture_settings():
+    from .core.settings import Group
+    from .core.speech.sources import CaptureConfig
+
+    return (Group(CaptureConfig),)
+
+
+def _asr_settings():
+    from .core.serving import Lifecycle, TranscribeConfig
+    from .core.settings import Group
+    from .core.speech.asr import AsrConfig
+    from .core.speech.vad import VadConfig
+
+    return (Group(AsrConfig), Group(VadConfig, prefix="vad_"), Group(TranscribeConfig),
+            Group(Lifecycle))
+
+
+def _response_settings():
+    from .core.assistant.pipeline import GenerationConfig
+    from .core.assistant.prompt import PromptConfig
+    from .core.serving import AssistantModels, Lifecycle, ResponseConfig, UpdateAuth
+    from .core.settings import Group
+
+    return (Group(AssistantModels), Group(ResponseConfig),
+            Group(PromptConfig, ("task", "transcript_hint")), Group(GenerationConfig),
+            Group(UpdateAuth), Group(Lifecycle))
+
+
+def _adaptation_settings():
     from .core.assistant.pipeline import GenerationConfig
     from .core.assistant.prompt import PromptConfig
     from .core.learning.adapt import AdaptConfig
     from .core.learning.store import StoreConfig
-    from .core.serving import (AssistantModels, LearningConfig, Lifecycle, ResponseConfig,
-                               TranscribeConfig, UpdateAuth)
+    from .core.serving import AssistantModels, LearningConfig, Lifecycle, UpdateAuth
     from .core.settings import Group
-    from .core.speech.asr import AsrConfig
-    from .core.speech.sources import CaptureConfig
-    from .core.speech.vad import VadConfig
 
-    prompt = Group(PromptConfig, ("task", "transcript_hint"))
-    return {
-        "capture": (Group(CaptureConfig),),
-        "asr": (Group(AsrConfig), Group(VadConfig, prefix="vad_"), Group(TranscribeConfig),
-                Group(Lifecycle)),
-        "response": (Group(AssistantModels), Group(ResponseConfig), prompt,
-                     Group(GenerationConfig), Group(UpdateAuth), Group(Lifecycle)),
-        "adaptation": (Group(StoreConfig), Group(LearningConfig), Group(AssistantModels), prompt,
-                       Group(GenerationConfig), Group(AdaptConfig), Group(UpdateAuth),
-                       Group(Lifecycle)),
-    }
+    return (Group(StoreConfig), Group(LearningConfig), Group(AssistantModels),
+            Group(PromptConfig, ("task", "transcript_hint")), Group(GenerationConfig),
+            Group(AdaptConfig), Group(UpdateAuth), Group(Lifecycle))
+
+
+_SETTINGS = {"capture": _capture_settings, "asr": _asr_settings,
+             "response": _response_settings, "adaptation": _adaptation_settings}
 
 
 def node_parameters(name: str) -> list:
     """Every parameter of one node (core.settings.Parameter: name, default, description)."""
     from .core.settings import parameters
 
-    return parameters(node_settings()[node(name).name])
+    return parameters(node_settings(name))
 
 
 YAML_HEADER = """\

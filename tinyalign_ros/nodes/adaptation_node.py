@@ -41,7 +41,7 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         """``single_process``: the node shares its process with the others (graph_node), so
         the process-wide ``nice`` and ``train_threads`` are left alone."""
         super().__init__("adaptation")
-        self.p = NodeSettings(self, node_settings()["adaptation"])
+        self.p = NodeSettings(self, node_settings("adaptation"))
         self.models = self.p.config(AssistantModels)
         learning = self.p.config(LearningConfig)
         self.single_process = single_process

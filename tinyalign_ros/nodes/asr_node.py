@@ -35,7 +35,7 @@ def to_time_msg(t: float):
 class AsrNode(ManagedModels, LifecycleNode):
     def __init__(self):
         super().__init__("asr")
-        self.p = NodeSettings(self, node_settings()["asr"], self.on_settings)
+        self.p = NodeSettings(self, node_settings("asr"), self.on_settings)
         self.user_id = check_user_id(self.p.user_id)
         self.diag = Diagnostics(self)
         self.asr = self.vad = None

@@ -21,7 +21,7 @@ from .common import LATCHED_QOS, SENSOR_QOS, Diagnostics, NodeSettings, run
 class CaptureNode(Node):
     def __init__(self):
         super().__init__("capture")
-        self.p = NodeSettings(self, node_settings()["capture"])   # CaptureConfig
+        self.p = NodeSettings(self, node_settings("capture"))   # CaptureConfig
         self.chunk_frames = max(160, int(SAMPLE_RATE * self.p.chunk_ms / 1000))
         self.pub = self.create_publisher(AudioChunk, "audio", SENSOR_QOS)
         self.info_pub = self.create_publisher(AudioInfo, "audio_info", LATCHED_QOS)

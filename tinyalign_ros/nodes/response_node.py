@@ -38,7 +38,7 @@ def stamp_seconds(t) -> float:
 class ResponseNode(ManagedModels, LifecycleNode):
     def __init__(self):
         super().__init__("response")
-        self.p = NodeSettings(self, node_settings()["response"])
+        self.p = NodeSettings(self, node_settings("response"))
         self.models = self.p.config(AssistantModels)
         self.diag = Diagnostics(self)
         self.assistant: Assistant | None = None          # loaded by configure
