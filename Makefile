@@ -9,6 +9,7 @@ help:
 	@echo "make demo    setup, then run the ROS graph on sample speech and print what it heard"
 	@echo "make test    setup, then run the test suite"
 	@echo "make test-fast  the suite without the slow end-to-end tests (edit loop; no setup)"
+	@echo "make faults  bad audio and messages against the running nodes: N tried, N survived, N lost"
 	@echo "make build   colcon build only"
 	@echo "make clean   remove build/ install/ log/ (and the -jazzy ones)"
 	@echo "make setup-jazzy  the same setup for ROS 2 Jazzy (LTS): a second venv, build-jazzy/ install-jazzy/"
@@ -26,6 +27,10 @@ demo: setup
 test: setup
 	$(ENV) && python -m pytest test
 
+# Bad input against the real node processes, case by case (scripts/faults.py; ~5 min).
+faults: setup
+	$(ENV) && python scripts/faults.py
+
 # The edit loop: everything but the slow end-to-end tests (pytest marker e2e), without setup.
 test-fast:
 	$(ENV) && python -m pytest test -m "not e2e"
@@ -41,7 +46,7 @@ setup-jazzy:
 test-jazzy: setup-jazzy
 	$(JAZZY) $(ENV) && python -m pytest test -m ros
 
-.PHONY: help setup build demo test test-fast clean setup-jazzy test-jazzy
+.PHONY: help setup build demo test test-fast faults clean setup-jazzy test-jazzy
 
 # The shipped base projector's recipe (synthesize, encode, train; see tinyalign_ros/recipe.py).
 base-projector: setup
