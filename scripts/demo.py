@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LIB = ROOT / "install" / "tinyalign_ros" / "lib" / "tinyalign_ros"
+# the install env.sh chose (Kilted ./install, or ./install-jazzy with TINYALIGN_ROS_DISTRO=jazzy)
+LIB = Path(os.environ.get("TINYALIGN_INSTALL", ROOT / "install")) / "tinyalign_ros" / "lib" / \
+    "tinyalign_ros"
 SPEECH = Path("/usr/share/pocketsphinx/test/data")
 
 

@@ -160,6 +160,8 @@ class ResponseNode(ManagedModels, LifecycleNode):
                                 f"projector update for {msg.user_id!r}")
         except (CheckpointError, ValueError) as exc:
             self.get_logger().error(f"ignoring projector update for {msg.user_id!r}: {exc}")
+            if self._updates.get(msg.user_id) is msg:   # not kept for the next configure
+                del self._updates[msg.user_id]
             return
         self.get_logger().info(f"projector {msg.version} now serves user {msg.user_id!r}")
         self.diag.set(0, "ready", **{f"projector_{msg.user_id}": msg.version})
