@@ -24,7 +24,8 @@ build:
 demo: setup
 	$(ENV) && python scripts/demo.py
 
-test: setup
+# The suite tests the corpus engines too, so it installs them (scripts/setup-corpus.sh).
+test: setup corpus-setup
 	$(ENV) && python -m pytest test
 
 # Bad input against the real node processes, case by case (scripts/faults.py; ~5 min).
@@ -60,4 +61,12 @@ bench: setup
 bench-quick: setup
 	$(ENV) && tinyalign bench --quick --out results/bench-quick
 
-.PHONY: base-projector bench bench-quick
+# The multi-voice training corpus (tinyalign_ros/corpus/build.py; hours on 2 cores, resumable):
+# installs the TTS engines (scripts/setup-corpus.sh: adds Debian contrib/non-free), then builds.
+corpus-setup: setup
+	bash scripts/setup-corpus.sh
+
+corpus: corpus-setup
+	bash scripts/corpus.sh
+
+.PHONY: base-projector bench bench-quick corpus corpus-setup

@@ -173,11 +173,58 @@ def cmd_eval(args) -> int:
 
 
 def cmd_make_base(args) -> int:
-    from .corpus.recipe import make_base_projector
+    if args.corpus:
+        from .corpus.base import BaseRecipe, make_base_projector as from_corpus
 
-    make_base_projector(Path(args.out), args.utterances, args.epochs, args.ce_epochs,
-                        args.threads, args.seed)
+        recipe = BaseRecipe(embedlink_epochs=args.epochs or BaseRecipe.embedlink_epochs,
+                            ce_epochs=BaseRecipe.ce_epochs if args.ce_epochs is None
+                            else args.ce_epochs, ce_utterances=args.ce_utterances,
+                            threads=args.threads, seed=args.seed)
+        from_corpus(args.corpus, Path(args.out), recipe)
+    else:
+        from .corpus.recipe import make_base_projector
+
+        make_base_projector(Path(args.out), args.utterances, args.epochs or 12,
+                            1 if args.ce_epochs is None else args.ce_epochs, args.threads,
+                            args.seed)
     print(f"base projector written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_corpus(args) -> int:
+    from .core.models import data_dir
+    from .corpus.build import Corpus, CorpusConfig
+
+    root = Path(args.dir) if args.dir else data_dir() / "corpora" / "main"
+    if args.action == "status":
+        corpus = Corpus(root)
+        print(json.dumps(corpus.status(_asr(args).model_id if args.with_asr else None)))
+        return 0
+    i, _, n = args.part.partition("/")
+    if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise ValueError(f"--part must be i/n with 0 <= i < n, got {args.part!r}")
+    # planning flags left unset keep the stored plan's (or the defaults, for a new corpus)
+    given = {k: v for k, v in (("utterances", args.utterances),
+                               ("eval_utterances", args.eval_utterances),
+                               ("held_out_family", args.held_out_family), ("seed", args.seed),
+                               ("permissive_only", False if args.all_licences else None))
+             if v is not None}
+    if (root / "plan.json").is_file():
+        corpus = Corpus(root)
+        differ = {k: (corpus.plan["config"][k], v) for k, v in given.items()
+                  if corpus.plan["config"][k] != v}
+        if differ:
+            raise ValueError(f"{root} was planned with other settings (stored, given): {differ}; "
+                             "use another folder")
+    else:
+        corpus = Corpus.create(root, CorpusConfig(**given))
+    print(json.dumps(corpus.status()), flush=True)
+    if args.action == "plan":
+        return 0
+    asr = _asr(args) if set(args.stages) & {"encode", "transcribe"} else None
+    done = corpus.build(args.stages, asr, (int(i), int(n)), args.splits,
+                        log=lambda m: print(time.strftime("%H:%M:%S ") + m, flush=True))
+    print(json.dumps({"written": done, **corpus.status(asr.model_id if asr else None)}))
     return 0
 
 
@@ -254,6 +301,7 @@ def _data_args(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .corpus.build import SPLITS
     from .core.assistant.projector import ProjectorConfig
     from .core.learning.train import TrainConfig
     from .core.settings import add_flags
@@ -306,12 +354,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("make-base-projector", help="synthesize a corpus and train the base "
                                                    "projector (the shipped one's recipe)")
     p.add_argument("--out", default="tinyalign_ros/data/base_projector.safetensors")
-    p.add_argument("--utterances", type=int, default=1500)
-    p.add_argument("--epochs", type=int, default=12, help="EmbedLink epochs")
-    p.add_argument("--ce-epochs", type=int, default=1, help="cross-entropy finish epochs")
+    p.add_argument("--corpus", help="train on this built corpus (tinyalign corpus build); "
+                                    "without it, the espeak-only recipe of the shipped base")
+    p.add_argument("--utterances", type=int, default=1500, help="espeak recipe: corpus size")
+    p.add_argument("--epochs", type=int, help="EmbedLink epochs (default 10 with --corpus, "
+                                              "else 12)")
+    p.add_argument("--ce-epochs", type=int, help="cross-entropy finish epochs (default 1)")
+    p.add_argument("--ce-utterances", type=int, default=3000,
+                   help="--corpus: the CE finish's share of the corpus")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_base)
+
+    p = sub.add_parser("corpus", help="synthesise, augment and encode a multi-voice training "
+                                      "corpus in resumable shards (needs scripts/setup-corpus.sh)")
+    p.add_argument("action", choices=("plan", "build", "status"),
+                   help="plan: write the plan only; build: plan (if new) and run the stages")
+    p.add_argument("dir", nargs="?", help="corpus folder (default: $TINYALIGN_HOME/corpora/main)")
+    p.add_argument("--utterances", type=int, help="training utterances (default 20000)")
+    p.add_argument("--eval-utterances", type=int, help="per evaluation split (default 200)")
+    p.add_argument("--held-out-family",
+                   help="engine:voice kept out of training, the eval-voice split (default "
+                        "piper:joe)")
+    p.add_argument("--all-licences", action="store_true",
+                   help="also non-commercial voices (never for the shipped base)")
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--stages", nargs="+", default=["synth", "encode"],
+                   choices=("synth", "encode", "transcribe"))
+    p.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS,
+                   help="only shards holding these splits (e.g. transcribe the test splits)")
+    p.add_argument("--part", default="0/1", help="i/n: this process takes shards k with "
+                                                 "k %% n == i (run n processes side by side)")
+    p.add_argument("--with-asr", action="store_true", help="status: count encoded shards too")
+    add_flags(p, AsrConfig, ASR_FLAGS)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for the encoder")
+    p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("export", help="a user's logged utterances, corrections and projectors "
                                       "as an MCAP file (ROS 2 encoding)")
@@ -328,11 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a few utterances per section (minutes): proves the command, for CI")
     p.add_argument("--sections", nargs="+",
                    choices=("quality", "hint-adaptation", "cost", "footprint", "latency",
-                            "design"),
+                            "design", "corpus-curve"),
                    help="run only these sections, keeping the others' results from the last "
                         "report in --out (default: quality cost footprint latency; "
-                        "hint-adaptation is part of quality; design, about an hour, only "
-                        "when named)")
+                        "hint-adaptation is part of quality; design, about an hour, and "
+                        "corpus-curve, hours, only when named)")
     p.set_defaults(func=cmd_bench)
     return parser
 

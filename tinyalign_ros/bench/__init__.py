@@ -12,6 +12,8 @@ Sections (each documented in its module):
   design      (not run by default: about an hour) the base recipe's design choices one at a
               time: T and text mapping, padding/masking, depth, loss weights, dropout, time
               masking, amount of speech
+  corpus-curve  (not run by default; needs `tinyalign corpus build`) quality against the amount
+              of corpus speech, and leave-one-engine-out
 ``--quick`` runs every section on a few utterances (for CI: it proves the command works; its
 numbers are too small to read). Asserts nothing about the numbers.
 """
@@ -53,6 +55,11 @@ class BenchConfig:
     design_corpus: int = 1500
     design_epochs: int = 8
     design_variants: tuple = ()            # names from design.VARIANTS; () = all
+    corpus_dir: str = ""                   # built corpus (tinyalign corpus build); "" = default
+    curve_sizes: tuple = (2500, 5000, 10000, 20000)
+    curve_epochs: int = 8
+    curve_leave_out: tuple = ("kokoro", "espeak", "rhvoice")
+    curve_eval: int = 100                  # utterances per corpus test split
     sections: tuple = ("quality", "cost", "footprint", "latency")
 
     @classmethod
@@ -232,11 +239,26 @@ def design_section(ctx: BenchContext) -> None:
         c.design_variants, c.threads, ctx.log)
 
 
+def corpus_curve_section(ctx: BenchContext) -> None:
+    """Quality against the amount of corpus speech, and leave-one-engine-out (only when
+    named; needs `tinyalign corpus build`)."""
+    from ..core.models import data_dir
+    from ..corpus.build import Corpus
+    from . import curve, speakers
+
+    c = ctx.config
+    corpus = Corpus(c.corpus_dir or data_dir() / "corpora" / "main")
+    ctx.report["corpus_curve"] = curve.corpus_curve(
+        corpus, ctx.asr, ctx.systems, ctx.embeddings,
+        speakers.real_speaker(ctx.asr, 0, c.real_test), c.curve_sizes, c.curve_epochs,
+        c.curve_leave_out, c.curve_eval, c.threads, ctx.log)
+
+
 #: the --sections names, in the order a full report lists them
 SECTIONS: dict[str, Callable[[BenchContext], None]] = {
     "quality": quality_section, "hint-adaptation": hint_adaptation_section,
     "cost": cost_section, "footprint": footprint_section, "latency": latency_section,
-    "design": design_section}
+    "design": design_section, "corpus-curve": corpus_curve_section}
 
 
 def run_section(ctx: BenchContext, name: str) -> None:

@@ -104,6 +104,30 @@ def design_table(r: dict) -> list[str]:
     return out + [""]
 
 
+def curve_table(r: dict) -> list[str]:
+    c = r.get("corpus_curve")
+    if not c:
+        return []
+    t = c["test_utterances"]
+    out = [f"### Corpus curve (EmbedLink {c['epochs']} epochs, 1 layer; {c['train_available']} "
+           f"training utterances available; test: held-out sentences {t['eval-sentences']}, "
+           f"held-out voice family {t['eval-voice']}, real speaker {t['real']} utt.)", "",
+           "| training speech | utt. | sentences | train s | read WER: sentences / voice / "
+           "real | audio-only WER: sentences / voice / real |", "|---|---|---|---|---|---|"]
+    for v in c["rows"]:
+        out.append(f"| {v['label']} | {v['train_utterances']} | {v['distinct_sentences']} | "
+                   f"{v['train_s']} | " + " / ".join(
+                       _pct(v[f"{k}_read_wer"]) for k in ("eval-sentences", "eval-voice",
+                                                          "real")) + " | " + " / ".join(
+                       _pct(v[f"{k}_wer"]) for k in ("eval-sentences", "eval-voice", "real"))
+                   + " |")
+    out.append("| cascade (Whisper transcript -> LLM) | | | | | " + " / ".join(
+        _pct(c["cascade_wer"][k]) for k in ("eval-sentences", "eval-voice", "real")) + " |")
+    if c["sizes_skipped"]:
+        out.append(f"\nNot yet built: {c['sizes_skipped']} utterances.")
+    return out + [""]
+
+
 LATENCY_STAGES = (("vad_wait_s", "VAD end-of-speech wait"), ("encoder_s", "encoder"),
                   ("projector_s", "projector"), ("prefill_s", "LLM prefill"),
                   ("first_step_s", "first token"), ("decode_rest_s", "rest of the response"))
@@ -144,7 +168,7 @@ def markdown(r: dict) -> str:
     for name, err in r.get("errors", {}).items():
         head += [f"**Section {name} failed**: {err}", ""]
     body = (quality_table(r) + cost_table(r) + footprint_table(r) + design_table(r) +
-            latency_table(r))
+            curve_table(r) + latency_table(r))
     plots = [f"![{p}]({p})" for p in r.get("plots", [])]
     return "\n".join(head + body + plots) + "\n"
 

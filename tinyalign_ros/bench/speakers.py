@@ -6,7 +6,7 @@ training text, so "held-out" means held out from everything the projector saw.
 """
 from __future__ import annotations
 
-import random
+import hashlib
 from dataclasses import dataclass, field
 
 from ..core.learning.data import FeatureItem, encode_examples, load_examples, split
@@ -25,18 +25,20 @@ class BenchUser:
 
 
 def held_out_texts(n: int, seed: int = 100) -> list[str]:
-    """n sentences (robot commands and everyday sentences) none of which trained the base."""
-    from ..corpus.synth import fortune_sentences, sentences
+    """n test sentences (corpus.texts' reserved side: robot commands and everyday sentences)."""
     from ..corpus.recipe import corpus_texts
+    from ..corpus.texts import test_texts, text_key
 
-    seen = {t.lower() for t in corpus_texts(1500, 0)}
-    rng = random.Random(seed)
-    fortunes = [t for t in fortune_sentences() if t.lower() not in seen]
-    rng.shuffle(fortunes)
-    templated = [t for t in sentences(4 * n, seed) if t.lower() not in seen]
-    texts = templated[:n - n // 2] + fortunes[:n // 2]
-    rng.shuffle(texts)
-    return texts
+    # the shipped base's older recipe drew from both sides of the split: keep its text out too
+    seen = {text_key(t) for t in corpus_texts(1500, 0)}
+    return [t for t in test_texts(n + 50, seed) if text_key(t) not in seen][:n]
+
+
+def corpus_dir(name: str, texts: list[str], seed: int):
+    """Where a bench speaker's synthesized clips live: named by its texts too, so clips made for
+    other sentences are never reused."""
+    digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:8]
+    return data_dir() / "corpora" / f"bench-{name}-{len(texts)}-{seed}-{digest}"
 
 
 def real_speaker(asr, pool_n: int, test_n: int, transcribed_pool: int = 0) -> BenchUser:
@@ -62,7 +64,7 @@ def synthetic_speaker(name: str, asr, pool_n: int, test_n: int, seed: int = 100,
     from ..corpus.synth import HARD_SPEAKERS, make_corpus
 
     texts = held_out_texts(pool_n + test_n, seed)
-    work = data_dir() / "corpora" / f"bench-{name}-{len(texts)}-{seed}"
+    work = corpus_dir(name, texts, seed)
     examples = load_examples(make_corpus(work, texts, HARD_SPEAKERS[name], seed))
     pool_ex, test_ex = examples[:pool_n], examples[pool_n:]
     cache = data_dir() / "cache" / "features"
@@ -77,7 +79,7 @@ def heldout_base_voices(asr, test_n: int, seed: int = 300) -> BenchUser:
     from ..corpus.recipe import CONDITIONS
 
     texts = held_out_texts(test_n, seed)
-    work = data_dir() / "corpora" / f"bench-heldout-{len(texts)}-{seed}"
+    work = corpus_dir("heldout", texts, seed)
     examples = load_examples(make_corpus(work, texts, CONDITIONS[0], seed))
     return BenchUser("held-out sentences (base voices)", "synthetic-base", [],
                      encode_examples(examples, asr, data_dir() / "cache" / "features",

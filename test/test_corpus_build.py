@@ -1,0 +1,112 @@
+"""The corpus step: the text split that keeps test sentences out of training, and a tiny corpus
+built with the real espeak-ng engine and the real Whisper encoder, killed half-way and resumed."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tinyalign_ros.corpus import engines
+from tinyalign_ros.corpus.build import Corpus, CorpusConfig
+from tinyalign_ros.corpus.texts import (check_training_texts, is_reserved, test_texts,
+                                        text_key, training_texts)
+
+
+def test_text_split_keeps_test_sentences_out_of_training():
+    robot, everyday = training_texts(templated=3000, seed=0)
+    assert len(set(robot)) > 1000 and len(set(everyday)) > 5000
+    train_keys = {text_key(t) for t in robot + everyday}
+    tests = test_texts(200, seed=100)
+    assert len(tests) == 200 and all(is_reserved(t) for t in tests)
+    assert not train_keys & {text_key(t) for t in tests}
+    # punctuation and case do not make a test sentence new
+    assert is_reserved(tests[0].upper() + "!") == is_reserved(tests[0])
+    with pytest.raises(ValueError, match="test texts"):
+        check_training_texts(robot[:5] + [tests[0]])
+    from tinyalign_ros.bench.intents import utterances
+    with pytest.raises(ValueError, match="test texts"):
+        check_training_texts([utterances()[0][1]])
+
+
+@pytest.fixture(scope="module")
+def asr():
+    from tinyalign_ros.core.speech.asr import AsrFrontEnd
+    return AsrFrontEnd(cpu_threads=2)
+
+
+def _espeak_voices():
+    voices = [v for v in engines.available_voices() if v.engine == "espeak"]
+    assert len(voices) >= 2, "espeak-ng gives several English voices (make setup installs it)"
+    return voices
+
+
+def test_plan_is_deterministic_and_holds_out_a_family(tmp_path):
+    voices = _espeak_voices()
+    config = CorpusConfig(utterances=40, eval_utterances=5, held_out_family=voices[0].family,
+                          shard_size=10)
+    a = Corpus.create(tmp_path / "a", config, voices)
+    b = Corpus.create(tmp_path / "b", config, voices)
+    assert a.rows == b.rows
+    splits = [r["split"] for r in a.rows]
+    assert splits.count("train") == 40 and splits.count("eval-voice") == 5
+    assert {r["family"] for r in a.rows if r["split"] == "eval-voice"} == {voices[0].family}
+    assert voices[0].family not in {r["family"] for r in a.rows if r["split"] != "eval-voice"}
+    assert all(is_reserved(r["text"]) for r in a.rows if r["split"] != "train")
+    with pytest.raises(ValueError, match="other settings"):
+        Corpus.create(tmp_path / "a", CorpusConfig(utterances=41, shard_size=10,
+                                                   held_out_family=voices[0].family), voices)
+    with pytest.raises(ValueError, match="not installed"):
+        Corpus.create(tmp_path / "c", CorpusConfig(held_out_family="nope:nothing"), voices)
+
+
+def test_build_is_resumable_after_kill(tmp_path, asr):
+    """A build process killed mid-way leaves only whole shards; a rerun finishes the rest and
+    the result reads back with the real encoder's states."""
+    voices = _espeak_voices()
+    config = CorpusConfig(utterances=12, eval_utterances=2, held_out_family=voices[0].family,
+                          shard_size=4)
+    root = tmp_path / "corpus"
+    Corpus.create(root, config, voices)
+    # the CLI reopens the plan made above
+    cmd = [sys.executable, "-m", "tinyalign_ros.cli", "corpus", "build", str(root),
+           "--stages", "synth"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any((root / "audio").glob("*.npz")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    corpus = Corpus(root)
+    written = sorted((root / "audio").glob("*"))
+    assert all(not p.name.startswith(".") or p.suffix == ".npz" for p in written)
+    whole = [p for p in written if not p.name.startswith(".")]
+    assert 1 <= len(whole) <= corpus.shards
+    for p in whole:       # every file that has its real name is complete
+        with np.load(p) as z:
+            assert z["offsets"].size == len(corpus.shard_rows(int(p.stem))) + 1
+    mtimes = {p.name: p.stat().st_mtime_ns for p in whole}
+
+    done = corpus.build(["synth", "encode"], asr, log=lambda m: None)
+    assert done["synth"] == corpus.shards - len(whole) and done["encode"] == corpus.shards
+    for p in whole:       # resumed, not redone
+        assert (root / "audio" / p.name).stat().st_mtime_ns == mtimes[p.name]
+    assert corpus.build(["synth", "encode"], asr, log=lambda m: None) == {"synth": 0, "encode": 0}
+
+    items = corpus.items(asr.model_id, "train")
+    assert len(items) == 12
+    assert all(it.features.dtype == np.float16 and it.features.shape[1] == asr.dim
+               and it.features.shape[0] > 20 for it in items)
+    # the states are the encoder's own for that audio
+    index = next(i for i, r in enumerate(corpus.rows) if r["id"] == items[0].id)
+    clip = corpus.read_audio(index // config.shard_size)[index % config.shard_size]
+    np.testing.assert_allclose(items[0].features.astype(np.float32), asr.encode(clip),
+                               atol=2e-2)
+    assert len(corpus.items(asr.model_id, "eval-voice")) == 2
+    status = corpus.status(asr.model_id)
+    assert status["synth"] == status["encode"] == corpus.shards
+    out = subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", "corpus", "status",
+                          str(root)], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["synth"] == corpus.shards

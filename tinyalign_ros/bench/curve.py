@@ -1,0 +1,86 @@
+"""The corpus curve: how the base projector's quality grows with the amount of speech, and what
+each engine adds (``tinyalign bench --sections corpus-curve``; needs a built corpus).
+
+Every row trains a projector from scratch with the same recipe and budget (EmbedLink, 1 layer,
+length pooling: the design section's picks) on the first n training utterances of the corpus
+(the plan interleaves voices, so every prefix is balanced), or on all of it minus one engine.
+Scored on the corpus's held-out sentences (eval-sentences: training voices), its held-out voice
+family (eval-voice) and the real speaker: "read" WER (each projected vector read as its nearest
+token embedding, no LLM) and the paper's audio-only WER through the LLM.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+RECIPE = {"projector": {"layers": 1}, "lr": 1e-3, "batch_size": 16}
+
+
+def train_rows(items, engine_of: dict, n: int | None = None, exclude_engines: set = frozenset()):
+    """(train, val): the first n items (after dropping excluded engines), 3 % of sentences
+    held for picking the best epoch."""
+    from ..core.learning.data import split
+
+    items = [it for it in items if engine_of[it.id] not in exclude_engines]
+    return split(items[:n] if n else items, 0.03, 0)
+
+
+def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: int,
+                 leave_out: tuple = (), eval_n: int = 100, threads: int = 2,
+                 log=print) -> dict:
+    from ..core.assistant.projector import BridgeFormer, ProjectorConfig
+    from ..core.learning.train import TrainConfig, Trainer
+    from ..core.metrics import wer
+    from .footprint import read_text
+    from .quality import as_projector
+
+    engine_of = {r["id"]: r["engine"] for r in corpus.rows}
+    train_all = corpus.items(asr.model_id, "train")
+    tests = {"eval-sentences": corpus.items(asr.model_id, "eval-sentences", limit=eval_n,
+                                            with_transcripts=True),
+             "eval-voice": corpus.items(asr.model_id, "eval-voice", limit=eval_n,
+                                        with_transcripts=True),
+             "real": real.test}
+    for name, items in tests.items():
+        if not items:
+            raise ValueError(f"corpus {corpus.root}: no encoded and transcribed {name} "
+                             "utterances (run `tinyalign corpus build --stages synth encode "
+                             "transcribe`)")
+
+    def read_wer(model, items) -> float:
+        hyps = [read_text(model, it.features, embeddings.weight, embeddings.tokenizer)
+                for it in items]
+        return round(wer([it.text for it in items], hyps), 4)
+
+    plan = [(f"{n} utterances", n, None) for n in sizes if n <= len(train_all)]
+    plan += [(f"all but {e}", None, frozenset({e})) for e in leave_out]
+    skipped = [n for n in sizes if n > len(train_all)]
+    rows = []
+    for label, n, exclude in plan:
+        train, val = train_rows(train_all, engine_of, n, exclude or frozenset())
+        torch.manual_seed(0)
+        model = BridgeFormer(ProjectorConfig(asr_dim=asr.dim, llm_dim=embeddings.dim,
+                                             **RECIPE["projector"]))
+        cfg = TrainConfig(objective="embedlink", embedlink_epochs=epochs, lr=RECIPE["lr"],
+                          batch_size=RECIPE["batch_size"], seed=0, threads=threads)
+        t0 = time.perf_counter()
+        stage = Trainer(model, cfg, embeddings=embeddings,
+                        show_progress_bar=False).fit(train, val).stages[0]
+        served = as_projector(model.eval())
+        row = {"label": label, "train_utterances": len(train),
+               "distinct_sentences": len({it.text for it in train}),
+               "engines": sorted({engine_of[it.id] for it in train}),
+               "train_s": round(time.perf_counter() - t0, 1), "best_epoch": stage.best_epoch,
+               "val_loss": round(stage.best_val_loss, 4)}
+        for name, items in tests.items():
+            row[f"{name}_read_wer"] = read_wer(model, items)
+            row[f"{name}_wer"] = round(systems.wer("aligned", items, served), 4)
+        log(f"  curve {label}: {len(train)} utt, {row['train_s']} s, " + ", ".join(
+            f"{k} {v:.3f}" for k, v in row.items() if k.endswith("wer")))
+        rows.append(row)
+    cascade = {name: round(systems.wer("cascade", items), 4) for name, items in tests.items()}
+    return {"corpus": str(corpus.root), "epochs": epochs, "recipe": RECIPE,
+            "train_available": len(train_all), "sizes_skipped": skipped,
+            "test_utterances": {k: len(v) for k, v in tests.items()},
+            "cascade_wer": cascade, "rows": rows}

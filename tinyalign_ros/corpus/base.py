@@ -1,0 +1,127 @@
+"""The base projector trained on a built multi-voice corpus (`tinyalign make-base-projector
+--corpus DIR`; the corpus from `tinyalign corpus build`).
+
+1. the corpus's training split (encoded shards; the held-out voice family never trains), 3 % of
+   its sentences held out to pick the best epoch;
+2. EmbedLink (no LLM pass) with the design section's picks: length pooling, 1 layer;
+3. a cross-entropy finish through the frozen LLM on a slice of the corpus (CE costs ~15x more
+   per utterance on 2 cores: bench cost section), on the audio-only prompt;
+4. scored on the corpus's held-out sentences and held-out voice family (audio only, with the
+   transcript hint, and the cascade beside them), stored int8 with every voice's source and
+   licence in its metadata.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass
+class BaseRecipe:
+    embedlink_epochs: int = 10
+    ce_utterances: int = 3000          # CE finish on this many training utterances (0: none)
+    ce_epochs: int = 1
+    layers: int = 1
+    batch_size: int = 16
+    lr: float = 1e-3
+    ce_lr: float = 2e-4
+    eval_utterances: int = 100         # per held-out split, scored through the LLM
+    threads: int = 2
+    seed: int = 0
+
+
+def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRecipe | None = None,
+                        log=print) -> dict:
+    import torch
+
+    from ..core.assistant.checkpoint import Projector, ProjectorMeta, save_checkpoint
+    from ..core.assistant.llm import EmbeddingTable, FrozenLLM
+    from ..core.assistant.pipeline import Assistant
+    from ..core.assistant.projector import BridgeFormer, ProjectorConfig
+    from ..core.assistant.prompt import PromptBuilder, PromptConfig
+    from ..core.learning.data import split
+    from ..core.learning.train import TrainConfig, Trainer
+    from ..core.metrics import wer
+    from ..core.speech.asr import AsrFrontEnd
+    from .build import Corpus
+
+    r = recipe or BaseRecipe()
+    t_start = time.perf_counter()
+    torch.set_num_threads(r.threads)
+    corpus = Corpus(corpus_dir)
+    asr = AsrFrontEnd(cpu_threads=r.threads)
+    items = corpus.items(asr.model_id, "train")
+    if not items:
+        raise ValueError(f"{corpus_dir}: no encoded training utterances (tinyalign corpus build)")
+    if any(not v["permissive"] for v in corpus.plan["voices"] if not v["held_out"]):
+        raise ValueError(f"{corpus_dir} trains on non-permissive voices: not for the shipped "
+                         "base (build it without --all-licences)")
+    train, val = split(items, 0.03, r.seed)
+    log(f"corpus: {len(train)} training, {len(val)} validation utterances")
+
+    torch.manual_seed(r.seed)
+    emb = EmbeddingTable()
+    llm = FrozenLLM(threads=r.threads)
+    prompt_cfg = PromptConfig(transcript_hint=False)   # audio only; the hint is a serving switch
+    model = BridgeFormer(ProjectorConfig(asr_dim=asr.dim, llm_dim=emb.dim, layers=r.layers))
+
+    def progress(p):
+        if "val_loss" in p:
+            log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
+                            for k, v in p.items()}))
+    stages = {}
+    cfg = TrainConfig(objective="embedlink", embedlink_epochs=r.embedlink_epochs,
+                      batch_size=r.batch_size, lr=r.lr, seed=r.seed, threads=r.threads)
+    result = Trainer(model, cfg, emb, progress=progress, show_progress_bar=False).fit(train, val)
+    stages.update(result.summary())
+    if r.ce_utterances and r.ce_epochs:
+        ce_cfg = TrainConfig(objective="ce", ce_epochs=r.ce_epochs, batch_size=r.batch_size,
+                             lr=r.ce_lr, seed=r.seed, threads=r.threads)
+        result = Trainer(model, ce_cfg, emb, llm, PromptBuilder(llm.tokenizer, prompt_cfg),
+                         progress=progress, show_progress_bar=False).fit(
+            train[:r.ce_utterances], val[:200])
+        stages.update({f"finish_{k}": v for k, v in result.summary().items()})
+
+    meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=emb.model_id,
+                         projector=model.config.to_dict(), prompt=prompt_cfg.to_dict())
+    projector = Projector(model.eval(), meta)
+    metrics = evaluate(projector, corpus, asr, llm, r.eval_utterances)
+    metrics["wall_s"] = round(time.perf_counter() - t_start, 1)
+    voices = [v for v in corpus.plan["voices"] if not v["held_out"]]
+    meta.training = {"recipe": "tinyalign make-base-projector --corpus", **asdict(r),
+                     "corpus": corpus.status(asr.model_id), "train": len(train),
+                     "validation": len(val), "stages": stages,
+                     "sources": [{k: v[k] for k in ("family", "licence")} for v in voices],
+                     "voice_catalogue": "tinyalign_ros/corpus/VOICES.md"}
+    meta.metrics = metrics
+    save_checkpoint(projector, Path(out), int8=True)
+    log(json.dumps(metrics))
+    return metrics
+
+
+def evaluate(projector, corpus, asr, llm, n: int) -> dict:
+    """Audio-only, hinted and cascade WER of the repeat task on the corpus's held-out splits."""
+    from ..core.assistant.pipeline import Assistant
+    from ..core.assistant.prompt import PromptConfig
+    from ..core.metrics import wer
+
+    plain = Assistant(llm, PromptConfig(transcript_hint=False))
+    hinted = Assistant(llm, PromptConfig(transcript_hint=True))
+    out = {}
+    for split in ("eval-sentences", "eval-voice"):
+        items = corpus.items(asr.model_id, split, limit=n, with_transcripts=True)
+        if not items:
+            continue
+        refs = [it.text for it in items]
+        out[split] = {
+            "utterances": len(items),
+            "audio_only": round(wer(refs, [plain.respond_with(projector, it.features, "").text
+                                           for it in items]), 4),
+            "with_hint": round(wer(refs, [hinted.respond_with(projector, it.features,
+                                                              it.transcript).text
+                                          for it in items]), 4),
+            "cascade": round(wer(refs, [plain.respond_text(it.transcript).text
+                                        for it in items]), 4)}
+    return out
