@@ -55,7 +55,7 @@ base-projector: setup
 
 # The benchmark report (quality, training cost, footprint, latency; ~50 min on 2 cores), written
 # where docs/BENCHMARKS.md shows it. bench-quick: every section on a few utterances (~4 min).
-bench: setup
+bench: setup corpus-setup
 	$(ENV) && tinyalign bench --out docs/bench
 
 bench-quick: setup

@@ -37,6 +37,7 @@ class BenchConfig:
     synthetic_pool: int = 100
     synthetic_test: int = 25
     heldout_test: int = 40
+    heldout_voice: bool = True             # the corpus's held-out voice family as a user
     ks: tuple = (10, 25, 50, 100)
     hint_ks: tuple = (50,)
     intents_limit: int = 0                 # 0: all 40 utterances x 2 voices
@@ -66,7 +67,7 @@ class BenchConfig:
     def quick(cls) -> "BenchConfig":
         return cls(repeats=2, real_pool=10, real_test=4, synthetic_users=("croaky",),
                    synthetic_pool=10, synthetic_test=4, heldout_test=4, ks=(10,), hint_ks=(10,),
-                   intents_limit=6, max_new_tokens=16, cost_utterances=16, cost_epochs=1,
+                   heldout_voice=False, intents_limit=6, max_new_tokens=16, cost_utterances=16, cost_epochs=1,
                    one_b=False, convergence_k=10, convergence_val=3,
                    convergence_epochs={"embedlink": 2, "ce": 1}, footprint_corpus=40,
                    footprint_epochs=1, design_corpus=40, design_epochs=1,
@@ -102,6 +103,9 @@ class BenchContext:
         users = [speakers.real_speaker(self.asr, c.real_pool, c.real_test, n)]
         users += [speakers.synthetic_speaker(name, self.asr, c.synthetic_pool, c.synthetic_test,
                                              transcribed_pool=n) for name in c.synthetic_users]
+        if c.heldout_voice:
+            users.append(speakers.heldout_voice_family(self.asr, c.synthetic_pool,
+                                                       c.synthetic_test, transcribed_pool=n))
         return users + [speakers.heldout_base_voices(self.asr, c.heldout_test)]
 
     def heldout(self):

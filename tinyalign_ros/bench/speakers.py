@@ -72,6 +72,26 @@ def synthetic_speaker(name: str, asr, pool_n: int, test_n: int, seed: int = 100,
                      encode_examples(test_ex, asr, cache, with_transcripts=True))
 
 
+#: the corpus's held-out voice family (corpus.build.CorpusConfig): never in any training corpus
+HELD_OUT_FAMILY = "piper:joe"
+
+
+def heldout_voice_family(asr, pool_n: int, test_n: int, seed: int = 400,
+                         transcribed_pool: int = 0) -> BenchUser:
+    """A voice no corpus trains on (all its augmentations too), on test sentences: how the base
+    generalises to a new voice, and how adaptation helps it."""
+    from ..corpus.build import speak_to_folder
+
+    texts = held_out_texts(pool_n + test_n, seed)
+    work = corpus_dir(HELD_OUT_FAMILY.replace(":", "-"), texts, seed)
+    examples = load_examples(speak_to_folder(work, texts, HELD_OUT_FAMILY, seed))
+    pool_ex, test_ex = examples[:pool_n], examples[pool_n:]
+    cache = data_dir() / "cache" / "features"
+    return BenchUser(f"held-out voice ({HELD_OUT_FAMILY})", "synthetic-heldout-voice",
+                     _pool(pool_ex, asr, transcribed_pool),
+                     encode_examples(test_ex, asr, cache, with_transcripts=True))
+
+
 def heldout_base_voices(asr, test_n: int, seed: int = 300) -> BenchUser:
     """New sentences in the base recipe's own clean voices: how well the base generalises to
     sentences, apart from voices."""

@@ -118,6 +118,44 @@ def make_plan(config: CorpusConfig, voices: list | None = None) -> dict:
             "distinct_training_sentences": len(set(texts)), "rows": rows}
 
 
+def speak_to_folder(out_dir: str | os.PathLike, texts: list[str], family: str, seed: int = 0,
+                    clean_share: float = 0.4) -> Path:
+    """A small set of clips of one voice family (with the corpus's augmentations) as
+    out_dir/NNNNN.wav + data.jsonl, for bench speakers; clips already there are kept."""
+    import wave
+
+    from . import augment, engines
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    voice = engines.get_voice(family)
+    reason = engines.missing(voice)
+    if reason:
+        raise RuntimeError(f"voice {family}: {reason}")
+    others = [k for k in augment.KINDS if k != "clean"]
+    rng = random.Random(seed)
+    rows = []
+    for i, text in enumerate(texts):
+        utt_rng = random.Random(rng.getrandbits(32))
+        kind = "clean" if utt_rng.random() < clean_share else utt_rng.choice(others)
+        wav = out / f"{i:05d}.wav"
+        if not wav.is_file():
+            audio, _ = augment.augment(engines.synthesize(voice, text, utt_rng), utt_rng, kind)
+            pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+            def write(p, pcm=pcm):
+                with wave.open(str(p), "wb") as w:
+                    w.setnchannels(1)
+                    w.setsampwidth(2)
+                    w.setframerate(engines.SAMPLE_RATE)
+                    w.writeframes(pcm)
+            _atomic_write(wav, write)
+        rows.append({"audio": wav.name, "text": text, "id": f"{family}-{i:05d}", "augment": kind})
+    manifest = out / "data.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
 class Corpus:
     """A corpus folder: its plan, which shards each stage has written, and readers."""
 
