@@ -114,3 +114,53 @@ def test_export_user_log_to_mcap(tmp_path):
     assert upd.version == "v1" and bytes(upd.checkpoint) == b"checkpoint-bytes"
     assert main(["export", "--user", "../../etc", "--out", str(out),
                  "--store", str(tmp_path / "store")]) == 2
+
+
+def test_jobs_killed_mid_run_are_abandoned_at_recovery(tmp_path):
+    store = UtteranceStore(tmp_path)
+    store.start_job("j1", "alice")
+    store.start_job("j2", "bob")
+    store.finish_job("j2", "done", "ok")
+    (tmp_path / "users" / "alice" / "features").mkdir(parents=True)
+    (tmp_path / "users" / "alice" / "features" / ".tmp-half").write_bytes(b"half")
+    store.close()                                  # the process "dies" with j1 running
+    again = UtteranceStore(tmp_path)
+    assert again.job("j1").state == "running"      # a reader (export) changes nothing
+    abandoned, removed = again.recover()
+    assert [j.job_id for j in abandoned] == ["j1"] and len(removed) == 1
+    assert [j.state for j in again.jobs()] == ["abandoned", "done"]
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_a_cancelled_job_stores_no_projector(tmp_path):
+    store = UtteranceStore(tmp_path)
+    store.add_projector("alice", "v1", "", b"one", {}, make_current=True)
+    store.start_job("j1", "alice")
+    assert store.rollback("alice") is None         # rollback cancels alice's running job
+    assert store.job("j1").state == "cancelled"
+    with pytest.raises(StoreError, match="may not store"):
+        store.add_projector("alice", "v2", "v1", b"two", {}, make_current=True, job_id="j1")
+    assert [p.version for p in store.projectors("alice")] == ["v1"]
+    assert not (tmp_path / "users" / "alice" / "projectors" / "v2.safetensors").exists()
+    store.finish_job("j1", "done")                 # a cancelled job stays cancelled
+    assert store.job("j1").state == "cancelled"
+    store.start_job("j2", "bob")
+    store.forget("bob")
+    with pytest.raises(StoreError, match="may not store"):
+        store.add_projector("bob", "b1", "", b"x", {}, make_current=True, job_id="j2")
+    assert not (tmp_path / "users" / "bob").exists()
+
+
+def test_forget_leaves_no_trace_in_the_database_files(tmp_path):
+    store = UtteranceStore(tmp_path)
+    store.log("u1", "zed-4d2c", feats(), "secret phrase 4d2c", 0.9, "asr:8")
+    store.correct("zed-4d2c", "u1", "secret phrase 4d2c corrected")
+    store.start_job("j1", "zed-4d2c")
+    store.log("u2", "amy", feats(), "amy stays", 0.9, "asr:8")
+
+    def traces():
+        return [p.name for p in tmp_path.rglob("*") if p.is_file() and
+                (b"4d2c" in p.read_bytes())]
+    assert traces()                                # the check can fail
+    store.forget("zed-4d2c")
+    assert traces() == [] and store.count("amy") == 1

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode
 
-from tinyalign_ros.core.assistant.checkpoint import CheckpointError, load_checkpoint
+from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
 from tinyalign_ros.core.assistant.llm import EmbeddingTable, llm_id, loaded_llms, shared_llm
 from tinyalign_ros.core.assistant.pipeline import Assistant
 from tinyalign_ros.core.assistant.prompt import PromptConfig
@@ -74,9 +75,15 @@ class AdaptationNode(ManagedModels, LifecycleNode):
                                    goal_callback=self.on_goal,
                                    cancel_callback=lambda _: CancelResponse.ACCEPT,
                                    callback_group=group)
-        self._job_lock = threading.Lock()   # one training job at a time
+        # One training job at a time: whoever accepts a job (on_adapt, on_goal) takes the lock
+        # without waiting, in the same step as the check, and the job releases it when it ends.
+        self._job_lock = threading.Lock()
+        self._job: tuple[str, str] | None = None          # (job id, user) of the job in flight
         self._job_cancel: threading.Event | None = None
-        self._deactivating = False
+        self._cancel_reason = ""      # why the job in flight was cancelled (deactivate, forget)
+        # a store change and the projector update that announces it, one at a time: a job's
+        # update can never follow (and so undo) a rollback or forget-user of its user
+        self._user_lock = threading.Lock()
         self.logged = 0
         self.init_lifecycle(self.p.config(Lifecycle).autostart)
 
@@ -88,6 +95,7 @@ class AdaptationNode(ManagedModels, LifecycleNode):
                                "(set the projector parameter)")
         self.base = load_checkpoint(base_path, None, llm_model_id)
         self.store = UtteranceStore.from_config(self.p.config(StoreConfig))
+        self._recover()
         self._update_key = create_key(key_path(self.p.update_key_file))
         # shared_llm: in the single-process graph this is the response node's copy
         llm = shared_llm(self.models.llm_model or None, self.models.device)
@@ -97,6 +105,22 @@ class AdaptationNode(ManagedModels, LifecycleNode):
                                f"LLM {llm.model_id} on {llm.device} ({loaded_llms()} LLM(s) "
                                f"loaded in this process)")
         self._republish_current()
+
+    def _recover(self) -> None:
+        """Jobs the last process left running (killed mid-training) are reported abandoned."""
+        abandoned, removed = self.store.recover()
+        for job in abandoned:
+            self.get_logger().warning(
+                f"adaptation job {job.job_id} for {job.user_id!r} (started "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(job.started))}) was "
+                f"abandoned: the node stopped while it ran; the current projector is kept")
+        if removed:
+            self.get_logger().warning(f"removed {len(removed)} temporary file(s) of writes "
+                                      f"that were interrupted")
+        if abandoned:
+            self.diag.set(1, "abandoned adaptation jobs found at start",
+                          abandoned_jobs=", ".join(f"{j.job_id} ({j.user_id})"
+                                                   for j in abandoned))
 
     def free_models(self) -> None:
         self.assistant = self.embeddings = self.base = None
@@ -108,9 +132,18 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         """Deactivation: the training job in flight is cancelled (and reported so)."""
         cancel = self._job_cancel
         if cancel is not None and self._job_lock.locked():
-            self._deactivating = True
+            self._cancel_reason = DEACTIVATED
             cancel.set()
             self.get_logger().warning("deactivating: cancelling the adaptation job in flight")
+
+    def _cancel_user_job(self, user_id: str, why: str) -> None:
+        """Rollback / forget-user: a job of that user in flight stops and stores nothing (the
+        store refuses its projector too, should it be past training already)."""
+        job, cancel = self._job, self._job_cancel
+        if job is not None and job[1] == user_id and cancel is not None:
+            self._cancel_reason = f"cancelled: {why}; nothing was stored"
+            cancel.set()
+            self.get_logger().warning(f"cancelling adaptation job {job[0]}: {why}")
 
     def _store_or_refusal(self):
         """(store, '') when the log is open, else (None, why not)."""
@@ -150,11 +183,14 @@ class AdaptationNode(ManagedModels, LifecycleNode):
             res.success, res.message = False, why
             return res
         try:
-            n_utt, n_proj = store.forget(req.user_id)
-        except UserIdError as exc:
+            check_user_id(req.user_id)
+            self._cancel_user_job(req.user_id, f"{req.user_id!r} was forgotten meanwhile")
+            with self._user_lock:
+                n_utt, n_proj = store.forget(req.user_id)
+                self._publish(req.user_id, None)
+        except (UserIdError, StoreError) as exc:
             res.success, res.message = False, str(exc)
             return res
-        self._publish(req.user_id, None)
         res.success, res.utterances_deleted, res.projectors_deleted = True, n_utt, n_proj
         res.message = f"deleted {n_utt} utterances and {n_proj} projectors of {req.user_id!r}"
         self.get_logger().info(res.message)
@@ -166,11 +202,14 @@ class AdaptationNode(ManagedModels, LifecycleNode):
             res.success, res.message = False, why
             return res
         try:
-            parent = store.rollback(req.user_id)
-        except (StoreError, UserIdError) as exc:
+            check_user_id(req.user_id)
+            self._cancel_user_job(req.user_id, f"{req.user_id!r} was rolled back meanwhile")
+            with self._user_lock:
+                parent = store.rollback(req.user_id)
+                self._publish(req.user_id, parent)
+        except (StoreError, UserIdError, OSError) as exc:
             res.success, res.message = False, str(exc)
             return res
-        self._publish(req.user_id, parent)
         res.success = True
         res.version = parent.version if parent else ""
         res.message = f"{req.user_id!r} now on {res.version or 'the base projector'}"
@@ -223,42 +262,78 @@ class AdaptationNode(ManagedModels, LifecycleNode):
             return self.base
         try:
             return load_checkpoint(record.path, None, self.base.meta.llm_model_id)
-        except CheckpointError as exc:
+        except Exception as exc:   # CheckpointError, or torch refusing a tampered file
             self.get_logger().error(f"{user_id}'s projector unusable ({exc}); starting from base")
             return self.base
 
+    def _busy(self) -> str:
+        job = self._job
+        who = f" (job {job[0]} for {job[1]!r})" if job else ""
+        return f"a training job is already running{who}; one job at a time: try again when it ends"
+
     def _run_job(self, job_id: str, user_id: str, config: AdaptConfig, progress=None,
                  cancel=None):
+        """Runs with ``_job_lock`` held (taken by on_adapt / on_goal) and releases it."""
         cancel = cancel or threading.Event()
-        with self._job_lock, self.models_lock:
-            if not self.active or self.assistant is None:
-                return None, self.inactive_reason()
-            self._job_cancel, self._deactivating = cancel, False
-            prompt = self.p.config(PromptConfig)
-            if prompt != self.assistant.prompt.config:   # task or hint changed live
-                self.assistant.set_prompt(prompt)
-            self.assistant.max_new_tokens = self.p.max_new_tokens
-            self.diag.set(0, f"adapting {user_id}", job=job_id)
-            try:
-                result = adapt_user(self.store, user_id, self._current(user_id), self.assistant,
-                                    self.embeddings, self.base.meta.asr_model_id, config,
-                                    progress, cancel)
-            except (AdaptationError, StoreError, ValueError) as exc:
-                if self._deactivating:
-                    exc = "cancelled: the node was deactivated; the current projector is kept"
-                self.get_logger().error(f"adaptation {job_id} for {user_id!r} failed: {exc}")
-                return None, str(exc)
-            finally:
-                self._job_cancel = None
-            if not result.success and self._deactivating:
-                message = "cancelled: the node was deactivated; the current projector is kept"
-                self.get_logger().warning(f"adaptation {job_id} for {user_id!r}: {message}")
-                return result, message
-            if result.published:
-                self._publish(user_id, self.store.current_projector(user_id), result.checkpoint)
-            self.get_logger().info(f"adaptation {job_id} for {user_id!r}: {result.message}")
-            self.diag.set(0, self.state, last_job=job_id)
-            return result, result.message
+        try:
+            self._job, self._job_cancel, self._cancel_reason = (job_id, user_id), cancel, ""
+            with self.models_lock:
+                return self._train(job_id, user_id, config, progress, cancel)
+        finally:
+            self._job = self._job_cancel = None
+            self._job_lock.release()
+
+    def _train(self, job_id: str, user_id: str, config: AdaptConfig, progress, cancel):
+        if not self.active or self.assistant is None:
+            return None, self.inactive_reason()
+        prompt = self.p.config(PromptConfig)
+        if prompt != self.assistant.prompt.config:   # task or hint changed live
+            self.assistant.set_prompt(prompt)
+        self.assistant.max_new_tokens = self.p.max_new_tokens
+        try:
+            self.store.start_job(job_id, user_id)
+        except StoreError as exc:
+            message = f"the job could not be recorded, not started: {exc}"
+            self.get_logger().error(f"adaptation {job_id} for {user_id!r}: {message}")
+            return None, message
+        self.diag.set(0, f"adapting {user_id}", job=job_id, job_state="running")
+        result, state = None, "failed"
+        try:
+            result = adapt_user(self.store, user_id, self._current(user_id), self.assistant,
+                                self.embeddings, self.base.meta.asr_model_id, config,
+                                progress, cancel, job_id=job_id)
+            message = result.message
+            state = "done" if result.success else "cancelled"
+        except (AdaptationError, StoreError, ValueError, OSError) as exc:
+            message = str(exc)
+        except Exception as exc:   # a bug must not leave the job "running" nor kill the node
+            self.get_logger().error(f"adaptation {job_id} crashed: {exc!r}")
+            message = f"{type(exc).__name__}: {exc}"
+        if cancel.is_set() and state != "done":
+            state, message = "cancelled", self._cancel_reason or message
+        if state == "done" and result.published:
+            with self._user_lock:   # not after (and so undoing) a rollback / forget-user
+                record = self.store.current_projector(user_id)
+                if record is not None and record.version == result.version:
+                    self._publish(user_id, record, result.checkpoint)
+                else:
+                    result.published = False
+                    message += ("; not published: the user was rolled back or forgotten "
+                                "meanwhile")
+        try:
+            self.store.finish_job(job_id, state, message)
+        except StoreError as exc:
+            self.get_logger().warning(f"could not record the end of job {job_id}: {exc}")
+        # (one call site per severity: rclpy refuses to change a call site's severity)
+        text = f"adaptation {job_id} for {user_id!r} {'ended' if state == 'done' else state}: "
+        if state == "done":
+            self.get_logger().info(text + message)
+        elif state == "cancelled":
+            self.get_logger().warning(text + message)
+        else:
+            self.get_logger().error(text + message)
+        self.diag.set(0, self.state, last_job=job_id, last_job_state=state)
+        return result, message
 
     def on_adapt(self, req, res):
         try:
@@ -267,18 +342,36 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         except (UserIdError, ValueError) as exc:
             res.accepted, res.message = False, str(exc)
             return res
-        if self._job_lock.locked():
-            res.accepted, res.message = False, "a training job is already running; try later"
-            return res
         if not self.active:
             res.accepted, res.message = False, self.inactive_reason()
             return res
+        if not self._job_lock.acquire(blocking=False):   # check and take in one step
+            res.accepted, res.message = False, self._busy()
+            return res
         job_id = uuid.uuid4().hex[:8]
-        threading.Thread(target=self._run_job, args=(job_id, req.user_id, config),
-                         daemon=True).start()
+        self._job = (job_id, req.user_id)
+        try:
+            threading.Thread(target=self._run_job, args=(job_id, req.user_id, config),
+                             daemon=True).start()
+        except BaseException:
+            self._job = None
+            self._job_lock.release()
+            raise
         res.accepted, res.job_id = True, job_id
         res.message = f"adapting {req.user_id!r} in the background (job {job_id})"
+        res.message += self._last_abandoned(req.user_id)
         return res
+
+    def _last_abandoned(self, user_id: str) -> str:
+        store = self.store
+        try:
+            jobs = [j for j in store.jobs(user_id) if j.state != "running"] if store else []
+        except Exception:   # informative only
+            return ""
+        if jobs and jobs[-1].state == "abandoned":
+            return (f"; the previous job {jobs[-1].job_id} was abandoned (the node stopped "
+                    f"while it ran)")
+        return ""
 
     def on_goal(self, goal):
         try:
@@ -286,7 +379,11 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         except UserIdError as exc:
             self.get_logger().error(f"adapt goal refused: {exc}")
             return GoalResponse.REJECT
-        return GoalResponse.REJECT if self._job_lock.locked() else GoalResponse.ACCEPT
+        if not self._job_lock.acquire(blocking=False):   # released by execute_goal's job
+            self.get_logger().warning(f"adapt goal for {goal.user_id!r} refused: {self._busy()}")
+            return GoalResponse.REJECT
+        self._job = ("(starting)", goal.user_id)
+        return GoalResponse.ACCEPT
 
     def execute_goal(self, goal_handle):
         req = goal_handle.request
@@ -309,6 +406,8 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         try:
             config = self._config(req)
         except ValueError as exc:
+            self._job = None
+            self._job_lock.release()
             goal_handle.abort()
             out.message = str(exc)
             return out
@@ -328,6 +427,9 @@ class AdaptationNode(ManagedModels, LifecycleNode):
     def close(self) -> None:
         with self.models_lock:
             self.free_models()
+
+
+DEACTIVATED = "cancelled: the node was deactivated; the current projector is kept"
 
 
 def main(args=None) -> int:

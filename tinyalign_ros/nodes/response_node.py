@@ -109,8 +109,9 @@ class ResponseNode(ManagedModels, LifecycleNode):
         try:
             self.projectors.set_base(load_checkpoint(path, None, self.projectors.llm_model_id),
                                      str(path))
-        except CheckpointError as exc:
-            self.get_logger().error(f"base projector unusable: {exc}")
+        except Exception as exc:   # CheckpointError; torch's RuntimeError for tampered shapes
+            self.get_logger().error(f"base projector unusable, answering in cascade mode until "
+                                    f"a projector update arrives: {exc}")
             return
         self.get_logger().info(f"base projector {self.projectors.base.version} from {path}")
 
@@ -158,8 +159,9 @@ class ResponseNode(ManagedModels, LifecycleNode):
         try:
             self.projectors.put(msg.user_id, from_bytes(bytes(msg.checkpoint)),
                                 f"projector update for {msg.user_id!r}")
-        except (CheckpointError, ValueError) as exc:
-            self.get_logger().error(f"ignoring projector update for {msg.user_id!r}: {exc}")
+        except Exception as exc:   # CheckpointError; torch's RuntimeError for tampered shapes
+            self.get_logger().error(f"ignoring projector update for {msg.user_id!r} (the user "
+                                    f"keeps the projector they had): {exc}")
             if self._updates.get(msg.user_id) is msg:   # not kept for the next configure
                 del self._updates[msg.user_id]
             return

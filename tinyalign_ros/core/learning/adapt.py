@@ -120,8 +120,12 @@ def score(assistant, projector: Projector, items: list[FeatureItem],
 def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistant, embeddings,
                asr_model_id: str, config: AdaptConfig,
                progress: Callable[[dict], None] | None = None,
-               cancel: threading.Event | None = None) -> AdaptResult:
-    """Train a copy of ``current`` on the user's log; keep it only if it beats ``current``."""
+               cancel: threading.Event | None = None, job_id: str | None = None) -> AdaptResult:
+    """Train a copy of ``current`` on the user's log; keep it only if it beats ``current``.
+
+    ``job_id``: the job recorded in the store (``UtteranceStore.start_job``); the projector is
+    stored only while that job is still running there (not after a rollback or forget-user of
+    the user cancelled it)."""
     cancel = cancel or threading.Event()
     t0 = time.perf_counter()
     report = progress or (lambda p: None)
@@ -181,7 +185,9 @@ def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistan
     else:
         msg = (f"kept the current projector: new WER {after:.3f} is not below "
                f"{before:.3f} on {len(val)} held-out utterances")
+    if cancel.is_set():
+        return AdaptResult(False, False, message="cancelled; the current projector is kept")
     store.add_projector(user_id, meta.version, current.version, data, metrics,
-                        make_current=publish)
+                        make_current=publish, job_id=job_id)
     return AdaptResult(True, publish, meta.version, msg, metrics, data if publish else b"",
                        candidate)

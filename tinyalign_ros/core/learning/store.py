@@ -5,6 +5,12 @@ SQLite in WAL mode for the index (a crash mid-write loses at most the row being 
 one file per utterance's features, written to a temporary name and renamed, so no reader ever
 sees half a file. Bounded per user (oldest uncorrected utterances go first). User ids are
 checked before they touch a path.
+
+Adaptation jobs are recorded too (``jobs``: running / done / failed / cancelled / abandoned), so
+a job whose process was killed is reported as abandoned by the next start (``recover``), and a
+job that was cancelled (by rollback or forget-user of its user) can no longer store a
+projector. Deleted rows are overwritten (``secure_delete``) and ``forget`` empties the WAL, so a
+forgotten user's transcripts do not linger in the database files.
 """
 from __future__ import annotations
 
@@ -46,7 +52,17 @@ CREATE TABLE IF NOT EXISTS projectors (
     current INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS projectors_user ON projectors(user_id, created);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL,
+    state TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user_id, started);
 """
+JOB_STATES = ("running", "done", "failed", "cancelled", "abandoned")
 
 
 class StoreError(RuntimeError):
@@ -87,6 +103,16 @@ class LoggedUtterance:
 
 
 @dataclass
+class JobRecord:
+    job_id: str
+    user_id: str
+    started: float
+    finished: float | None
+    state: str
+    message: str
+
+
+@dataclass
 class ProjectorRecord:
     version: str
     user_id: str
@@ -113,7 +139,28 @@ class UtteranceStore:
                                    isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA secure_delete=ON")    # deleted rows are overwritten, not left
         self._db.executescript(SCHEMA)
+
+    def recover(self) -> tuple[list[JobRecord], list[Path]]:
+        """After a start (the node's, not a reader's such as ``tinyalign export``): jobs still
+        marked running were in a process that died (kill -9, power loss): they become
+        ``abandoned``; temporary files of interrupted writes are removed. Returns both."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, user_id, started, finished, state, message FROM jobs "
+                "WHERE state='running' ORDER BY started").fetchall()
+            self._db.execute(
+                "UPDATE jobs SET state='abandoned', finished=?, message='the process stopped "
+                "while the job ran (killed or crashed); the current projector was kept' "
+                "WHERE state='running'", (time.time(),))
+        removed = []
+        users = self.root / "users"
+        if users.is_dir():
+            for tmp in users.glob("*/*/.tmp-*"):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+        return [JobRecord(*r) for r in rows], removed
 
     def close(self) -> None:
         with self._lock:
@@ -128,19 +175,38 @@ class UtteranceStore:
             raise StoreError(f"disk nearly full at {self.root}: {free_mb:.0f} MB free "
                              f"(< {self.min_free_mb} MB); not logging")
 
+    def _execute(self, sql: str, args=()):
+        """One statement under the lock; SQLite failures (a full disk: 'database or disk is
+        full') become StoreError, so callers need to know one error type."""
+        with self._lock:
+            try:
+                return self._db.execute(sql, args)
+            except sqlite3.Error as exc:
+                raise StoreError(f"store database {self.root / 'store.sqlite'}: {exc}") from exc
+
     @staticmethod
     def _atomic_write(path: Path, write) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        """Write to a temporary name, fsync, rename: the real name only ever holds a whole
+        file. Any OSError (ENOSPC: disk full) becomes StoreError, the temporary file gone."""
+        tmp = None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
             with os.fdopen(fd, "wb") as f:
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
+        except BaseException as exc:
+            if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):    # ENOSPC, EIO, ...: nothing was left behind
+                try:
+                    free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free"
+                except OSError:
+                    free = "free space unknown"
+                raise StoreError(f"could not write {path.name}: {exc.strerror or exc} "
+                                 f"({free}); nothing was kept") from exc
             raise
 
     # ---- utterances
@@ -152,32 +218,37 @@ class UtteranceStore:
         self._check_space()
         path = self.user_dir(user_id) / "features" / f"{utterance_id}.npy"
         self._atomic_write(path, lambda f: np.save(f, np.asarray(features, np.float16)))
-        with self._lock:
-            self._db.execute(
+        try:
+            self._execute(
                 "INSERT OR REPLACE INTO utterances VALUES (?,?,?,?,?,NULL,?,?,?)",
                 (utterance_id, user_id, time.time() if created is None else created,
                  transcript, float(confidence),
                  asr_model_id, int(features.shape[0]), str(path)))
+        except StoreError:
+            path.unlink(missing_ok=True)     # no file without its row
+            raise
         self._enforce_retention(user_id)
 
     def _enforce_retention(self, user_id: str) -> None:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT utterance_id, features_path FROM utterances WHERE user_id=? "
-                "ORDER BY (corrected_text IS NOT NULL) DESC, created DESC LIMIT -1 OFFSET ?",
-                (user_id, self.max_per_user)).fetchall()
-            for uid, path in rows:
-                self._db.execute("DELETE FROM utterances WHERE utterance_id=?", (uid,))
-                Path(path).unlink(missing_ok=True)
+            try:
+                rows = self._db.execute(
+                    "SELECT utterance_id, features_path FROM utterances WHERE user_id=? "
+                    "ORDER BY (corrected_text IS NOT NULL) DESC, created DESC LIMIT -1 OFFSET ?",
+                    (user_id, self.max_per_user)).fetchall()
+                for uid, path in rows:
+                    self._db.execute("DELETE FROM utterances WHERE utterance_id=?", (uid,))
+                    Path(path).unlink(missing_ok=True)
+            except sqlite3.Error as exc:
+                raise StoreError(f"store database: {exc} (retention not applied)") from exc
 
     def correct(self, user_id: str, utterance_id: str, text: str) -> None:
         check_user_id(user_id)
         if not text.strip():
             raise StoreError("empty correction")
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE utterances SET corrected_text=? WHERE utterance_id=? AND user_id=?",
-                (text.strip(), utterance_id, user_id))
+        cur = self._execute(
+            "UPDATE utterances SET corrected_text=? WHERE utterance_id=? AND user_id=?",
+            (text.strip(), utterance_id, user_id))
         if cur.rowcount == 0:
             raise StoreError(f"no logged utterance {utterance_id!r} of user {user_id!r}")
 
@@ -203,6 +274,41 @@ class UtteranceStore:
                 out.append(u)
         return out
 
+    # ---- adaptation jobs
+    def start_job(self, job_id: str, user_id: str) -> None:
+        check_user_id(user_id)
+        self._execute("INSERT INTO jobs (job_id, user_id, started, state) VALUES (?,?,?,?)",
+                      (job_id, user_id, time.time(), "running"))
+
+    def finish_job(self, job_id: str, state: str, message: str = "") -> None:
+        """Record how a running job ended (a job already cancelled keeps that state)."""
+        if state not in JOB_STATES or state == "running":
+            raise ValueError(f"job state must be one of {JOB_STATES[1:]}, got {state!r}")
+        self._execute("UPDATE jobs SET state=?, finished=?, message=? "
+                      "WHERE job_id=? AND state='running'",
+                      (state, time.time(), message[:500], job_id))
+
+    def job(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT job_id, user_id, started, finished, state, message "
+                                   "FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return JobRecord(*row) if row else None
+
+    def jobs(self, user_id: str | None = None) -> list[JobRecord]:
+        """Every recorded job (of one user), oldest first."""
+        sql = "SELECT job_id, user_id, started, finished, state, message FROM jobs"
+        args: tuple = ()
+        if user_id is not None:
+            sql, args = sql + " WHERE user_id=?", (check_user_id(user_id),)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY started", args).fetchall()
+        return [JobRecord(*r) for r in rows]
+
+    def _cancel_jobs(self, user_id: str, why: str) -> None:
+        """Under the lock: a running job of the user may no longer store a projector."""
+        self._db.execute("UPDATE jobs SET state='cancelled', finished=?, message=? "
+                         "WHERE user_id=? AND state='running'", (time.time(), why, user_id))
+
     def users(self) -> list[str]:
         """Every user with logged utterances or projectors, sorted."""
         with self._lock:
@@ -217,16 +323,34 @@ class UtteranceStore:
 
     # ---- projectors
     def add_projector(self, user_id: str, version: str, parent_version: str, data: bytes,
-                      metrics: dict, make_current: bool) -> Path:
+                      metrics: dict, make_current: bool, job_id: str | None = None) -> Path:
+        """Store a projector version. With ``job_id`` only while that job is still running: a
+        job cancelled by rollback or forget-user of its user stores nothing (checked and
+        written under the lock, so forget/rollback and this never interleave)."""
         self._check_space()
         path = self.user_dir(user_id) / "projectors" / f"{version}.safetensors"
-        self._atomic_write(path, lambda f: f.write(data))
         with self._lock:
-            if make_current:
-                self._db.execute("UPDATE projectors SET current=0 WHERE user_id=?", (user_id,))
-            self._db.execute("INSERT OR REPLACE INTO projectors VALUES (?,?,?,?,?,?,?)",
-                             (version, user_id, parent_version, time.time(), str(path),
-                              json.dumps(metrics), int(make_current)))
+            if job_id is not None:
+                row = self._db.execute("SELECT state, message FROM jobs WHERE job_id=?",
+                                       (job_id,)).fetchone()
+                if row is None or row[0] != "running":
+                    why = f"{row[0]}: {row[1]}" if row else "no longer recorded"
+                    raise StoreError(f"job {job_id} may not store a projector ({why})")
+            self._atomic_write(path, lambda f: f.write(data))
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                if make_current:
+                    self._db.execute("UPDATE projectors SET current=0 WHERE user_id=?",
+                                     (user_id,))
+                self._db.execute("INSERT OR REPLACE INTO projectors VALUES (?,?,?,?,?,?,?)",
+                                 (version, user_id, parent_version, time.time(), str(path),
+                                  json.dumps(metrics), int(make_current)))
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                path.unlink(missing_ok=True)
+                raise StoreError(f"store database: {exc}; the projector was not kept") from exc
         return path
 
     def projectors(self, user_id: str) -> list[ProjectorRecord]:
@@ -250,19 +374,44 @@ class UtteranceStore:
         parent = next((p for p in self.projectors(user_id)
                        if p.version == current.parent_version), None)
         with self._lock:
-            self._db.execute("UPDATE projectors SET current=0 WHERE user_id=?", (user_id,))
-            if parent is not None:
-                self._db.execute("UPDATE projectors SET current=1 WHERE version=?",
-                                 (parent.version,))
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("UPDATE projectors SET current=0 WHERE user_id=?", (user_id,))
+                if parent is not None:
+                    self._db.execute("UPDATE projectors SET current=1 WHERE version=?",
+                                     (parent.version,))
+                self._cancel_jobs(user_id, "the user's projector was rolled back meanwhile")
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"store database: {exc}; nothing was rolled back") from exc
         return parent
 
     def forget(self, user_id: str) -> tuple[int, int]:
         """Delete everything stored about a user; returns (utterances, projectors) deleted."""
         check_user_id(user_id)
         with self._lock:
-            n_utt = self._db.execute("DELETE FROM utterances WHERE user_id=?",
-                                     (user_id,)).rowcount
-            n_proj = self._db.execute("DELETE FROM projectors WHERE user_id=?",
-                                      (user_id,)).rowcount
-        shutil.rmtree(self.user_dir(user_id), ignore_errors=True)
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                # a running job of the user can no longer store (add_projector checks under
+                # this lock); then every row of the user goes
+                self._cancel_jobs(user_id, "the user was forgotten meanwhile")
+                n_utt = self._db.execute("DELETE FROM utterances WHERE user_id=?",
+                                         (user_id,)).rowcount
+                n_proj = self._db.execute("DELETE FROM projectors WHERE user_id=?",
+                                          (user_id,)).rowcount
+                self._db.execute("DELETE FROM jobs WHERE user_id=?", (user_id,))
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"store database: {exc}; nothing was forgotten") from exc
+            shutil.rmtree(self.user_dir(user_id), ignore_errors=True)
+            # the WAL still holds the deleted rows' old pages: copy back and empty it (a
+            # reader, e.g. a running export, can delay that: try a few times)
+            for _ in range(20):
+                if self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0:
+                    break
+                time.sleep(0.05)
         return n_utt, n_proj
