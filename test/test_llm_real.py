@@ -52,3 +52,26 @@ def test_repeat_answer_is_a_single_line(assistant):
     long = chatty.respond_text(SENTENCES[0])
     assert long.text.startswith(reply.text) and "\n" in long.text.strip(), long.text
     assert len(long.generation.token_ids) > len(reply.generation.token_ids)
+
+
+def test_closed_gate_answers_exactly_as_the_cascade(assistant):
+    """The hybrid input (issue 11): audio tokens before the transcript, behind an attention
+    gate. Closed, the LLM computes the cascade's reply token for token; open, the audio tokens
+    reach it (here an untrained projector's: they change some replies)."""
+    import numpy as np
+    import torch
+
+    from tinyalign_ros.core.assistant.projector import BridgeFormer, ProjectorConfig
+    from tinyalign_ros.bench.quality import as_projector
+
+    torch.manual_seed(0)
+    projector = as_projector(BridgeFormer(ProjectorConfig(llm_dim=assistant.llm.dim)).eval())
+    features = np.random.default_rng(0).standard_normal((120, 384)).astype(np.float32)
+    changed = 0
+    for s in SENTENCES:
+        cascade = assistant.respond_text(s).generation.token_ids
+        closed = assistant.respond_hybrid(projector, features, s)
+        assert closed.generation.token_ids == cascade, (s, closed.text)
+        opened = assistant.respond_hybrid(projector, features, s, gate_bias=0.0)
+        changed += opened.generation.token_ids != cascade
+    assert changed >= 1

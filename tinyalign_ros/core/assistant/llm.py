@@ -98,6 +98,61 @@ class Generation:
         return len(self.token_ids) / self.decode_s if self.decode_s > 0 else 0.0
 
 
+@dataclass
+class Gate:
+    """Audio tokens that the rest of the sequence sees through a gate: an additive attention
+    bias on them as keys (log of the gate: 0 = open, -inf = closed), for every query after
+    them. The other inputs keep the positions they would have without the gated tokens, so with
+    every gate closed the model computes exactly what it computes on the ungated text alone
+    (the cascade). ``start``: index of the first gated token among the new inputs;
+    ``bias``: (k,) per gated token; ``positions``: (k,) their position offsets from ``start``'s
+    position (e.g. spread over the transcript span they accompany)."""
+    start: int
+    bias: torch.Tensor
+    positions: torch.Tensor
+
+    def __post_init__(self):
+        self._key_bias = None      # (total,) bias of every cached key, filled by prefill
+        self._next_position = 0
+
+    def prefill_inputs(self, past_len: int, n: int, device, dtype) -> dict:
+        k = int(self.bias.shape[0])
+        if not 0 <= self.start <= n - k:
+            raise ValueError(f"gated tokens [{self.start}, {self.start + k}) outside the "
+                             f"{n} inputs")
+        key_bias = torch.zeros(past_len + n, dtype=dtype, device=device)
+        key_bias[past_len + self.start:past_len + self.start + k] = self.bias.to(device, dtype)
+        causal = torch.full((n, past_len + n), float("-inf"), dtype=dtype, device=device)
+        causal = torch.triu(causal, diagonal=past_len + 1)       # row i sees keys <= past_len+i
+        mask = causal + key_bias.view(1, -1)
+        # a gated token's own row must see itself and the prefix unbiased (no all -inf row)
+        rows = torch.arange(self.start, self.start + k, device=device)
+        mask[rows, past_len + rows] = 0.0
+        # positions: ungated inputs as if the gated ones were absent; gated ones at start + offset
+        plain = torch.ones(n, dtype=torch.bool, device=device)
+        plain[self.start:self.start + k] = False
+        pos = torch.empty(n, dtype=torch.long, device=device)
+        pos[plain] = past_len + torch.arange(n - k, device=device)
+        pos[~plain] = past_len + self.start + self.positions.to(device).long()
+        self._key_bias = key_bias
+        self._next_position = past_len + n - k
+        return {"attention_mask": mask.view(1, 1, n, past_len + n),
+                "position_ids": pos.view(1, n)}
+
+    def step_inputs(self, total: int, device, dtype) -> dict:
+        """One decoding step: the new token attends every cached key with its bias."""
+        if self._key_bias is None:
+            raise RuntimeError("Gate.step_inputs before prefill_inputs")
+        grow = total - self._key_bias.shape[0]
+        if grow > 0:
+            self._key_bias = torch.cat([self._key_bias,
+                                        torch.zeros(grow, dtype=dtype, device=device)])
+        pos = torch.tensor([[self._next_position]], device=device)
+        self._next_position += 1
+        return {"attention_mask": self._key_bias[:total].view(1, 1, 1, total),
+                "position_ids": pos}
+
+
 class FrozenLLM:
     """A causal LM used read-only: embeddings in, greedy text out."""
 
@@ -149,26 +204,32 @@ class FrozenLLM:
         return self.embedding(torch.as_tensor(ids, dtype=torch.long, device=self.device))
 
     @torch.inference_mode()
-    def prefill(self, embeds: torch.Tensor, cache=None):
-        """Run (1, n, dim) embeddings through the model; return (logits of last, cache)."""
+    def prefill(self, embeds: torch.Tensor, cache=None, gate: "Gate | None" = None):
+        """Run (1, n, dim) embeddings through the model; return (logits of last, cache).
+        ``gate``: an additive attention bias on some of these inputs as keys, and their
+        positions (see Gate); None runs them as plain causal input."""
         past = copy.deepcopy(cache) if cache is not None else None
         past_len = past.get_seq_length() if past is not None else 0
         n = embeds.shape[1]
-        attn = torch.ones(1, past_len + n, dtype=torch.long, device=self.device)
-        out = self.model(inputs_embeds=embeds.to(self.device, self.dtype), attention_mask=attn,
-                         past_key_values=past, use_cache=True)
+        if gate is None:
+            kwargs = {"attention_mask": torch.ones(1, past_len + n, dtype=torch.long,
+                                                   device=self.device)}
+        else:
+            kwargs = gate.prefill_inputs(past_len, n, self.device, self.dtype)
+        out = self.model(inputs_embeds=embeds.to(self.device, self.dtype),
+                         past_key_values=past, use_cache=True, **kwargs)
         return out.logits[:, -1], out.past_key_values
 
     @torch.inference_mode()
     def generate(self, embeds: torch.Tensor, max_new_tokens: int = 48, cache=None,
                  on_token: Callable[[str], None] | None = None,
-                 single_line: bool = False) -> Generation:
+                 single_line: bool = False, gate: "Gate | None" = None) -> Generation:
         """Greedy decoding from (1, n, dim) input embeddings, appended to an optional cached
         prefix (its KV cache is copied, so one prefix serves every request). ``single_line``:
         the answer ends at its first line break (a verbatim repeat is one line; small LLMs
         tend to add a chatty second paragraph)."""
         t0 = time.perf_counter()
-        logits, past = self.prefill(embeds, cache)
+        logits, past = self.prefill(embeds, cache, gate)
         t_prefill = time.perf_counter() - t0
         ids: list[int] = []
         text_so_far = ""
@@ -193,9 +254,11 @@ class FrozenLLM:
                     on_token(text[len(text_so_far):])
                     text_so_far = text
             total += 1
-            attn = torch.ones(1, total, dtype=torch.long, device=self.device)
+            step_inputs = ({"attention_mask": torch.ones(1, total, dtype=torch.long,
+                                                         device=self.device)} if gate is None
+                           else gate.step_inputs(total, self.device, self.dtype))
             out = self.model(input_ids=torch.tensor([[next_id]], device=self.device),
-                             attention_mask=attn, past_key_values=past, use_cache=True)
+                             past_key_values=past, use_cache=True, **step_inputs)
             logits, past = out.logits[:, -1], out.past_key_values
         decode_s = time.perf_counter() - t0 - t_prefill
         text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()

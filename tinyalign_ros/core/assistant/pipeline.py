@@ -169,7 +169,7 @@ class Assistant:
         return tokens[0][mask[0]]
 
     def _generate(self, builder: PromptBuilder, middle: torch.Tensor, suffix_ids, on_token,
-                  max_new_tokens, projector: Projector | None = None) -> Generation:
+                  max_new_tokens, projector: Projector | None = None, gate=None) -> Generation:
         suffix = self.llm.embed_ids(suffix_ids)
         embeds = torch.cat([middle.to(self.llm.dtype), suffix]).unsqueeze(0)
         with self.llm.lock:   # the adapter chosen here is the one the generation runs under
@@ -182,7 +182,7 @@ class Assistant:
                     cache = self._prefix_cache(builder, adapter)
                     return self.llm.generate(embeds, max_new_tokens or self.max_new_tokens,
                                              cache=cache, on_token=on_token,
-                                             single_line=builder.config.single_line)
+                                             single_line=builder.config.single_line, gate=gate)
             finally:
                 self._free_retired()
 
@@ -205,6 +205,31 @@ class Assistant:
         projector_s = time.perf_counter() - t0
         gen = self._generate(builder, audio_tokens, builder.suffix_ids(transcript), on_token,
                              max_new_tokens, projector)
+        return Reply(gen.text, gen, projector_s, projector.version)
+
+    def respond_hybrid(self, projector: Projector, features: np.ndarray, transcript: str,
+                       gate_bias: float | torch.Tensor = float("-inf"),
+                       on_token: Callable[[str], None] | None = None,
+                       max_new_tokens: int | None = None) -> Reply:
+        """The cascade's prompt and transcript, plus the projector's audio tokens placed before
+        the transcript and seen by the LLM only through an attention gate (llm.Gate): bias 0
+        is open, -inf closed, per audio token or one for all. With the gate closed the reply is
+        the cascade's (the same tokens); the audio can only add to what the transcript says.
+        Each audio token takes the position of the transcript stretch it accompanies."""
+        from .llm import Gate
+
+        ids = self.llm.tokenizer(transcript, add_special_tokens=False).input_ids
+        t0 = time.perf_counter()
+        audio = self.project(features, projector)
+        projector_s = time.perf_counter() - t0
+        k = audio.shape[0]
+        bias = torch.as_tensor(gate_bias, dtype=torch.float32).expand(k).clone()
+        span = max(len(ids) - 1, 0)
+        gate = Gate(0, bias, torch.linspace(0, span, k).round())
+        with torch.inference_mode():
+            middle = torch.cat([audio.to(self.llm.dtype), self.llm.embed_ids(ids)])
+        gen = self._generate(self.text_prompt, middle, self.text_prompt.suffix_ids(None),
+                             on_token, max_new_tokens, gate=gate)
         return Reply(gen.text, gen, projector_s, projector.version)
 
     def respond_text(self, text: str, on_token: Callable[[str], None] | None = None,
