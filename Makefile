@@ -9,7 +9,7 @@ help:
 	@echo "make demo    setup, then run the ROS graph on sample speech and print what it heard"
 	@echo "make test    setup, then run the test suite"
 	@echo "make test-fast  the suite without the slow end-to-end tests (edit loop; no setup)"
-	@echo "make faults  bad audio and messages against the running nodes: N tried, N survived, N lost"
+	@echo "make faults  bad input, storage faults, concurrency and privacy against the running nodes"
 	@echo "make build   colcon build only"
 	@echo "make clean   remove build/ install/ log/ (and the -jazzy ones)"
 	@echo "make setup-jazzy  the same setup for ROS 2 Jazzy (LTS): a second venv, build-jazzy/ install-jazzy/"
@@ -28,7 +28,8 @@ demo: setup
 test: setup corpus-setup
 	$(ENV) && python -m pytest test
 
-# Bad input against the real node processes, case by case (scripts/faults.py; ~5 min).
+# Bad audio and messages, storage faults, concurrency and privacy against the real node
+# processes, case by case (scripts/faults.py; ~12 min on 2 cores); ends "N tried, N survived, 0 lost".
 faults: setup
 	$(ENV) && python scripts/faults.py
 
