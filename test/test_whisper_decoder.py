@@ -1,0 +1,170 @@
+"""Whisper's decoder in torch (real tiny.en weights): agreement with faster-whisper, beam search,
+the KV cache, per-user adapters (round trip) and adaptation on a synthetic hard speaker."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import GOFORWARD, LIBRIVOX, librivox_references
+from tinyalign_ros.core.learning.recognizer_adapt import (
+    RecognizerAdaptConfig, RecognizerAdapter, RecognizerItem, adapt_recognizer, base_id,
+    evaluate)
+from tinyalign_ros.core.speech.audio import load_audio
+from tinyalign_ros.core.speech.whisper_decoder import (
+    DecodeOptions, DecoderAdapter, TorchWhisperDecoder, WhisperRecognizer)
+
+pytestmark = pytest.mark.real_models
+
+CLIPS = ["sense_and_sensibility_01_austen_64kb-0870", "sense_and_sensibility_01_austen_64kb-0880",
+         "sense_and_sensibility_01_austen_64kb-0930"]
+
+
+@pytest.fixture(scope="module")
+def rec():
+    torch.set_num_threads(2)
+    return WhisperRecognizer(threads=2)
+
+
+@pytest.fixture(scope="module")
+def faster(rec):
+    from faster_whisper import WhisperModel
+
+    return WhisperModel(str(rec.model_path), device="cpu", compute_type="float32",
+                        cpu_threads=2)
+
+
+def fw_text(model, audio, beam):
+    segs, _ = model.transcribe(audio, beam_size=beam, without_timestamps=True,
+                               condition_on_previous_text=False, temperature=0.0,
+                               vad_filter=False)
+    return " ".join(s.text.strip() for s in segs if s.text.strip())
+
+
+def test_decoder_weights_and_shape(rec):
+    dec = rec.decoder
+    assert isinstance(dec, TorchWhisperDecoder)
+    assert (dec.vocab, dec.dim, dec.heads, len(dec.layers)) == (51864, 384, 6, 4)
+    assert rec.prompt == [rec.tokenizer.sot, rec.tokenizer.no_timestamps]
+    assert not any(p.requires_grad for p in dec.parameters())
+
+
+def test_greedy_and_beam_agree_with_faster_whisper(rec, faster):
+    refs = librivox_references()
+    clips = [(load_audio(GOFORWARD), "go forward ten meters")] + \
+        [(load_audio(LIBRIVOX / f"{c}.wav"), refs[c]) for c in CLIPS]
+    for i, (audio, _ref) in enumerate(clips):
+        mem = rec.encode(audio)
+        assert mem.shape == (1, 1500, 384)
+        ours = rec.decode(mem[0], DecodeOptions(beam_size=1))
+        assert ours.text.strip() == fw_text(faster, audio, 1)
+        assert -1.0 < ours.avg_logprob < 0 and 0 <= ours.no_speech_prob < 0.5
+        if i < 2:   # beam 5 (CTranslate2's beam search) on two clips
+            assert rec.decode(mem[0], DecodeOptions(beam_size=5)).text.strip() == \
+                fw_text(faster, audio, 5)
+    assert "forward" in rec.transcribe(clips[0][0]).lower()
+
+
+def test_kv_cache_matches_the_full_forward(rec):
+    dec = rec.decoder
+    g = torch.Generator().manual_seed(0)
+    mem = torch.randn(1, 1500, 384, generator=g)
+    tokens = torch.tensor([rec.target_tokens("go to the kitchen please")])
+    with torch.no_grad():
+        cross = dec.cross_kv(mem)
+        full, _ = dec(tokens, cross)
+        logits, cache = dec(tokens[:, :3], cross)
+        steps = [logits]
+        for t in range(3, tokens.shape[1]):
+            logits, cache = dec(tokens[:, t:t + 1], cross, cache)
+            steps.append(logits)
+    assert torch.allclose(torch.cat(steps, 1), full, atol=1e-4)
+
+
+def _random_adapter(rec, method):
+    cfg = RecognizerAdaptConfig(method=method)
+    from tinyalign_ros.core.learning.recognizer_adapt import _init_params
+
+    params, _ = _init_params(rec, cfg, torch.Generator().manual_seed(1))
+    tensors = {}
+    for k, v in params.items():   # LoRA B starts at zero: make the adapter do something
+        t = v.detach() + (0.02 * torch.randn_like(v) if k.endswith(".lora_b") or
+                          method == "last_block" else 0)
+        tensors[k] = t.half()
+    return RecognizerAdapter(method, tensors, {"base_model": base_id(rec), "method": method,
+                                               "rank": cfg.rank, "alpha": cfg.alpha})
+
+
+@pytest.mark.parametrize("method", ["lora", "last_block"])
+def test_adapter_round_trip_gives_identical_logits(rec, method):
+    adapter = _random_adapter(rec, method)
+    data = adapter.to_bytes()
+    back = RecognizerAdapter.from_bytes(data)
+    assert back.method == method and back.metadata["base_model"] == base_id(rec)
+    back.check_base(rec)
+    assert set(back.tensors) == set(adapter.tensors)
+    limit = 1.5e6 if method == "lora" else 6e6
+    assert len(data) < limit, len(data)
+    mem = torch.randn(1, 1500, 384, generator=torch.Generator().manual_seed(2))
+    tokens = torch.tensor([rec.target_tokens("bring me the red cup")])
+    with torch.no_grad():
+        base, _ = rec.decoder(tokens, rec.decoder.cross_kv(mem))
+        outs = []
+        for a in (adapter, back):
+            ad = a.decoder_adapter()
+            outs.append(rec.decoder(tokens, rec.decoder.cross_kv(mem, ad), None, ad)[0])
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.allclose(outs[0], base, atol=1e-3)     # the adapter changes the decoder
+    # the base decoder is shared, never modified
+    with torch.no_grad():
+        again, _ = rec.decoder(tokens, rec.decoder.cross_kv(mem))
+    assert torch.equal(base, again)
+    with pytest.raises(ValueError, match="not a recognizer adapter"):
+        from safetensors.torch import save
+        RecognizerAdapter.from_bytes(save({"x": torch.zeros(1)}))
+
+
+@pytest.fixture(scope="module")
+def croaky_items(rec, tmp_path_factory):
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        pytest.skip("espeak-ng / sox missing")
+    import json
+
+    from tinyalign_ros.corpus.synth import HARD_SPEAKERS, make_corpus, sentences
+
+    texts = sentences(30, seed=11)
+    out = tmp_path_factory.mktemp("croaky")
+    man = make_corpus(out, texts, HARD_SPEAKERS["croaky"], seed=5)
+    items = []
+    for row in map(json.loads, man.read_text().splitlines()):
+        audio = load_audio(out / row["audio"])
+        mem = rec.encode(audio)[0].numpy()
+        items.append(RecognizerItem(mem, row["text"], row["id"], audio.size / 16000))
+    return items
+
+
+def test_adaptation_lowers_held_out_loss_and_gates(rec, croaky_items):
+    train, test = croaky_items[:22], croaky_items[22:]
+    cfg = RecognizerAdaptConfig(method="lora", epochs=6, time_budget_s=40)
+    adapter, m = adapt_recognizer(rec, train, cfg)
+    assert adapter is not None and m["val_utterances"] == 4 and m["train_utterances"] == 18
+    assert m["val_loss"] < m["base_val_loss"], m["history"]
+    assert m["publish"] == (m["val_wer"] < m["base_val_wer"])
+    assert m["bytes"] < 1.5e6 and adapter.metadata["rank"] == 8
+    # on utterances it never saw (other sentences), the adapter must not be worse
+    before, after = evaluate(rec, test)["wer"], evaluate(rec, test, adapter)["wer"]
+    print(f"croaky held-out WER {before:.3f} -> {after:.3f}; val {m['base_val_wer']:.3f} -> "
+          f"{m['val_wer']:.3f}; {m['train_s']:.1f} s, {m['bytes']} B")
+    assert after <= before
+
+
+def test_too_few_utterances_are_refused(rec):
+    item = RecognizerItem(np.zeros((1500, 384), np.float32), "stop")
+    adapter, m = adapt_recognizer(rec, [item] * 3)
+    assert adapter is None and not m["publish"]
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="method"):
+        RecognizerAdaptConfig(method="full")
+    assert DecoderAdapter().lora == {}

@@ -1,0 +1,379 @@
+"""Adapting Whisper's decoder to one user from their corrected utterances.
+
+Data: (encoder states of the padded 30 s window, corrected text) pairs, the states from
+``WhisperRecognizer.encode`` (the torch encoder stays frozen and shared). Objective: teacher-forced
+cross-entropy of ``<|startoftranscript|> <|notimestamps|> text <|endoftext|>`` on the decoder.
+
+Methods (``RecognizerAdaptConfig.method``):
+  lora        rank-r LoRA pairs on the decoder linears (self-attention qkv/out, cross-attention
+              q/out, both FFN linears; cross-attention k/v optional); the base weights stay
+              shared, an adapter is ~0.5 MB (fp16, tiny.en, r = 8), ~1 MB of RAM once loaded.
+  last_block  a per-user copy of the last decoder block (its cross-attention key/value projection
+              excepted, so the encoder-side keys can be computed once) and the final layer norm;
+              the lower blocks run once per utterance before training. ~4 MB fp16 for tiny.en.
+Both are carried as a ``RecognizerAdapter`` (safetensors bytes with metadata) and applied with
+``adapter.decoder_adapter()`` passed to the decoder; the base decoder is never modified.
+
+Held-out validation: ``val_fraction`` of the user's utterances; the best epoch by held-out loss is
+kept; ``metrics["publish"]`` is True only when the adapted greedy WER on the held-out utterances
+is below the unadapted one's (``require_improvement``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..metrics import wer
+from ..speech.whisper_decoder import DecodeOptions, DecoderAdapter, WhisperRecognizer
+
+METHODS = ("lora", "last_block")
+LORA_TARGETS = ("self_qkv", "self_out", "cross_q", "cross_kv", "cross_out", "ffn1", "ffn2")
+# cross_kv is left out by default: LoRA on it means recomputing the 1500 encoder-side keys and
+# values of every layer at every step (measured ~3x the training time for no gain needed here)
+DEFAULT_TARGETS = tuple(t for t in LORA_TARGETS if t != "cross_kv")
+FORMAT = "tinyalign-recognizer-adapter/1"
+
+
+@dataclass
+class RecognizerAdaptConfig:
+    method: str = "lora"
+    rank: int = 8
+    alpha: float = 16.0
+    targets: tuple = DEFAULT_TARGETS
+    learning_rate: float = 0.0          # 0 = the method's default (lora 2e-3, last_block 1e-4)
+    weight_decay: float = 0.0
+    epochs: int = 8
+    batch_size: int = 8
+    val_fraction: float = 0.2
+    min_utterances: int = 5
+    time_budget_s: float = 50.0         # training stops early past this (precompute included)
+    require_improvement: bool = True
+    save_dtype: str = "float16"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        unknown = set(self.targets) - set(LORA_TARGETS)
+        if unknown:
+            raise ValueError(f"unknown LoRA targets {sorted(unknown)}")
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate or (2e-3 if self.method == "lora" else 1e-4)
+
+
+@dataclass
+class RecognizerItem:
+    memory: np.ndarray       # (1500, dim) encoder states of the padded window (float16/32)
+    text: str                # the corrected text
+    id: str = ""
+    duration_s: float = 0.0  # audio length: caps decoding like the ASR front end (8 tok/s + 16)
+
+    def max_new_tokens(self) -> int:
+        return int(min(self.duration_s, 30) * 8) + 16 if self.duration_s > 0 else 96
+
+
+@dataclass
+class RecognizerAdapter:
+    """Per-user decoder changes: LoRA pairs ("<key>.lora_a"/".lora_b") or replacement
+    parameters ("<param name>"), with metadata (base model, method, rank, metrics)."""
+    method: str
+    tensors: dict
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def scale(self) -> float:
+        return float(self.metadata.get("alpha", 16.0)) / max(int(self.metadata.get("rank", 8)), 1)
+
+    def decoder_adapter(self, dtype=torch.float32) -> DecoderAdapter:
+        lora, overrides = {}, {}
+        for name, t in self.tensors.items():
+            if name.endswith(".lora_a"):
+                key = name[:-len(".lora_a")]
+                lora[key] = (t.to(dtype), self.tensors[key + ".lora_b"].to(dtype))
+            elif not name.endswith(".lora_b"):
+                overrides[name] = t.to(dtype)
+        return DecoderAdapter(lora=lora, scale=self.scale, overrides=overrides)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    def to_bytes(self) -> bytes:
+        from safetensors.torch import save
+
+        meta = {"format": FORMAT, "method": self.method,
+                "metadata": json.dumps(self.metadata, sort_keys=True)}
+        return save({k: v.contiguous() for k, v in self.tensors.items()}, metadata=meta)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "RecognizerAdapter":
+        from safetensors.torch import load
+
+        tensors = load(data)
+        n = int.from_bytes(data[:8], "little")     # the header carries the metadata
+        header = json.loads(data[8:8 + n])
+        meta = header.get("__metadata__", {})
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"not a recognizer adapter (format {meta.get('format')!r})")
+        return cls(meta["method"], tensors, json.loads(meta.get("metadata", "{}")))
+
+    def check_base(self, recognizer: WhisperRecognizer) -> None:
+        want = self.metadata.get("base_model")
+        if want and want != base_id(recognizer):
+            raise ValueError(f"adapter made for {want}, recognizer is {base_id(recognizer)}")
+
+
+def base_id(recognizer: WhisperRecognizer) -> str:
+    d = recognizer.decoder
+    return f"{recognizer.model_id}:dec{len(d.layers)}x{d.dim}"
+
+
+# -- teacher forcing -------------------------------------------------------------------------
+
+
+def _batch_tokens(recognizer: WhisperRecognizer, texts: list[str]):
+    seqs = [recognizer.target_tokens(t) for t in texts]
+    n = max(len(s) for s in seqs) - 1
+    inp = torch.full((len(seqs), n), recognizer.eot, dtype=torch.long)
+    tgt = torch.full((len(seqs), n), -100, dtype=torch.long)
+    first = len(recognizer.prompt) - 1   # the position that predicts the first text token
+    for i, s in enumerate(seqs):
+        inp[i, :len(s) - 1] = torch.tensor(s[:-1])
+        tgt[i, first:len(s) - 1] = torch.tensor(s[first + 1:])
+    return inp, tgt
+
+
+class _Prepared:
+    """What training reads per utterance, computed once: the cross-attention keys/values of the
+    frozen layers (+ for last_block the input of the last block)."""
+
+    def __init__(self, recognizer, items, config, start_layer):
+        dec = recognizer.decoder
+        self.items = items
+        self.start_layer = start_layer
+        self.inp, self.tgt, self.cross, self.x0, self.mem = [], [], [], [], []
+        with torch.inference_mode():
+            for it in items:
+                mem = torch.from_numpy(np.asarray(it.memory, dtype=np.float32))[None]
+                cross = dec.cross_kv(mem)
+                inp, tgt = _batch_tokens(recognizer, [it.text])
+                x0 = None
+                if start_layer > 0:
+                    x = F.embedding(inp, dec.embed.weight) + dec.positions[:inp.shape[1]]
+                    for i in range(start_layer):
+                        x, _ = dec.layers[i](x, cross[i])
+                    x0 = x[0].clone()
+                self.inp.append(inp[0])
+                self.tgt.append(tgt[0])
+                self.cross.append([(k[0].clone(), v[0].clone()) for k, v in cross[start_layer:]])
+                self.x0.append(x0)
+                self.mem.append(mem[0] if "cross_kv" in config.targets
+                                and config.method == "lora" else None)
+
+    def batch(self, idx, eot):
+        n = max(len(self.inp[i]) for i in idx)
+        inp = torch.full((len(idx), n), eot, dtype=torch.long)
+        tgt = torch.full((len(idx), n), -100, dtype=torch.long)
+        for j, i in enumerate(idx):
+            inp[j, :len(self.inp[i])] = self.inp[i]
+            tgt[j, :len(self.tgt[i])] = self.tgt[i]
+        cross = [(torch.stack([self.cross[i][l][0] for i in idx]),
+                  torch.stack([self.cross[i][l][1] for i in idx]))
+                 for l in range(len(self.cross[idx[0]]))]
+        x0 = None
+        if self.start_layer > 0:
+            d = self.x0[idx[0]].shape[-1]
+            x0 = torch.zeros(len(idx), n, d)
+            for j, i in enumerate(idx):
+                x0[j, :len(self.x0[i])] = self.x0[i]
+        mem = torch.stack([self.mem[i] for i in idx]) if self.mem[idx[0]] is not None else None
+        return inp, tgt, cross, x0, mem
+
+
+def _loss(recognizer, prep: _Prepared, idx, ad: DecoderAdapter | None):
+    dec = recognizer.decoder
+    inp, tgt, cross, x0, mem = prep.batch(idx, recognizer.eot)
+    if mem is not None and ad is not None:   # LoRA on the cross-attention key/value projection
+        cross = list(cross)
+        for i, layer in enumerate(dec.layers):
+            pair = ad.lora.get(layer.cross_kv.key)
+            if pair is not None:
+                dk, dv = (ad.scale * F.linear(F.linear(mem, pair[0]), pair[1])).chunk(2, -1)
+                b, s, d = dk.shape
+                h = layer.heads
+                cross[i] = (cross[i][0] + dk.view(b, s, h, d // h).transpose(1, 2),
+                            cross[i][1] + dv.view(b, s, h, d // h).transpose(1, 2))
+    if prep.start_layer > 0:
+        full = [None] * prep.start_layer + list(cross)
+        h, _ = dec.hidden(inp, full, ad=ad, start_layer=prep.start_layer, x=x0)
+    else:
+        h, _ = dec.hidden(inp, cross, ad=ad)
+    keep = tgt >= 0
+    logits = dec.logits(h[keep], ad)
+    return F.cross_entropy(logits, tgt[keep], reduction="sum"), int(keep.sum())
+
+
+def _mean_loss(recognizer, prep, ad, batch_size) -> float:
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for s in range(0, len(prep.items), batch_size):
+            l, k = _loss(recognizer, prep, list(range(s, min(s + batch_size, len(prep.items)))),
+                         ad)
+            total, n = total + float(l), n + k
+    return total / max(n, 1)
+
+
+def transcribe_items(recognizer: WhisperRecognizer, items, adapter=None,
+                     options: DecodeOptions | None = None) -> list[str]:
+    ad = adapter.decoder_adapter() if isinstance(adapter, RecognizerAdapter) else adapter
+    out = []
+    for it in items:
+        o = options or DecodeOptions(max_new_tokens=it.max_new_tokens())
+        mem = torch.from_numpy(np.asarray(it.memory, dtype=np.float32))
+        out.append(recognizer.decode(mem, o, ad).text.strip())
+    return out
+
+
+def evaluate(recognizer: WhisperRecognizer, items, adapter=None,
+             options: DecodeOptions | None = None) -> dict:
+    hyps = transcribe_items(recognizer, items, adapter, options)
+    return {"wer": wer([it.text for it in items], hyps), "hypotheses": hyps}
+
+
+# -- adaptation ------------------------------------------------------------------------------
+
+
+def _init_params(recognizer, config: RecognizerAdaptConfig, gen):
+    dec = recognizer.decoder
+    params = {}
+    if config.method == "lora":
+        for layer in dec.layers:
+            for name in config.targets:
+                lin = getattr(layer, name)
+                a = torch.empty(config.rank, lin.in_features)
+                torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=gen)
+                params[lin.key + ".lora_a"] = a.requires_grad_(True)
+                params[lin.key + ".lora_b"] = torch.zeros(lin.out_features, config.rank,
+                                                          requires_grad=True)
+        start_layer = 0
+    else:
+        last = len(dec.layers) - 1
+        base = dict(dec.named_parameters())
+        for name, p in base.items():
+            if (name.startswith(f"layers.{last}.") and ".cross_kv." not in name) or \
+                    name.startswith("norm."):
+                params[name] = p.detach().clone().requires_grad_(True)
+        start_layer = last
+    return params, start_layer
+
+
+def _adapter_of(params, config, scale) -> DecoderAdapter:
+    lora, overrides = {}, {}
+    for name, t in params.items():
+        if name.endswith(".lora_a"):
+            key = name[:-len(".lora_a")]
+            lora[key] = (t, params[key + ".lora_b"])
+        elif not name.endswith(".lora_b"):
+            overrides[name] = t
+    return DecoderAdapter(lora=lora, scale=scale, overrides=overrides)
+
+
+def split_items(items, val_fraction: float, seed: int = 0):
+    idx = list(range(len(items)))
+    random.Random(seed).shuffle(idx)
+    n_val = max(1, round(len(items) * val_fraction)) if val_fraction > 0 else 0
+    val = [items[i] for i in sorted(idx[:n_val])]
+    train = [items[i] for i in sorted(idx[n_val:])]
+    return train, val
+
+
+def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
+                     config: RecognizerAdaptConfig | None = None, val_items=None,
+                     progress=None) -> tuple[RecognizerAdapter | None, dict]:
+    """Train a per-user adapter; returns (adapter, metrics). metrics["publish"] says whether the
+    gate passed (adapted held-out WER < unadapted). ``val_items`` overrides the split."""
+    config = config or RecognizerAdaptConfig()
+    if len(items) < config.min_utterances:
+        return None, {"publish": False, "reason": f"{len(items)} utterances < "
+                                                  f"{config.min_utterances}"}
+    t0 = time.perf_counter()
+    if val_items is None:
+        train, val = split_items(items, config.val_fraction, config.seed)
+    else:
+        train, val = list(items), list(val_items)
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    params, start_layer = _init_params(recognizer, config, gen)
+    scale = config.alpha / config.rank
+    prep = _Prepared(recognizer, train, config, start_layer)
+    vprep = _Prepared(recognizer, val, config, start_layer) if val else None
+    t_prep = time.perf_counter() - t0
+    ad = _adapter_of(params, config, scale)
+    opt = torch.optim.AdamW(list(params.values()), lr=config.lr,
+                            weight_decay=config.weight_decay)
+    base_val_loss = _mean_loss(recognizer, vprep, None, config.batch_size) if vprep else None
+    best = (base_val_loss if base_val_loss is not None else math.inf, -1,
+            {k: v.detach().clone() for k, v in params.items()})
+    rng = random.Random(config.seed)
+    history, steps, stopped = [], 0, "epochs"
+    for epoch in range(config.epochs):
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        total, n = 0.0, 0
+        for s in range(0, len(order), config.batch_size):
+            idx = order[s:s + config.batch_size]
+            loss, k = _loss(recognizer, prep, idx, ad)
+            opt.zero_grad()
+            (loss / k).backward()
+            opt.step()
+            steps += 1
+            total, n = total + float(loss.detach()), n + k
+        val_loss = _mean_loss(recognizer, vprep, ad, config.batch_size) if vprep else None
+        history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1),
+                        "val_loss": val_loss})
+        if progress:
+            progress(history[-1])
+        if val_loss is not None and val_loss < best[0]:
+            best = (val_loss, epoch + 1, {k: v.detach().clone() for k, v in params.items()})
+        if time.perf_counter() - t0 > config.time_budget_s:
+            stopped = "time_budget"
+            break
+    if vprep is None:
+        best = (None, len(history), {k: v.detach().clone() for k, v in params.items()})
+    train_s = time.perf_counter() - t0
+    dtype = getattr(torch, config.save_dtype)
+    tensors = {k: v.to(dtype).contiguous() for k, v in best[2].items()}
+    metadata = {"base_model": base_id(recognizer), "method": config.method,
+                "rank": config.rank if config.method == "lora" else 0,
+                "alpha": config.alpha, "targets": list(config.targets)
+                if config.method == "lora" else [], "train_utterances": len(train),
+                "val_utterances": len(val), "best_epoch": best[1]}
+    adapter = RecognizerAdapter(config.method, tensors, metadata)
+    metrics = {"train_s": train_s, "prepare_s": t_prep, "steps": steps, "stopped": stopped,
+               "history": history, "base_val_loss": base_val_loss, "val_loss": best[0],
+               "best_epoch": best[1], "bytes": len(adapter.to_bytes()),
+               "train_utterances": len(train), "val_utterances": len(val)}
+    if val:
+        t1 = time.perf_counter()
+        metrics["base_val_wer"] = evaluate(recognizer, val)["wer"]
+        metrics["val_wer"] = evaluate(recognizer, val, adapter)["wer"] if best[1] > 0 \
+            else metrics["base_val_wer"]
+        metrics["validate_s"] = time.perf_counter() - t1
+        improved = metrics["val_wer"] < metrics["base_val_wer"]
+    else:
+        improved = False
+    metrics["publish"] = bool(improved or not config.require_improvement)
+    metrics["reason"] = ("adapted held-out WER below the unadapted one" if improved else
+                         "no held-out improvement")
+    adapter.metadata.update({k: metrics[k] for k in ("base_val_wer", "val_wer", "base_val_loss",
+                                                     "val_loss", "train_s") if k in metrics})
+    return adapter, metrics
