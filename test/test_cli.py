@@ -48,3 +48,37 @@ def test_respond_with_the_shipped_base_projector(installed):
     assert row["aligned"].strip() and row["cascade"].strip()
     assert row["transcript"].lower().startswith("go forward")
     assert row["timings"]["tokens"] > 0
+
+
+@pytest.mark.real_models
+def test_adapt_runs_the_nodes_recipe_offline(installed, tmp_path):
+    """`tinyalign adapt`: a user's recordings in, the adaptation recipe (AdaptConfig, the
+    node's own) on the shipped base; a checkpoint only when it may be published."""
+    from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
+    from tinyalign_ros.core.learning.adapt import AdaptConfig
+    from tinyalign_ros.core.models import default_projector
+    from tinyalign_ros.corpus.corpora import asterisk_examples
+
+    examples = [e for e in asterisk_examples() if len(e.text.split()) <= 8][:8]
+    data = tmp_path / "user.jsonl"
+    data.write_text("".join(json.dumps({"audio": str(e.audio), "text": e.text}) + "\n"
+                            for e in examples))
+    out = tmp_path / "alice.safetensors"
+    res = run_cli("adapt", "--data", data, "--out", out, "--epochs", 1,
+                  "--no-require-improvement", "--user", "alice", "--threads", 2,
+                  exe=LIB_DIR / "tinyalign")
+    assert res.returncode == 0, res.stderr
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    assert row["published"] and row["out"] == str(out)
+    assert row["metrics"]["train_utterances"] + row["metrics"]["validation_utterances"] == 8
+    adapted = load_checkpoint(out)
+    base = load_checkpoint(default_projector())
+    assert adapted.meta.parent_version == base.version and adapted.version == row["version"]
+    recorded = adapted.meta.training["adapt"]
+    assert recorded["epochs"] == 1 and recorded["objective"] == AdaptConfig().objective
+    assert adapted.meta.training["user_id"] == "alice"
+    # too few utterances: one clear line, nothing written
+    res = run_cli("adapt", "--data", data, "--out", tmp_path / "x.safetensors", "--limit", 3,
+                  exe=LIB_DIR / "tinyalign")
+    assert res.returncode == 2 and "at least 6 are needed" in res.stderr
+    assert not (tmp_path / "x.safetensors").exists()

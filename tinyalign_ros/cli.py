@@ -147,6 +147,43 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_adapt(args) -> int:
+    """The adaptation node's recipe, offline: a user's utterances in, an adapted projector out
+    (only when it beats the starting one on the held-out share, as the node would publish)."""
+    from .core.assistant.checkpoint import load_checkpoint
+    from .core.assistant.llm import EmbeddingTable
+    from .core.learning.adapt import AdaptConfig, adapt_projector
+    from .core.learning.data import split
+    from .core.models import default_projector
+    from .core.settings import from_flags
+
+    config = from_flags(args, AdaptConfig)
+    asr = _asr(args)
+    items = _load_items(args, asr, with_transcripts=True)
+    if len(items) < config.min_utterances:
+        raise ValueError(f"{len(items)} utterances in {args.data}; at least "
+                         f"{config.min_utterances} are needed (--min-utterances)")
+    if config.max_utterances:
+        items = items[-config.max_utterances:]
+    train, val = split(items, config.val_fraction, config.seed)
+    llm = _llm(args)
+    assistant = _assistant(args, llm)
+    start = load_checkpoint(args.projector or default_projector(), asr.model_id, llm.model_id)
+    print(f"adapting projector {start.version} on {len(train)} utterances, validating on "
+          f"{len(val)} ({config.objective}, {config.epochs} epochs)", file=sys.stderr)
+    result = adapt_projector(train, val, start, assistant, EmbeddingTable(args.llm_model or None),
+                             config, user_id=args.user)
+    if result.published:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_bytes(result.checkpoint)
+    print(json.dumps({"out": str(args.out) if result.published else None,
+                      "published": result.published, "version": result.version,
+                      "message": result.message,
+                      "metrics": {k: round(v, 4) if isinstance(v, float) else v
+                                  for k, v in result.metrics.items()}}))
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .core.metrics import wer
 
@@ -303,6 +340,7 @@ def _data_args(p):
 def build_parser() -> argparse.ArgumentParser:
     from .corpus.build import SPLITS
     from .core.assistant.projector import ProjectorConfig
+    from .core.learning.adapt import AdaptConfig
     from .core.learning.train import TrainConfig
     from .core.settings import add_flags
     from .core.speech.asr import AsrConfig
@@ -341,6 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _prompt_args(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("adapt", help="the adaptation node's recipe offline: adapt a projector "
+                                     "to one user's utterances (JSONL of audio + true text)")
+    _data_args(p)
+    p.add_argument("--out", required=True, help="adapted checkpoint to write (.safetensors); "
+                                                "written only if it beats --projector")
+    p.add_argument("--projector", help="projector to start from (default: the shipped base)")
+    p.add_argument("--user", default="offline", help="user id recorded in the checkpoint")
+    add_flags(p, AdaptConfig)
+    _model_args(p)
+    _prompt_args(p)
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("eval", help="WER of the repeat task with a projector")
     _data_args(p)

@@ -126,10 +126,28 @@ def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistan
     ``job_id``: the job recorded in the store (``UtteranceStore.start_job``); the projector is
     stored only while that job is still running there (not after a rollback or forget-user of
     the user cancelled it)."""
+    train, val = user_items(store, user_id, config, asr_model_id)
+    result = adapt_projector(train, val, current, assistant, embeddings, config, progress,
+                             cancel, user_id)
+    if result.success:
+        store.add_projector(user_id, result.version, current.version, result.checkpoint,
+                            result.metrics, make_current=result.published, job_id=job_id)
+        if not result.published:
+            result.checkpoint = b""
+    return result
+
+
+def adapt_projector(train: list[FeatureItem], val: list[FeatureItem], current: Projector,
+                    assistant, embeddings, config: AdaptConfig,
+                    progress: Callable[[dict], None] | None = None,
+                    cancel: threading.Event | None = None, user_id: str = "") -> AdaptResult:
+    """The adaptation recipe itself (the node's, and `tinyalign adapt`'s): a copy of
+    ``current`` trained on ``train`` on the prompt ``assistant`` serves it with, scored on
+    ``val`` before and after. ``published``: it beats ``current`` (or improvement is not
+    required); ``checkpoint`` holds its bytes either way."""
     cancel = cancel or threading.Event()
     t0 = time.perf_counter()
     report = progress or (lambda p: None)
-    train, val = user_items(store, user_id, config, asr_model_id)
     # the prompt the new projector trains and validates with, and records
     prompt = assistant.prompt_for(current)
     report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0})
@@ -172,7 +190,6 @@ def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistan
     if before is not None:
         metrics.update(wer_before=before, wer_after=after)
     metrics["total_s"] = time.perf_counter() - t0
-    data = to_bytes(candidate)
     improved = before is None or (after is not None and after < before)
     publish = improved or not config.require_improvement
     if before is None:
@@ -187,7 +204,5 @@ def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistan
                f"{before:.3f} on {len(val)} held-out utterances")
     if cancel.is_set():
         return AdaptResult(False, False, message="cancelled; the current projector is kept")
-    store.add_projector(user_id, meta.version, current.version, data, metrics,
-                        make_current=publish, job_id=job_id)
-    return AdaptResult(True, publish, meta.version, msg, metrics, data if publish else b"",
+    return AdaptResult(True, publish, meta.version, msg, metrics, to_bytes(candidate),
                        candidate)
