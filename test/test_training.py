@@ -155,6 +155,35 @@ def test_ce_loss_goes_down_and_labels_only_the_answer(tiny_llm_dir):
     assert after < before - 0.1, (before, after)
 
 
+def test_hybrid_objective_trains_the_projector_and_its_gate(tiny_llm_dir):
+    """CE on the hybrid input (cascade prompt + transcript + gated audio tokens): the loss
+    falls, the gate moves (its gradient reaches it through the attention mask), and a projector
+    without a gate is refused."""
+    llm = FrozenLLM(tiny_llm_dir, device="cpu")
+    prompt = PromptBuilder(llm.tokenizer, PromptConfig())          # hint on: hybrid drops it
+    data = items()
+    for it in data:                      # a recogniser's hint, wrong on the last word
+        it.transcript = " ".join(it.text.split()[:-1] + ["banana"])
+    with pytest.raises(ValueError, match="gate"):
+        Trainer(projector(llm.dim), TrainConfig(objective="hybrid"), llm=llm, prompt=prompt)
+    for gate in ("scalar", "token"):
+        proj = projector(llm.dim, gate=gate, gate_init=-2.0)
+        trainer = Trainer(proj, TrainConfig(objective="hybrid", ce_epochs=8, lr=1e-2,
+                                            batch_size=8), llm=llm, prompt=prompt,
+                          show_progress_bar=False)
+        assert not trainer.prompt.config.transcript_hint         # the cascade's own prompt
+        tokens = torch.zeros(3, llm.dim)
+        start = proj.gate_bias(tokens).detach().clone()
+        assert torch.allclose(start, torch.nn.functional.logsigmoid(torch.tensor(-2.0)))
+        before = trainer.evaluate(data, trainer.hybrid_loss)
+        trainer.fit(data, [])
+        after = trainer.evaluate(data, trainer.hybrid_loss)
+        assert after < before - 0.1, (gate, before, after)
+        assert not torch.allclose(proj.gate_bias(tokens), start), gate
+    # a projector without a gate is always closed: the hybrid is then the cascade
+    assert torch.isinf(projector(llm.dim).gate_bias(torch.zeros(2, llm.dim))).all()
+
+
 def test_chained_recipe_and_cancel(tiny_llm_dir):
     llm = FrozenLLM(tiny_llm_dir, device="cpu")
     emb = EmbeddingTable(tiny_llm_dir)

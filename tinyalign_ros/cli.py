@@ -304,9 +304,10 @@ def cmd_bench(args) -> int:
 # The settings each command takes as flags (names, defaults and help come from the dataclasses)
 ASR_FLAGS = ("whisper_model", "device")
 PROMPT_FLAGS = ("task", "transcript_hint")
+# every TrainConfig setting but threads (the shared --threads flag)
 TRAIN_FLAGS = ("objective", "embedlink_epochs", "ce_epochs", "batch_size", "lr", "ce_lr",
                "weight_decay", "cos_weight", "length_weight", "pad_target", "grad_clip",
-               "max_steps", "seed", "lora_rank", "lora_alpha", "time_mask")  # threads: --threads
+               "max_steps", "seed", "lora_rank", "lora_alpha", "time_mask", "gate_lr")
 
 
 def _model_args(p, threads_default=2):

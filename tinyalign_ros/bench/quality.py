@@ -18,7 +18,7 @@ import time
 
 from ..core.assistant.checkpoint import Projector, ProjectorMeta
 from ..core.learning.adapt import AdaptConfig
-from ..core.learning.train import Trainer
+from ..core.learning.train import LLM_OBJECTIVES, Trainer
 from ..core.metrics import wer
 
 #: the K sweep: EmbedLink from the base, 15 epochs at 5e-4 (the adaptation node's recipe
@@ -91,7 +91,7 @@ def adapt(base: Projector, items, assistant, embeddings, config: AdaptConfig,
     ``progress(report, model)``: the trainer's progress reports, with the model in training."""
     prompt = assistant.prompt_for(base)
     model = copy.deepcopy(base.model).train()
-    uses_llm = "ce" in config.objective.split("+")
+    uses_llm = config.objective in LLM_OBJECTIVES
     t0 = time.perf_counter()
     result = Trainer(model, config.train_config(), embeddings=embeddings,
                      llm=assistant.llm if uses_llm else None,

@@ -208,12 +208,13 @@ class Assistant:
         return Reply(gen.text, gen, projector_s, projector.version)
 
     def respond_hybrid(self, projector: Projector, features: np.ndarray, transcript: str,
-                       gate_bias: float | torch.Tensor = float("-inf"),
+                       gate_bias: float | torch.Tensor | None = None,
                        on_token: Callable[[str], None] | None = None,
                        max_new_tokens: int | None = None) -> Reply:
         """The cascade's prompt and transcript, plus the projector's audio tokens placed before
         the transcript and seen by the LLM only through an attention gate (llm.Gate): bias 0
-        is open, -inf closed, per audio token or one for all. With the gate closed the reply is
+        is open, -inf closed, per audio token or one for all; None: the projector's own learned
+        gate (closed for a projector trained without one). With the gate closed the reply is
         the cascade's (the same tokens); the audio can only add to what the transcript says.
         Each audio token takes the position of the transcript stretch it accompanies."""
         from .llm import Gate
@@ -223,7 +224,11 @@ class Assistant:
         audio = self.project(features, projector)
         projector_s = time.perf_counter() - t0
         k = audio.shape[0]
-        bias = torch.as_tensor(gate_bias, dtype=torch.float32).expand(k).clone()
+        if gate_bias is None:
+            with torch.inference_mode():
+                bias = projector.model.gate_bias(audio.float()).float()
+        else:
+            bias = torch.as_tensor(gate_bias, dtype=torch.float32).expand(k).clone()
         span = max(len(ids) - 1, 0)
         gate = Gate(0, bias, torch.linspace(0, span, k).round())
         with torch.inference_mode():

@@ -39,10 +39,18 @@ class ProjectorConfig:
     pooling: str = setting("length", "fixed: T tokens; length: as many tokens as the text "
                                      "has, predicted from the audio", choices=("fixed", "length"))
     stack: int = setting(4, "encoder frames (20 ms each) concatenated per position")
+    gate: str = setting("none", "hybrid input (audio tokens beside the transcript behind an "
+                                "attention gate): none, scalar (one learned gate) or token (a "
+                                "gate per audio token, from its embedding)",
+                        choices=("none", "scalar", "token"))
+    gate_init: float = setting(-4.0, "initial gate logit (sigmoid(-4) = 0.018: nearly closed, "
+                                     "so the hybrid starts as the cascade)")
 
     def __post_init__(self):
         if self.pooling not in ("fixed", "length"):
             raise ValueError(f"pooling must be 'fixed' or 'length', got {self.pooling!r}")
+        if self.gate not in ("none", "scalar", "token"):
+            raise ValueError(f"gate must be none, scalar or token, got {self.gate!r}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         if min(self.asr_dim, self.llm_dim, self.hidden, self.layers, self.num_tokens,
@@ -93,6 +101,24 @@ class BridgeFormer(nn.Module):
         # predicts the text length (in LLM tokens) from the mean state, for pooling="length"
         self.length_head = nn.Sequential(nn.Linear(c.hidden, c.hidden // 2), nn.GELU(),
                                          nn.Linear(c.hidden // 2, 1))
+        if c.gate != "none":
+            self.gate_logit = nn.Parameter(torch.tensor(float(c.gate_init)))
+        if c.gate == "token":   # starts at gate_init for every token (zero weights)
+            self.gate_head = nn.Linear(c.llm_dim, 1)
+            nn.init.zeros_(self.gate_head.weight)
+            nn.init.zeros_(self.gate_head.bias)
+
+    def gate_bias(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(..., T, llm_dim) output tokens -> (..., T) additive attention bias of each token in
+        the hybrid input, log(sigmoid(gate logit)): 0 = open, very negative = closed; -inf
+        (always closed: the cascade) for a projector without a gate."""
+        shape = tokens.shape[:-1]
+        if self.config.gate == "none":
+            return tokens.new_full(shape, float("-inf"))
+        logit = self.gate_logit.expand(shape)
+        if self.config.gate == "token":
+            logit = logit + self.gate_head(tokens).squeeze(-1)
+        return nn.functional.logsigmoid(logit)
 
     def stack_frames(self, features: torch.Tensor, frame_mask: torch.Tensor):
         """(B, L, D), (B, L) -> (B, ceil(L/k), k*D), (B, ceil(L/k)); padding frames are zeroed

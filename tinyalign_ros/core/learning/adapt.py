@@ -18,7 +18,7 @@ from ..metrics import wer
 from ..settings import check_choices, setting
 from .data import FeatureItem, split
 from .store import UtteranceStore
-from .train import OBJECTIVES, TrainConfig, Trainer
+from .train import LLM_OBJECTIVES, OBJECTIVES, TrainConfig, Trainer
 
 
 @dataclass
@@ -28,7 +28,9 @@ class AdaptConfig:
     objective: str = setting(
         "ce", "ce: cross-entropy through the frozen LLM on the prompt the node serves (the "
               "transcript hint included; measured best with the hint); embedlink: the paper's "
-              "cheap objective (no LLM pass; measured to worsen the hinted path); embedlink+ce",
+              "cheap objective (no LLM pass; measured to worsen the hinted path); embedlink+ce; "
+              "hybrid: CE on the cascade's prompt plus the gated audio tokens (projectors "
+              "with a gate only)",
         live=True, choices=OBJECTIVES)
     epochs: int = setting(2, "epochs of the objective's main stage (EmbedLink's, or CE's when "
                              "CE is alone)", live=True)
@@ -160,7 +162,7 @@ def adapt_projector(train: list[FeatureItem], val: list[FeatureItem], current: P
                 "validation_wer": before})
 
     model = copy.deepcopy(current.model).train()
-    uses_llm = "ce" in config.objective.split("+")
+    uses_llm = config.objective in LLM_OBJECTIVES
     trainer = Trainer(model, config.train_config(), embeddings=embeddings,
                       llm=assistant.llm if uses_llm else None,
                       prompt=prompt if uses_llm else None,

@@ -18,6 +18,7 @@ true-text ceiling in the feasibility run).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import threading
 import time
@@ -33,19 +34,25 @@ from ..assistant.projector import BridgeFormer
 from ..settings import check_choices, setting
 from .data import FeatureItem
 
-OBJECTIVES = ("embedlink", "ce", "embedlink+ce")
+OBJECTIVES = ("embedlink", "ce", "embedlink+ce", "hybrid")
+#: objectives that run the frozen LLM (and so need it and a prompt)
+LLM_OBJECTIVES = ("ce", "embedlink+ce", "hybrid")
 
 
 @dataclass
 class TrainConfig:
     objective: str = setting("embedlink+ce", "embedlink (no LLM pass), ce (cross-entropy "
-                                             "through the frozen LLM) or embedlink+ce (EmbedLink "
-                                             "warm start, CE finish)", choices=OBJECTIVES)
+                                             "through the frozen LLM), embedlink+ce (EmbedLink "
+                                             "warm start, CE finish) or hybrid (CE on the "
+                                             "cascade's prompt and transcript plus the gated "
+                                             "audio tokens; a projector with a gate)",
+                             choices=OBJECTIVES)
     embedlink_epochs: int = setting(30, "EmbedLink epochs")
     ce_epochs: int = setting(3, "cross-entropy epochs")
     batch_size: int = setting(16, "utterances per step")
     lr: float = setting(1e-3, "learning rate (EmbedLink, or CE when CE is alone)")
     ce_lr: float = setting(3e-4, "learning rate of the CE finish of embedlink+ce")
+    gate_lr: float = setting(0.05, "hybrid: learning rate of the projector's gate")
     weight_decay: float = setting(0.01, "AdamW weight decay")
     cos_weight: float = setting(1.0, "EmbedLink: weight of (1 - cosine) beside the MSE")
     length_weight: float = setting(0.1, "weight of the token-count loss (length pooling)")
@@ -125,8 +132,19 @@ class Trainer:
         self.show_progress_bar = show_progress_bar
         if "embedlink" in config.objective and embeddings is None:
             raise ValueError("EmbedLink needs the LLM's embedding table (EmbeddingTable)")
-        if "ce" in config.objective.split("+") and (llm is None or prompt is None):
+        if config.objective in LLM_OBJECTIVES and (llm is None or prompt is None):
             raise ValueError("cross-entropy training needs the LLM and the prompt")
+        if config.objective == "hybrid":
+            if projector.config.gate == "none":
+                raise ValueError("hybrid training needs a projector with a gate "
+                                 "(ProjectorConfig.gate: scalar or token)")
+            if config.lora_rank:
+                raise ValueError("hybrid training does not train a LoRA adapter")
+            from ..assistant.prompt import PromptBuilder
+            # the cascade's own prompt: the hybrid is the cascade plus gated audio
+            prompt = PromptBuilder(prompt.tokenizer,
+                                   dataclasses.replace(prompt.config, transcript_hint=False))
+            self.prompt = prompt
         tok = (embeddings or llm).tokenizer
         self.tokenizer = tok
         self.end_id = tok.convert_tokens_to_ids("<|im_end|>")
@@ -267,6 +285,58 @@ class Trainer:
                                                                        lengths.float())
         return loss
 
+    def hybrid_loss(self, items) -> torch.Tensor:
+        """CE of the true text given the cascade's prompt with the item's transcript (the hint,
+        wrong the way recognisers are) and the projector's audio tokens before it, seen through
+        the projector's gate (core.assistant.llm.Gate)."""
+        from ..assistant.llm import Gate
+
+        llm, dev = self.llm, self.llm.device
+        x, fmask = collate(items, dev)
+        x = self.augment(x, fmask)
+        lengths = torch.tensor([min(len(self.text_ids(it.text)) or 1,
+                                    self.projector.config.num_tokens) for it in items], device=dev)
+        tokens, token_mask, predicted = self.projector(x, fmask, token_lengths=lengths)
+        bias = self.projector.gate_bias(tokens)
+        suffix = self.prompt.suffix_ids(None)
+        emb = llm.embedding
+        seqs, labels, gates = [], [], []
+        for i, it in enumerate(items):
+            hint = list(self.text_ids(it.transcript)) if it.transcript else []
+            answer = self.text_ids(it.text) + [self.end_id]
+            audio = tokens[i][token_mask[i]].to(llm.dtype)
+            k = audio.shape[0]
+            rest = emb(torch.tensor(hint + suffix + answer, device=dev)).detach()
+            seqs.append(torch.cat([audio, rest]))
+            labels.append([-100] * (k + len(hint) + len(suffix)) + answer)
+            gates.append(Gate(0, bias[i][token_mask[i]],
+                              torch.linspace(0, max(len(hint) - 1, 0), k).round()))
+        P = len(self.prompt.prefix_ids)
+        n, B = max(s.shape[0] for s in seqs), len(seqs)
+        batch = torch.zeros(B, n, seqs[0].shape[1], dtype=llm.dtype, device=dev)
+        lab = torch.full((B, n), -100, dtype=torch.long, device=dev)
+        mask = torch.full((B, 1, n, P + n), float("-inf"), dtype=llm.dtype, device=dev)
+        mask[:, :, :, :P] = 0.0          # padding rows see the prefix (no all -inf row)
+        pos = torch.zeros(B, n, dtype=torch.long, device=dev)
+        for i, (s, l, g) in enumerate(zip(seqs, labels, gates)):
+            m = s.shape[0]
+            batch[i, :m] = s
+            lab[i, :len(l)] = torch.tensor(l, device=dev)
+            inputs = g.prefill_inputs(P, m, dev, llm.dtype)
+            mask[i, 0, :m, :P + m] = inputs["attention_mask"][0, 0]
+            pos[i, :m] = inputs["position_ids"][0]
+        with llm.lock, self._adapter_context():
+            past = copy.deepcopy(self._prefix_cache())
+            past.batch_repeat_interleave(B)
+            logits = llm.model(inputs_embeds=batch, attention_mask=mask, position_ids=pos,
+                               past_key_values=past, use_cache=True).logits
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), lab[:, 1:].flatten(),
+                               ignore_index=-100)
+        if self.projector.config.pooling == "length":
+            loss = loss + self.config.length_weight * F.smooth_l1_loss(predicted.float(),
+                                                                       lengths.float())
+        return loss
+
     def _adapter_context(self):
         """Our own LoRA adapter when training one, else none of the adapters the LLM may hold
         (a responder sharing it may have selected one for its user)."""
@@ -309,17 +379,24 @@ class Trainer:
 
         cfg = self.config
         result = StageResult(name)
-        params = [p for p in self.projector.parameters() if p.requires_grad]
+        named = [(n, p) for n, p in self.projector.named_parameters() if p.requires_grad]
+        params = [p for n, p in named if not n.startswith("gate_")]
+        gate_params = [p for n, p in named if n.startswith("gate_")] if name == "hybrid" else []
         if name == "ce" and self.lora_name is not None:
             from ..assistant.lora import adapter_parameters
 
             params += adapter_parameters(self.llm, self.lora_name)
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        groups = [{"params": params, "lr": lr}]
+        if gate_params:   # the gate is a few numbers that must move far: its own rate
+            groups.append({"params": gate_params, "lr": cfg.gate_lr, "weight_decay": 0.0})
+        opt = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay)
+        params = params + gate_params
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
         total = steps_per_epoch * epochs
         if cfg.max_steps:
             total = min(total, cfg.max_steps)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1),
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups],
+                                                    total_steps=max(total, 1),
                                                     pct_start=0.1 if total > 20 else 0.3)
         rng = np.random.default_rng(cfg.seed)
         best_state = {k: v.detach().clone() for k, v in self.projector.state_dict().items()}
@@ -392,6 +469,8 @@ class Trainer:
         if self.config.objective in ("ce", "embedlink+ce"):
             plan.append(("ce", self.ce_loss, self.config.ce_epochs,
                          self.config.ce_lr if self.config.objective != "ce" else self.config.lr))
+        if self.config.objective == "hybrid":
+            plan.append(("hybrid", self.hybrid_loss, self.config.ce_epochs, self.config.lr))
         for name, fn, epochs, lr in plan:
             try:
                 stages.append(self._stage(name, fn, epochs, lr, train, val))
