@@ -10,6 +10,7 @@ help:
 	@echo "make test    setup, then run the test suite"
 	@echo "make test-fast  the suite without the slow end-to-end tests (edit loop; no setup)"
 	@echo "make faults  bad input, storage faults, concurrency and privacy against the running nodes"
+	@echo "make soak MINUTES=10  continuous speech + periodic Adapt; each node's memory and its slope"
 	@echo "make build   colcon build only"
 	@echo "make clean   remove build/ install/ log/ (and the -jazzy ones)"
 	@echo "make setup-jazzy  the same setup for ROS 2 Jazzy (LTS): a second venv, build-jazzy/ install-jazzy/"
@@ -29,9 +30,16 @@ test: setup corpus-setup
 	$(ENV) && python -m pytest test
 
 # Bad audio and messages, storage faults, concurrency and privacy against the real node
-# processes, case by case (scripts/faults.py; ~12 min on 2 cores); ends "N tried, N survived, 0 lost".
+# processes, case by case (scripts/faults.py; ~30 min on 2 cores with the 10-minute stream);
+# ends "N tried, N survived, 0 lost".
 faults: setup
 	$(ENV) && python scripts/faults.py
+
+# Continuous speech into the four-process graph plus an Adapt call every 2 min (scripts/soak.py;
+# not in CI): prints each node's RSS over time and its slope after warm-up, which must be flat.
+MINUTES ?= 10
+soak: setup
+	$(ENV) && python scripts/soak.py --minutes $(MINUTES)
 
 # The edit loop: everything but the slow end-to-end tests (pytest marker e2e), without setup.
 test-fast:
@@ -48,7 +56,7 @@ setup-jazzy:
 test-jazzy: setup-jazzy
 	$(JAZZY) $(ENV) && python -m pytest test -m ros
 
-.PHONY: help setup build demo test test-fast faults clean setup-jazzy test-jazzy
+.PHONY: help setup build demo test test-fast faults soak clean setup-jazzy test-jazzy
 
 # The shipped base projector's recipe (synthesize, encode, train; see tinyalign_ros/recipe.py).
 base-projector: setup

@@ -13,8 +13,11 @@ test suite): input (malformed audio and hostile feature messages), storage (kill
 and mid-write, bad checkpoints as a user's projector or the base), concurrency (Adapt calls at
 once, during responses, cancel, rollback and forget-user during training), privacy (nothing of
 a forgotten user left in the store or an MCAP export), disk (a small tmpfs filled while logging
-and while saving a checkpoint; needs root to mount). ~12 min on 2 cores. Not yet: the
-single-process graph, the 10-minute and device cases, soak. Run from `source scripts/env.sh`.
+and while saving a checkpoint; needs root to mount), stream (never in --ci: speech with no pause
+for --stream-minutes, default 10, at real time; chunks --fast-speed x faster than real time for
+--fast-seconds; a capture device that vanishes and comes back, simulated by the capture node's
+TINYALIGN_SIM_MICROPHONE source). ~12 min on 2 cores without stream, ~15 min more with it. Not
+yet: the single-process graph. Soak: scripts/soak.py. Run from `source scripts/env.sh`.
 """
 from __future__ import annotations
 
@@ -163,6 +166,13 @@ def main(argv=None) -> int:
     ap.add_argument("--ci", action="store_true",
                     help="of the storage, concurrency and privacy groups only the cases that "
                          "fit in the test suite's time (~3 min with the start)")
+    ap.add_argument("--stream-minutes", type=float, default=10.0,
+                    help="stream group: minutes of speech with no pause, at real time "
+                         "(default 10, the issue's case; make faults runs the default)")
+    ap.add_argument("--fast-seconds", type=float, default=60.0,
+                    help="stream group: seconds of chunks faster than real time (default 60)")
+    ap.add_argument("--fast-speed", type=float, default=5.0,
+                    help="stream group: how much faster than real time (default 5)")
     args = ap.parse_args(argv)
     groups = [g for g in args.groups.split(",") if g]
     unknown = set(groups) - set(GROUPS)
@@ -780,6 +790,188 @@ def main(argv=None) -> int:
                 f"checkpoint file; after freeing space the next job stores "
                 f"{again.result.version}")
 
+    # ------------------------------------------------------------------ stream cases
+    def rss_mb(exe) -> float:
+        """Resident memory of a node's process (/proc), MB; 0 when it is not running."""
+        p = graph.procs.get(exe)
+        try:
+            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except (AttributeError, OSError):
+            pass
+        return 0.0
+
+    nodes3 = ("asr_node", "response_node", "adaptation_node")
+
+    def babble(seconds: float) -> np.ndarray:
+        """Speech with no pause: the recording without its leading and trailing silence,
+        looped, plus a copy of the loop shifted by half a take (two voices overlapping), so
+        VAD never hears the silence that ends an utterance."""
+        active = np.flatnonzero(np.abs(speech) > 0.02)
+        take = speech[active[0]:active[-1] + 1]
+        n = int(seconds * 16000) // 1600 * 1600 + 1600
+        loop = np.resize(take, n)
+        return (0.6 * (loop + np.roll(loop, take.size // 2))).astype(np.float32)
+
+    def stream(audio: np.ndarray, speed: float, seconds: float, samples: list) -> int:
+        """Publish ``seconds`` of wall time of 100 ms chunks of ``audio`` (looped) at ``speed``
+        x real time, spinning in between; every 10 s the nodes' RSS goes into ``samples``."""
+        period, t0, sent, next_sample = 0.1 / speed, time.monotonic(), 0, 0.0
+        while time.monotonic() - t0 < seconds:
+            i = (sent * 1600) % audio.size
+            audio_pub.publish(AudioChunk(sample_rate=16000, channels=1, encoding="F32LE",
+                                         samples=audio[i:i + 1600]))
+            sent += 1
+            due = t0 + sent * period
+            while (left := due - time.monotonic()) > 0:
+                rclpy.spin_once(node, timeout_sec=left)
+            if time.monotonic() - t0 >= next_sample:
+                samples.append((time.monotonic() - t0, {e: rss_mb(e) for e in nodes3}))
+                next_sample += 10.0
+                if graph.dead():
+                    raise Failed(f"a node died during the stream: {graph.dead()}")
+        samples.append((time.monotonic() - t0, {e: rss_mb(e) for e in nodes3}))
+        return sent
+
+    def drain(quiet_s=8.0, timeout=180) -> None:
+        """End the stream with silence, then wait until the ASR has worked off its queue (no
+        new features for ``quiet_s``), so the still-serves probe is not answered by backlog."""
+        play(chunks(np.zeros(24000, np.float32)))
+        last = [len(features), time.monotonic()]
+
+        def quiet():
+            if len(features) != last[0]:
+                last[:] = [len(features), time.monotonic()]
+            return time.monotonic() - last[1] >= quiet_s
+        spin_until(quiet, timeout)
+
+    def growth(samples: list) -> tuple[str, list[str]]:
+        """Per node: RSS at start / after warm-up (the first third) / end and the slope after
+        warm-up (MB/min, least squares); the nodes whose RSS grew by more than 64 MB after
+        warm-up."""
+        warm = [s for s in samples if s[0] >= samples[-1][0] / 3] or samples[-1:]
+        parts, grew = [], []
+        for exe in nodes3:
+            t = np.array([s[0] for s in warm]) / 60
+            m = np.array([s[1][exe] for s in warm])
+            slope = float(np.polyfit(t, m, 1)[0]) if len(t) >= 3 and np.ptp(t) > 0 else 0.0
+            parts.append(f"{exe.split('_')[0]} {samples[0][1][exe]:.0f}/{m[0]:.0f}/{m[-1]:.0f} MB "
+                         f"({slope:+.1f} MB/min)")
+            if m.max() - m[0] > 64:
+                grew.append(f"{exe} grew {m.max() - m[0]:.0f} MB after warm-up")
+        return "RSS start/warm/end: " + ", ".join(parts), grew
+
+    def asr_cuts(since: int) -> list[float]:
+        import re
+        return [float(x) for x in re.findall(r"\] (\d+\.\d) s -> ", graph.log("asr_node")[since:])]
+
+    def diag_values(name: str) -> tuple[int, str, dict]:
+        """The latest /diagnostics status of node ``name``: (level, message, values)."""
+        for arr in reversed(diags):
+            for st in arr.status:
+                if st.name.endswith(f"/{name}"):
+                    return st.level[0] if isinstance(st.level, bytes) else int(st.level), \
+                        st.message, {kv.key: kv.value for kv in st.values}
+        return -1, "", {}
+
+    def long_stream():
+        from tinyalign_ros.core.speech.vad import VadConfig
+        max_s = VadConfig().max_utterance_s
+        seconds = args.stream_minutes * 60
+        since, n = len(graph.log("asr_node")), len(features)
+        samples = []
+        sent = stream(babble(min(seconds, 120)), 1.0, seconds, samples)
+        drain()
+        cuts = asr_cuts(since)
+        mem, grew = growth(samples)
+        if seconds >= 2 * max_s and not any(c >= max_s - 0.5 for c in cuts):
+            raise Failed(f"no utterance was cut at max_utterance_s={max_s} s (cuts: {cuts[:20]})")
+        if any(c > max_s + 0.5 for c in cuts):
+            raise Failed(f"an utterance longer than max_utterance_s={max_s} s: {max(cuts)} s")
+        if grew:
+            raise Failed("; ".join(grew) + f"; {mem}")
+        return (f"{sent} chunks ({sent / 600:.1f} min of speech, no pause) in real time -> "
+                f"{len(cuts)} utterances, {sum(c >= max_s - 0.5 for c in cuts)} cut at "
+                f"{max_s:.0f} s, longest {max(cuts, default=0):.1f} s, "
+                f"{len(features) - n} features published; {mem}")
+
+    def fast_stream():
+        seconds, speed = args.fast_seconds, args.fast_speed
+        since, n = len(graph.log("asr_node")), len(features)
+        rsince = len(graph.log("response_node"))
+        samples = []
+        sent = stream(babble(120), speed, seconds, samples)
+        drain()
+        log = graph.log("asr_node")[since:]
+        behind = log.count("ASR is behind: dropped")
+        resp_behind = graph.log("response_node")[rsince:].count("dropped")
+        _, _, values = diag_values("asr")
+        cuts = asr_cuts(since)
+        mem, grew = growth(samples)
+        if grew:
+            raise Failed("; ".join(grew) + f"; {mem}")
+        return (f"{sent} chunks ({sent / 600:.1f} min of audio) in {seconds:.0f} s ({speed:g}x "
+                f"real time) -> {len(cuts)} utterances transcribed, {behind} dropped by the ASR "
+                f"queue (diagnostics dropped={values.get('dropped', '?')}), response drop "
+                f"warnings {resp_behind}, {len(features) - n} features; the rest of the audio "
+                f"never reached the VAD (best-effort DDS, 100-chunk queue; not counted by the "
+                f"node); {mem}")
+
+    def device_vanishes():
+        """The capture node on a simulated microphone (TINYALIGN_SIM_MICROPHONE: a control
+        file that is the device; removing it makes reads raise OSError -9999 and opening
+        find no input device, as PyAudio does on an unplug); unplug, wait, plug back."""
+        from tinyalign_ros.core.speech.sources import SIM_MICROPHONE_ENV
+        control = work / "sim-microphone"
+        control.write_text("")          # quiet noise: nothing for the VAD to transcribe
+        got = [0]
+
+        def on_chunk(m):
+            if m.header.frame_id == "microphone":
+                got[0] += 1
+        sub = node.create_subscription(AudioChunk, "audio", on_chunk, AUDIO_SUB_QOS)
+        os.environ[SIM_MICROPHONE_ENV] = str(control)
+        try:
+            graph.start("capture_node", source="microphone", retry_period_s=0.5)
+        finally:
+            os.environ.pop(SIM_MICROPHONE_ENV)
+        try:
+            if not spin_until(lambda: got[0] >= 20, 90):
+                raise Failed(f"no audio from the simulated microphone: "
+                             f"{graph.log('capture_node')[-1500:]}")
+            control.unlink()                                        # unplugged
+            t_gone = time.monotonic()
+            if not wait_log("capture_node", "microphone lost", 10):
+                raise Failed("the capture node did not notice the device was gone")
+            spin_until(lambda: False, 6.0)                          # several retries
+            during = got[0]
+            spin_until(lambda: False, 2.5)
+            level, message, values = diag_values("capture")
+            if got[0] != during or level != 2:
+                raise Failed(f"while unplugged: {got[0] - during} chunks, diagnostics "
+                             f"{level} {message!r}")
+            retries = graph.log("capture_node").count("no audio input device found")
+            control.write_text("")                                  # plugged back
+            t_back = time.monotonic()
+            if not wait_log("capture_node", "reopened after a loss", 40):
+                raise Failed(f"the capture node did not reopen the device: "
+                             f"{graph.log('capture_node')[-1500:]}")
+            resumed = time.monotonic() - t_back
+            before = got[0]
+            if not spin_until(lambda: got[0] >= before + 20 and diag_values("capture")[0] == 0,
+                              30):
+                raise Failed(f"publishing did not resume: diagnostics {diag_values('capture')}")
+            _, message2, values2 = diag_values("capture")
+            return (f"unplugged after {during} chunks: 'microphone lost' logged, 0 chunks "
+                    f"while gone, diagnostics ERROR {message!r} {values}, the open error logged "
+                    f"{retries}x (not per retry); plugged back after {t_back - t_gone:.0f} s: "
+                    f"reopened {resumed:.1f} s later (backoff 0.5 s doubling), publishing "
+                    f"again, diagnostics OK {message2!r} reopened={values2.get('reopened')}")
+        finally:
+            graph.stop_one("capture_node")
+            node.destroy_subscription(sub)
+
     groups_cases = {
         "input": [(name, send, None) for name, send in input_cases],
         "storage": [
@@ -815,6 +1007,14 @@ def main(argv=None) -> int:
             ("storage: disk full while logging utterances (32 MB tmpfs)", None,
              disk_full_logging),
             ("storage: disk full while saving a checkpoint", None, disk_full_checkpoint),
+        ],
+        "stream": [
+            (f"audio: {args.stream_minutes:g} min of speech with no pause, in real time", None,
+             long_stream),
+            (f"audio: chunks {args.fast_speed:g}x faster than real time for "
+             f"{args.fast_seconds:g} s", None, fast_stream),
+            ("audio: the capture device vanishes and comes back (simulated)", None,
+             device_vanishes),
         ],
     }
     tried = survived = skipped = 0
@@ -876,7 +1076,7 @@ class Skipped(Exception):
     """A case that cannot run here (e.g. no permission to mount a small filesystem)."""
 
 
-GROUPS = ("input", "storage", "concurrency", "privacy", "disk")
+GROUPS = ("input", "storage", "concurrency", "privacy", "disk", "stream")
 # --ci: one case of each kind that needs no restart of the response node and no tmpfs
 CI_CASES = ("kill -9 of the adaptation node mid-training", "a tampered checkpoint",
             "two Adapt calls for one user", "forget-user during training",

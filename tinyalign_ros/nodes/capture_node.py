@@ -11,7 +11,8 @@ import numpy as np
 from rclpy.node import Node
 
 from tinyalign_ros.core.speech.audio import SAMPLE_RATE, AudioError
-from tinyalign_ros.core.speech.sources import FileSource, MicrophoneError, MicrophoneSource
+from tinyalign_ros.core.speech.sources import (RETRY_MAX_S, FileSource, MicrophoneError,
+                                                open_microphone)
 from tinyalign_ros.graph import node_settings
 from tinyalign_ros.msg import AudioChunk, AudioInfo
 
@@ -45,7 +46,13 @@ class CaptureNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.p.frame_id
         msg.samples = np.ascontiguousarray(samples, dtype=np.float32)
-        self.pub.publish(msg)
+        try:
+            self.pub.publish(msg)
+        except Exception:   # noqa: BLE001 - Ctrl-C shut the context down under this thread
+            if self.context.ok():
+                raise
+            self._stop.set()    # the loop ends quietly instead of a traceback at every exit
+            return
         self.chunks_sent += 1
 
     # -- sources (each in its own thread, so pacing and blocking reads never stall the executor)
@@ -83,31 +90,44 @@ class CaptureNode(Node):
         self.diag.set(0, "file source finished", chunks=self.chunks_sent)
 
     def _mic_loop(self) -> None:
-        last_error = None
+        """Open the device; on failure, or when it goes away mid-stream (OSError from a read,
+        what PyAudio raises on an unplug), retry with backoff (retry_period_s doubling up to
+        RETRY_MAX_S), with one log line per new error and the state in /diagnostics."""
+        last_error, wait, lost, reopened = None, self.p.retry_period_s, 0, 0
         while not self._stop.is_set():
             try:
-                mic = MicrophoneSource(self.p.device, self.chunk_frames, self.p.channels,
-                                       self.p.device_rate)
+                mic = open_microphone(self.p.device, self.chunk_frames, self.p.channels,
+                                      self.p.device_rate)
             except (MicrophoneError, OSError) as exc:
                 if str(exc) != last_error:  # one clear line, not one per retry
-                    self.get_logger().error(f"microphone: {exc}; retrying every "
-                                            f"{self.p.retry_period_s} s")
+                    self.get_logger().error(f"microphone: {exc}; retrying with backoff "
+                                            f"({self.p.retry_period_s} s up to "
+                                            f"{max(RETRY_MAX_S, self.p.retry_period_s)} s)")
                     last_error = str(exc)
-                self.diag.set(2, f"no microphone: {exc}")
-                self._stop.wait(self.p.retry_period_s)
+                self.diag.set(2, f"no microphone: {exc}", device_lost=lost, reopened=reopened,
+                              retry_in_s=f"{wait:.1f}", chunks=self.chunks_sent)
+                self._stop.wait(wait)
+                wait = min(wait * 2, max(RETRY_MAX_S, self.p.retry_period_s))
                 continue
+            if lost:
+                reopened += 1
             self.get_logger().info(f"microphone: {mic.name} at {mic.rate} Hz, {mic.channels} ch "
-                                   f"-> {SAMPLE_RATE} Hz mono")
+                                   f"-> {SAMPLE_RATE} Hz mono"
+                                   + (f" (reopened after a loss, {reopened}x)" if lost else ""))
             self._publish_info(f"microphone:{mic.name}")
-            self.diag.set(0, "capturing", device=mic.name, device_rate=mic.rate)
-            last_error = None
+            self.diag.set(0, "capturing", device=mic.name, device_rate=mic.rate,
+                          device_lost=lost, reopened=reopened, retry_in_s="0")
+            last_error, wait = None, self.p.retry_period_s
             try:
                 while not self._stop.is_set():
                     samples = mic.read()
                     if samples.size:
                         self._publish(samples)
             except OSError as exc:  # unplugged: go back to waiting for a device
-                self.get_logger().error(f"microphone lost: {exc}")
+                lost += 1
+                self.get_logger().error(f"microphone lost: {exc}; reopening with backoff")
+                self.diag.set(2, f"microphone lost: {exc}", device_lost=lost,
+                              reopened=reopened, chunks=self.chunks_sent)
             finally:
                 mic.close()
 

@@ -183,3 +183,56 @@ class MicrophoneSource:
             self._stream.close()
         finally:
             self._pa.terminate()
+
+
+# A missing or lost microphone is retried after retry_period_s, the wait doubling per failed
+# attempt up to this bound (and back to retry_period_s once the device opens).
+RETRY_MAX_S = 30.0
+
+# Test-only: a microphone that can be unplugged, for machines without a sound card (make faults).
+SIM_MICROPHONE_ENV = "TINYALIGN_SIM_MICROPHONE"
+
+
+class SimulatedMicrophone:
+    """Stands in for :class:`MicrophoneSource` when ``$TINYALIGN_SIM_MICROPHONE`` names a
+    control file (test only; never set in normal use). The "device" is plugged in while that
+    file exists; it plays the audio file named in it (looped; empty: quiet noise) paced at real
+    time. It fails the way PyAudio does on an unplug: opening with no device raises
+    MicrophoneError (PortAudio then lists no input device), and a read after the device went
+    away raises ``OSError(-9999, 'Unanticipated host error')`` (what PyAudio's
+    ``Stream.read`` raises when ALSA loses the device)."""
+
+    def __init__(self, control: str, chunk_frames: int):
+        import time
+
+        self._control, self._time = Path(control), time
+        if not self._control.exists():
+            raise MicrophoneError("no audio input device found (simulated: "
+                                  f"{self._control} absent)")
+        spec = self._control.read_text().strip()
+        audio = load_audio(spec) if spec else \
+            (np.random.default_rng(0).standard_normal(SAMPLE_RATE) * 1e-3).astype(np.float32)
+        self._audio, self._pos = audio.astype(np.float32), 0
+        self.chunk_frames, self.name, self.rate, self.channels = chunk_frames, "simulated", \
+            SAMPLE_RATE, 1
+        self._next = time.monotonic()
+
+    def read(self) -> np.ndarray:
+        self._next += self.chunk_frames / SAMPLE_RATE            # a device read blocks ...
+        self._time.sleep(max(0.0, self._next - self._time.monotonic()))   # ... one chunk long
+        if not self._control.exists():
+            raise OSError(-9999, "Unanticipated host error")
+        idx = (self._pos + np.arange(self.chunk_frames)) % self._audio.size
+        self._pos = (self._pos + self.chunk_frames) % self._audio.size
+        return self._audio[idx]
+
+    def close(self) -> None:
+        pass
+
+
+def open_microphone(device: str, chunk_frames: int, channels: int = 1, device_rate: int = 0):
+    """The PortAudio microphone, or the simulated one when ``$TINYALIGN_SIM_MICROPHONE`` is set."""
+    control = os.environ.get(SIM_MICROPHONE_ENV, "")
+    if control:
+        return SimulatedMicrophone(control, chunk_frames)
+    return MicrophoneSource(device, chunk_frames, channels, device_rate)

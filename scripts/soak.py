@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""make soak MINUTES=10: the four-process graph under continuous speech, with an Adapt call every
+few minutes; prints each node's resident memory (RSS, from /proc) over time and its slope after
+a warm-up, which must be flat (every adapter that is no longer served is freed).
+
+The capture node plays a recording in a loop (file source, real time, a short gap after each
+take), the ASR node transcribes every utterance, the response node answers and the adaptation
+node logs them; every --adapt-every minutes an Adapt call trains and publishes a new projector
+for the speaking user, which replaces the one the response node serves. Not in CI. Run from
+`source scripts/env.sh`; exits 1 when a node died or a slope after warm-up exceeds --max-slope.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from faults import GOFORWARD, Graph  # noqa: E402
+
+NODES = ("capture_node", "asr_node", "response_node", "adaptation_node")
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def slope_mb_per_min(t_s: list[float], mb: list[float]) -> float:
+    if len(t_s) < 3 or max(t_s) == min(t_s):
+        return 0.0
+    return float(np.polyfit(np.array(t_s) / 60, np.array(mb), 1)[0])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=10.0, help="length of the run (default 10)")
+    ap.add_argument("--adapt-every", type=float, default=2.0,
+                    help="minutes between Adapt calls (default 2; the first after 1 min)")
+    ap.add_argument("--adapt-utterances", type=int, default=0,
+                    help="train each job on at most this many utterances (0: the node's "
+                         "max_utterances), so that job size does not grow with the log")
+    ap.add_argument("--sample-every", type=float, default=15.0, help="seconds between RSS samples")
+    ap.add_argument("--warmup", type=float, default=None,
+                    help="minutes of warm-up left out of the slope (default: 30%% of the run, "
+                         "at most 3)")
+    ap.add_argument("--max-slope", type=float, default=2.0,
+                    help="MB/min after warm-up above which a node counts as growing (default 2)")
+    args = ap.parse_args(argv)
+    warmup = args.warmup if args.warmup is not None else min(3.0, 0.3 * args.minutes)
+
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 200)))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    import rclpy
+
+    from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
+    from tinyalign_ros.nodes.common import PROJECTOR_QOS, RELIABLE_QOS
+    from tinyalign_ros.srv import Adapt
+
+    work = Path(tempfile.mkdtemp(prefix="tinyalign-soak-"))
+    graph = Graph(work)
+    graph.start("asr_node", cpu_threads=1, user_id="soak")
+    graph.start("response_node", threads=1, mode="aligned", max_new_tokens=6)
+    graph.start("adaptation_node", store_dir=str(work / "store"), nice=0, max_new_tokens=4,
+                require_improvement="false", objective="embedlink", epochs=2, min_utterances=3)
+    graph.start("capture_node", source="file", file_path=str(GOFORWARD), file_loop="true",
+                file_gap_s=0.6, file_wait_for_subscriber_s=60.0)
+
+    rclpy.init()
+    node = rclpy.create_node("soak")
+    counts = {"features": 0, "responses": 0, "updates": 0}
+
+    def counter(key):
+        def cb(_msg):
+            counts[key] += 1
+        return cb
+    node.create_subscription(SpeechFeatures, "speech_features", counter("features"), RELIABLE_QOS)
+    node.create_subscription(Response, "response", counter("responses"), RELIABLE_QOS)
+    node.create_subscription(ProjectorUpdate, "projector_updates", counter("updates"),
+                             PROJECTOR_QOS)
+    adapt = node.create_client(Adapt, "adapt")
+
+    print(f"tinyalign_ros soak: {args.minutes:g} min, Adapt every {args.adapt_every:g} min, "
+          f"warm-up {warmup:g} min; logs in {work}", flush=True)
+    samples: list[tuple[float, dict]] = []
+    adapts = []
+    status = 0
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not all(
+                "]: active" in graph.log(e) for e in NODES[1:]):
+            rclpy.spin_once(node, timeout_sec=0.5)
+            if graph.dead():
+                print("a node did not start:", graph.dead())
+                return 1
+        t0 = time.monotonic()
+        next_sample, next_adapt, pending = 0.0, 60.0, None
+        print("  t (min)  " + "  ".join(f"{e.split('_')[0]:>10}" for e in NODES)
+              + "   (RSS MB)   features responses updates", flush=True)
+        while (now := time.monotonic() - t0) < args.minutes * 60:
+            rclpy.spin_once(node, timeout_sec=0.2)
+            if graph.dead():
+                print("  a node died:", graph.dead())
+                status = 1
+                break
+            if now >= next_sample:
+                row = {e: rss_mb(graph.procs[e].pid) for e in NODES}
+                samples.append((now, row))
+                print(f"  {now / 60:7.2f}  " + "  ".join(f"{row[e]:10.1f}" for e in NODES)
+                      + f"   {counts['features']:>17} {counts['responses']:>9} "
+                        f"{counts['updates']:>7}", flush=True)
+                next_sample += args.sample_every
+            if now >= next_adapt and adapt.service_is_ready():
+                pending = adapt.call_async(Adapt.Request(user_id="soak",
+                                                            max_utterances=args.adapt_utterances))
+                next_adapt += args.adapt_every * 60
+            if pending is not None and pending.done():
+                r = pending.result()
+                adapts.append(f"{now / 60:.1f} min: {'accepted ' + r.job_id if r.accepted else 'refused: ' + r.message}")
+                print(f"  Adapt at {adapts[-1]}", flush=True)
+                pending = None
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        graph.stop()
+
+    if len(samples) < 2:
+        print("too few samples")
+        return 1
+    warm = [s for s in samples if s[0] >= warmup * 60] or samples[-2:]
+    print(f"\nRSS per node (MB): start, after warm-up ({warmup:g} min), end, max; slope after "
+          f"warm-up ({len(warm)} samples)")
+    for e in NODES:
+        first, w, last = samples[0][1][e], warm[0][1][e], samples[-1][1][e]
+        peak = max(s[1][e] for s in samples)
+        slope = slope_mb_per_min([s[0] for s in warm], [s[1][e] for s in warm])
+        flat = slope <= args.max_slope     # a falling slope is not growth
+        status |= not flat
+        print(f"  {e:16} {first:8.1f} {w:8.1f} {last:8.1f} {peak:8.1f}   {slope:+6.2f} MB/min  "
+              f"{'flat' if flat else 'GROWING'}")
+    print(f"{counts['features']} utterances transcribed, {counts['responses']} responses, "
+          f"{counts['updates']} projector updates; Adapt calls: {'; '.join(adapts) or 'none'}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
