@@ -11,15 +11,15 @@ import pytest
 
 from tinyalign_ros.corpus import engines
 from tinyalign_ros.corpus.build import Corpus, CorpusConfig
-from tinyalign_ros.corpus.texts import (check_training_texts, is_reserved, test_texts,
-                                        text_key, training_texts)
+from tinyalign_ros.corpus.texts import (check_training_texts, is_reserved,
+                                        reserved_sentences, text_key, training_texts)
 
 
 def test_text_split_keeps_test_sentences_out_of_training():
     robot, everyday = training_texts(templated=3000, seed=0)
     assert len(set(robot)) > 1000 and len(set(everyday)) > 5000
     train_keys = {text_key(t) for t in robot + everyday}
-    tests = test_texts(200, seed=100)
+    tests = reserved_sentences(200, seed=100)
     assert len(tests) == 200 and all(is_reserved(t) for t in tests)
     assert not train_keys & {text_key(t) for t in tests}
     # punctuation and case do not make a test sentence new

@@ -27,11 +27,11 @@ class BenchUser:
 def held_out_texts(n: int, seed: int = 100) -> list[str]:
     """n test sentences (corpus.texts' reserved side: robot commands and everyday sentences)."""
     from ..corpus.recipe import corpus_texts
-    from ..corpus.texts import test_texts, text_key
+    from ..corpus.texts import reserved_sentences, text_key
 
     # the shipped base's older recipe drew from both sides of the split: keep its text out too
     seen = {text_key(t) for t in corpus_texts(1500, 0)}
-    return [t for t in test_texts(n + 50, seed) if text_key(t) not in seen][:n]
+    return [t for t in reserved_sentences(n + 50, seed) if text_key(t) not in seen][:n]
 
 
 def corpus_dir(name: str, texts: list[str], seed: int):

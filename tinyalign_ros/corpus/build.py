@@ -56,7 +56,7 @@ def _slug(s: str) -> str:
 def make_plan(config: CorpusConfig, voices: list | None = None) -> dict:
     """Every utterance of the corpus, deterministic for (config, installed voices)."""
     from . import augment, engines
-    from .texts import check_training_texts, test_texts, training_texts
+    from .texts import check_training_texts, reserved_sentences, training_texts
 
     voices = voices if voices is not None else engines.available_voices(config.permissive_only)
     held = [v for v in voices if v.family == config.held_out_family]
@@ -104,7 +104,7 @@ def make_plan(config: CorpusConfig, voices: list | None = None) -> dict:
                      "family": voice.family, "engine": voice.engine,
                      "augment": pick_augment(), "seed": rng.getrandbits(32)})
 
-    eval_texts = test_texts(2 * config.eval_utterances, seed=config.seed + 500)
+    eval_texts = reserved_sentences(2 * config.eval_utterances, seed=config.seed + 500)
     for text in eval_texts[:config.eval_utterances]:
         add("eval-sentences", text, pick_voice())
     for text in eval_texts[config.eval_utterances:]:

@@ -172,7 +172,7 @@ def training_texts(templated: int, seed: int = 0) -> tuple[list[str], list[str]]
     return robot, everyday
 
 
-def test_texts(n: int, seed: int = 100) -> list[str]:
+def reserved_sentences(n: int, seed: int = 100) -> list[str]:
     """n reserved sentences, half robot commands and half everyday, shuffled by seed."""
     rng = random.Random(seed)
     robot = [t for t in templated_sentences(20 * n + 200, seed) if is_reserved(t)]
