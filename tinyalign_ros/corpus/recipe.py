@@ -15,7 +15,8 @@ import random
 import time
 from pathlib import Path
 
-from .synth import Speaker, fortune_sentences, make_corpus, sentences
+from .synth import Speaker, make_corpus, sentences
+from .texts import fortune_sentences
 
 CONDITIONS = (
     Speaker("clean", rate=(130, 210), pitch=(20, 80)),

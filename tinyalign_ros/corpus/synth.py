@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -62,34 +61,6 @@ def sentences(n: int, seed: int = 0) -> list[str]:
             continue
         seen.add(s)
         out.append(s)
-    return out
-
-
-FORTUNES = Path("/usr/share/games/fortunes")
-
-
-def fortune_sentences(max_words: int = 14, min_words: int = 3) -> list[str]:
-    """Everyday English sentences from Debian's fortunes packages (quotes, jokes, sayings),
-    for text variety beyond the robot templates. Only plain sentences without digits."""
-    out, seen = [], set()
-    files = sorted(f for f in FORTUNES.glob("*") if f.is_file() and not f.suffix
-                   and not f.name.startswith(("art", "ascii", "off"))) if FORTUNES.is_dir() else []
-    for f in files:
-        text = f.read_text(errors="ignore")
-        for block in text.split("\n%\n"):
-            block = " ".join(block.split())
-            for sent in re.split(r"(?<=[.!?])\s+", block):
-                sent = sent.strip(" \"'-")
-                words = sent.split()
-                if not (min_words <= len(words) <= max_words):
-                    continue
-                if not re.fullmatch(r"[A-Za-z ,.'?!;:-]+", sent) or "--" in sent or ".." in sent:
-                    continue
-                if any(len(w) > 1 and w.isupper() for w in re.findall(r"[A-Za-z]+", sent)):
-                    continue  # shouting and acronyms are spoken oddly
-                if sent.lower() not in seen:
-                    seen.add(sent.lower())
-                    out.append(sent)
     return out
 
 

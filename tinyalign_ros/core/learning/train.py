@@ -230,10 +230,7 @@ class Trainer:
         valid = tmask & token_mask
         mse = ((tokens - targets) ** 2).mean(-1)[valid].mean() / self.target_scale
         cos = F.cosine_similarity(tokens, targets, dim=-1)[valid].mean()
-        loss = mse + self.config.cos_weight * (1.0 - cos)
-        if self.projector.config.pooling == "length":
-            loss = loss + self.config.length_weight * F.smooth_l1_loss(predicted, lengths.float())
-        return loss
+        return mse + self.config.cos_weight * (1.0 - cos) + self._length_loss(predicted, lengths)
 
     def ce_loss(self, items) -> torch.Tensor:
         llm = self.llm
@@ -280,10 +277,7 @@ class Trainer:
                                use_cache=True).logits
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), lab[:, 1:].flatten(),
                                ignore_index=-100)
-        if self.projector.config.pooling == "length":
-            loss = loss + self.config.length_weight * F.smooth_l1_loss(predicted.float(),
-                                                                       lengths.float())
-        return loss
+        return loss + self._length_loss(predicted, lengths)
 
     def hybrid_loss(self, items) -> torch.Tensor:
         """CE of the true text given the cascade's prompt with the item's transcript (the hint,
@@ -332,10 +326,13 @@ class Trainer:
                                past_key_values=past, use_cache=True).logits
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), lab[:, 1:].flatten(),
                                ignore_index=-100)
-        if self.projector.config.pooling == "length":
-            loss = loss + self.config.length_weight * F.smooth_l1_loss(predicted.float(),
-                                                                       lengths.float())
-        return loss
+        return loss + self._length_loss(predicted, lengths)
+
+    def _length_loss(self, predicted, lengths) -> torch.Tensor | float:
+        """Length pooling: the token-count head learns the text's length beside the main loss."""
+        if self.projector.config.pooling != "length":
+            return 0.0
+        return self.config.length_weight * F.smooth_l1_loss(predicted.float(), lengths.float())
 
     def _adapter_context(self):
         """Our own LoRA adapter when training one, else none of the adapters the LLM may hold
