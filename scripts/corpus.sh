@@ -4,7 +4,7 @@
 # at any time (Ctrl-C, kill, power loss) and run it again; finished shards are kept.
 # Settings (environment): JOBS (processes, default: CPU cores), NICE (default 10: a background job),
 # CORPUS_DIR (default $TINYALIGN_HOME/corpora/main); extra arguments go to `tinyalign corpus build`.
-set -euo pipefail
+set -eo pipefail   # not -u: colcon's setup scripts (sourced by env.sh) read unset variables
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/env.sh" >/dev/null
 JOBS=${JOBS:-$(nproc)}
