@@ -64,6 +64,12 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         # whatever this node's state
         self.update_pub = self.create_publisher(ProjectorUpdate, "projector_updates",
                                                  PROJECTOR_QOS)
+        # The latched history must hold each user's current update and nothing older: DDS
+        # keeps the last `depth` messages of an unkeyed topic, whole checkpoints included, so
+        # a user adapted 100 times would pin 100 checkpoints. When a user's update replaces
+        # one already sent, the publisher is made anew with exactly these (_announce).
+        self._latched: dict[str, ProjectorUpdate] = {}
+        self._publish_lock = threading.Lock()
         self.create_subscription(SpeechFeatures, "speech_features", self.on_features,
                                  RELIABLE_QOS, callback_group=group)
         self.create_service(Adapt, "adapt", self.on_adapt, callback_group=group)
@@ -228,14 +234,32 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         if data:
             msg.checkpoint = data
         msg.signature = signature(self._update_key, *update_fields(msg))
-        self.update_pub.publish(msg)
+        self._announce(msg)
+
+    def _announce(self, msg: ProjectorUpdate) -> None:
+        """Publishes ``msg`` as its user's current state. A user's first message just joins
+        the latched history; a later one replaces the publisher (freeing every older
+        checkpoint) and re-sends each user's current message, which response nodes that
+        have it already drop as a repeat (same stamp and signature)."""
+        with self._publish_lock:
+            replaces = msg.user_id in self._latched
+            self._latched[msg.user_id] = msg
+            if not replaces:
+                self.update_pub.publish(msg)
+                return
+            self.destroy_publisher(self.update_pub)
+            self.update_pub = self.create_publisher(ProjectorUpdate, "projector_updates",
+                                                     PROJECTOR_QOS)
+            for current in self._latched.values():
+                self.update_pub.publish(current)
 
     def _republish_current(self) -> None:
         """Latched topic: announce every user's current projector again after a restart."""
         for user_id in self.store.users():
             record = self.store.current_projector(user_id)
             if record is not None and record.path.is_file():
-                self._publish(user_id, record)
+                with self._user_lock:
+                    self._publish(user_id, record)
 
     # ---- training jobs
     def _config(self, req) -> AdaptConfig:

@@ -33,7 +33,8 @@ LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-# Projector updates: latched, and deep enough to hold the current projector of many users.
+# Projector updates: latched; the adaptation node keeps one message per user in its history
+# (nodes/adaptation_node.py _announce), so depth is the most users a late joiner learns of.
 PROJECTOR_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
                            reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL)

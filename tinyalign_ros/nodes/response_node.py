@@ -129,7 +129,10 @@ class ResponseNode(ManagedModels, LifecycleNode):
                                       f"{msg.user_id!r} (version {msg.version!r})")
             return False
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        if stamp <= self._last_update.get(msg.user_id, (-1, -1)):
+        last = self._last_update.get(msg.user_id, (-1, -1))
+        if stamp == last:   # re-sent with the latched history (adaptation node's _announce)
+            return False
+        if stamp < last:
             self.get_logger().warning(f"ignoring a replayed projector update for "
                                       f"{msg.user_id!r} (version {msg.version!r})")
             return False
