@@ -82,8 +82,59 @@ def test_projector_versions_rollback_and_forget(tmp_path):
     assert store.rollback("alice") is None                       # back to the base projector
     with pytest.raises(StoreError, match="no adapted projector"):
         store.rollback("alice")
-    assert store.forget("alice") == (1, 3)
+    assert store.forget("alice") == (1, 3, 0)
     assert not (tmp_path / "users" / "alice").exists() and store.count("alice") == 0
+
+
+def tone(n=8000, rate=16000):
+    t = np.arange(n) / rate
+    return (np.sin(2 * np.pi * 220 * t) * 12000).astype(np.int16)
+
+
+def test_audio_is_kept_beside_the_features_and_goes_with_them(tmp_path):
+    store = UtteranceStore(tmp_path, max_utterances_per_user=2)
+    store.log("u1", "alice", feats(), "x", 0.9, "asr:8", created=1, audio=tone())
+    store.log("u2", "alice", feats(), "y", 0.9, "asr:8", created=2)        # an older node: none
+    store.log("u3", "alice", feats(), "z", 0.9, "asr:8", created=3, audio=tone(4000, 8000),
+              sample_rate=8000)
+    # retention dropped u1 (oldest uncorrected): its audio file went with its features
+    assert not (tmp_path / "users" / "alice" / "audio" / "u1.wav").exists()
+    by_id = {u.utterance_id: u for u in store.utterances("alice")}
+    assert set(by_id) == {"u2", "u3"}
+    assert not by_id["u2"].has_audio and by_id["u2"].audio() is None
+    a = by_id["u3"].audio()                                  # resampled to 16 kHz, float
+    assert a.dtype == np.float32 and abs(a.size - 8000) < 200 and 0.3 < np.abs(a).max() < 0.4
+    for bad, rate, why in ((np.zeros(10, np.float32), 16000, "int16"),
+                           (np.zeros((2, 10), np.int16), 16000, "mono"),
+                           (np.zeros(0, np.int16), 16000, "mono"),
+                           (tone(), 100, "not plausible")):
+        with pytest.raises(StoreError, match=why):
+            store.log("u9", "alice", feats(), "w", 0.9, "asr:8", audio=bad, sample_rate=rate)
+    assert "u9" not in {u.utterance_id for u in store.utterances("alice")}
+    assert store.forget("alice") == (2, 0, 0)
+    assert not (tmp_path / "users" / "alice").exists()
+
+
+def test_recognizer_versions_rollback_and_forget_beside_projectors(tmp_path):
+    store = UtteranceStore(tmp_path)
+    store.add_projector("alice", "p1", "base", b"proj", {}, make_current=True)
+    store.add_recognizer("alice", "r1", "", b"one", {"recognizer_wer_after": 0.2}, True)
+    store.add_recognizer("alice", "r2", "r1", b"two", {}, make_current=True)
+    store.add_recognizer("bob", "rb", "", b"bob", {}, make_current=True)
+    assert store.current_recognizer("alice").version == "r2"
+    assert store.current_projector("alice").version == "p1"       # kinds are apart
+    assert store.rollback("alice", "recognizer").version == "r1"
+    assert store.current_projector("alice").version == "p1"
+    assert store.rollback("alice", "recognizer") is None
+    with pytest.raises(StoreError, match="no adapted recognizer"):
+        store.rollback("alice", "recognizer")
+    with pytest.raises(StoreError, match="kind must be"):
+        store.rollback("alice", "llm")
+    assert (tmp_path / "users" / "alice" / "recognizers" / "r2.safetensors").read_bytes() == b"two"
+    assert store.users() == ["alice", "bob"]
+    assert store.forget("alice") == (0, 1, 2)
+    assert not (tmp_path / "users" / "alice").exists()
+    assert [r.version for r in store.recognizers("bob")] == ["rb"]
 
 
 def test_export_user_log_to_mcap(tmp_path):
@@ -97,6 +148,9 @@ def test_export_user_log_to_mcap(tmp_path):
     store.log("u3", "bob", feats(), "not alice", 0.9, "asr:8", created=102.0)
     store.correct("alice", "u2", "turn left")
     store.add_projector("alice", "v1", "base", b"checkpoint-bytes", {"wer_after": 0.3}, True)
+    store.log("u4", "alice", feats(), "with audio", 0.9, "asr:8", created=103.0,
+              audio=np.arange(-500, 500, dtype=np.int16))
+    store.add_recognizer("alice", "r1", "", b"adapter-bytes", {"recognizer_wer_after": 0.1}, True)
     store.close()
     out = tmp_path / "alice.mcap"
     assert main(["export", "--user", "alice", "--out", str(out),
@@ -105,7 +159,11 @@ def test_export_user_log_to_mcap(tmp_path):
     for m in read_ros2_messages(str(out)):
         msgs.setdefault(m.channel.topic, []).append(m.ros_msg)
     feats_msgs = msgs["/speech_features"]
-    assert [m.utterance_id for m in feats_msgs] == ["u1", "u2"]        # bob's are not exported
+    assert [m.utterance_id for m in feats_msgs] == ["u1", "u2", "u4"]  # bob's are not exported
+    assert list(feats_msgs[2].audio) == list(range(-500, 500))
+    assert feats_msgs[2].audio_sample_rate == 16000 and len(feats_msgs[0].audio) == 0
+    rec = msgs["/recognizer_updates"][0]
+    assert rec.version == "r1" and bytes(rec.adapter) == b"adapter-bytes"
     assert (feats_msgs[1].frames, feats_msgs[1].dim) == (12, 8)
     assert np.allclose(np.array(feats_msgs[1].data).reshape(12, 8), feats(12), atol=1e-2)
     assert feats_msgs[0].header.stamp.sec == 100

@@ -27,6 +27,9 @@ class TranscribeConfig:
                                       "set_user topic)", live=True)
     publish_features: bool = setting(True, "publish encoder features (off: transcripts only)",
                                      live=True)
+    publish_audio: bool = setting(True, "carry each utterance's audio (int16) in its "
+                                        "SpeechFeatures, so the adaptation node can adapt the "
+                                        "recogniser to the user (off: features only)", live=True)
     queue_size: int = setting(8, "utterances waiting for ASR before the oldest is dropped")
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 
+import numpy as np
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode
@@ -23,7 +24,8 @@ from tinyalign_ros.core.assistant.llm import EmbeddingTable, llm_id, loaded_llms
 from tinyalign_ros.core.assistant.pipeline import Assistant
 from tinyalign_ros.core.assistant.prompt import PromptConfig
 from tinyalign_ros.core.learning.adapt import AdaptationError, AdaptConfig, adapt_user
-from tinyalign_ros.core.learning.store import StoreConfig, StoreError, UtteranceStore
+from tinyalign_ros.core.learning.store import (StoreConfig, StoreError, UtteranceStore,
+                                               check_audio_samples)
 from tinyalign_ros.core.models import default_projector, resolve_llm
 from tinyalign_ros.core.serving import AssistantModels, LearningConfig, Lifecycle
 from tinyalign_ros.core.signing import create_key, key_path, signature
@@ -165,8 +167,22 @@ class AdaptationNode(ManagedModels, LifecycleNode):
             return
         try:
             check_user_id(msg.user_id)
-            store.log(msg.utterance_id, msg.user_id, features_from_msg(msg),
-                           msg.transcript, msg.confidence, msg.asr_model_id)
+            features = features_from_msg(msg)
+        except (ValueError, UserIdError) as exc:
+            self.get_logger().warning(f"not logging {msg.utterance_id!r}: {exc}")
+            return
+        audio, rate = None, 0
+        if len(msg.audio) > 0:       # the utterance's audio, for recogniser adaptation
+            audio, rate = np.asarray(msg.audio, np.int16), int(msg.audio_sample_rate)
+            try:
+                check_audio_samples(audio, rate)
+            except StoreError as exc:    # the features are still worth logging
+                self.get_logger().warning(f"not keeping the audio of {msg.utterance_id!r}: "
+                                          f"{exc}")
+                audio = None
+        try:
+            store.log(msg.utterance_id, msg.user_id, features, msg.transcript, msg.confidence,
+                      msg.asr_model_id, audio=audio, sample_rate=rate or 16000)
             self.logged += 1
         except (ValueError, UserIdError, StoreError, OSError) as exc:
             self.get_logger().warning(f"not logging {msg.utterance_id!r}: {exc}")

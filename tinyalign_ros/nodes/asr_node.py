@@ -26,6 +26,13 @@ from .common import (AUDIO_SUB_QOS, RELIABLE_QOS, Diagnostics, DropOldestQueue, 
 _ids = itertools.count(1)
 
 
+def audio_int16(audio):
+    """float32 samples in [-1, 1] -> int16 (what SpeechFeatures.audio carries)."""
+    import numpy as np
+
+    return (np.clip(np.asarray(audio, np.float32), -1.0, 1.0) * 32767.0).round().astype(np.int16)
+
+
 def to_time_msg(t: float):
     from builtin_interfaces.msg import Time
 
@@ -141,6 +148,9 @@ class AsrNode(ManagedModels, LifecycleNode):
             feats.header.stamp = stamp
             feats.speech_end = to_time_msg(t_end)
             feats.data = result.features.reshape(-1)
+            if self.p.publish_audio:   # for recogniser adaptation (the adaptation node logs it)
+                feats.audio = audio_int16(segment.audio)
+                feats.audio_sample_rate = SAMPLE_RATE
             self.features_pub.publish(feats)
         self.transcript_pub.publish(String(data=result.transcript.text))
         self.utterances += 1

@@ -2,8 +2,10 @@
 in standard tools (Foxglove, `ros2 bag info`, mcap CLI). Pure Python: no ROS needed.
 
 Topics: /speech_features (tinyalign_ros/msg/SpeechFeatures, one per logged utterance, stamped
-with its log time), /corrections (std_msgs/String, JSON {utterance_id, text}) and
-/projector_updates (tinyalign_ros/msg/ProjectorUpdate, every projector version with its bytes).
+with its log time, its audio included when it was logged), /corrections (std_msgs/String, JSON
+{utterance_id, text}), /projector_updates (tinyalign_ros/msg/ProjectorUpdate, every projector
+version with its bytes) and /recognizer_updates (tinyalign_ros/msg/RecognizerUpdate, every
+recogniser adapter version with its bytes).
 """
 from __future__ import annotations
 
@@ -49,10 +51,14 @@ def _stamp(t: float) -> dict:
 def export_user(store: UtteranceStore, user_id: str, out: str | Path) -> dict:
     from mcap_ros2.writer import Writer
 
+    from .store import read_wav
+
     utterances = store.utterances(user_id)
     projectors = store.projectors(user_id)
+    recognizers = store.recognizers(user_id)
     deps = {"std_msgs/Header": HEADER, "builtin_interfaces/Time": TIME}
-    counts = {"speech_features": 0, "corrections": 0, "projector_updates": 0}
+    counts = {"speech_features": 0, "corrections": 0, "projector_updates": 0,
+              "recognizer_updates": 0, "audio": 0}
     with open(out, "wb") as f:
         writer = Writer(f)
         feats_schema = writer.register_msgdef("tinyalign_ros/msg/SpeechFeatures",
@@ -61,16 +67,24 @@ def export_user(store: UtteranceStore, user_id: str, out: str | Path) -> dict:
         proj_schema = writer.register_msgdef(
             "tinyalign_ros/msg/ProjectorUpdate",
             msgdef("ProjectorUpdate", {**deps, "tinyalign_ros/Metric": METRIC}))
+        rec_schema = writer.register_msgdef(
+            "tinyalign_ros/msg/RecognizerUpdate",
+            msgdef("RecognizerUpdate", {**deps, "tinyalign_ros/Metric": METRIC}))
         for u in utterances:
             x = u.features()
             t_ns = int(u.created * 1e9)
+            audio, rate = (read_wav(u.audio_path) if u.has_audio
+                           else (np.zeros(0, np.int16), 0))
+            counts["audio"] += int(audio.size > 0)
             writer.write_message("/speech_features", feats_schema, {
                 "header": {"stamp": _stamp(u.created), "frame_id": ""},
                 "utterance_id": u.utterance_id, "user_id": u.user_id,
                 "frames": x.shape[0], "dim": x.shape[1],
                 "data": x.reshape(-1).astype(np.float32).tolist(), "transcript": u.transcript,
                 "confidence": float(u.confidence), "asr_model_id": u.asr_model_id,
-                "audio_duration_s": 0.0, "speech_end": _stamp(u.created), "asr_time_s": 0.0},
+                "audio_duration_s": audio.size / rate if rate else 0.0,
+                "speech_end": _stamp(u.created), "asr_time_s": 0.0,
+                "audio": audio.tolist(), "audio_sample_rate": int(rate)},
                 log_time=t_ns, publish_time=t_ns)
             counts["speech_features"] += 1
             if u.corrected_text is not None:
@@ -89,5 +103,16 @@ def export_user(store: UtteranceStore, user_id: str, out: str | Path) -> dict:
                             if isinstance(v, (int, float))]},
                 log_time=t_ns, publish_time=t_ns)
             counts["projector_updates"] += 1
+        for r in recognizers:
+            t_ns = int(r.created * 1e9)
+            data = r.path.read_bytes() if r.path.is_file() else b""
+            writer.write_message("/recognizer_updates", rec_schema, {
+                "header": {"stamp": _stamp(r.created), "frame_id": ""},
+                "user_id": r.user_id, "version": r.version, "parent_version": r.parent_version,
+                "adapter": data, "signature": b"",
+                "metrics": [{"name": k, "value": float(v)} for k, v in r.metrics.items()
+                            if isinstance(v, (int, float))]},
+                log_time=t_ns, publish_time=t_ns)
+            counts["recognizer_updates"] += 1
         writer.finish()
     return counts

@@ -1,9 +1,14 @@
-"""The adaptation node's durable log: every utterance (features, transcript, confidence, user,
-time, the user's correction) and every projector version, per user.
+"""The adaptation node's durable log: every utterance (features, audio, transcript, confidence,
+user, time, the user's correction), every projector version and every recogniser adapter
+version, per user.
 
 SQLite in WAL mode for the index (a crash mid-write loses at most the row being written) and
-one file per utterance's features, written to a temporary name and renamed, so no reader ever
-sees half a file. Bounded per user (oldest uncorrected utterances go first). User ids are
+one file per utterance's features (``features/<id>.npy``) and audio (``audio/<id>.wav``, int16,
+when the ASR node sent it: recogniser adaptation re-encodes it; an utterance without one, e.g.
+from an older store, is simply not used for that), each written to a temporary name and renamed,
+so no reader ever sees half a file. Projectors (``projectors`` table, ``projectors/``) and
+recogniser adapters (``recognizers`` table, the same columns, ``recognizers/``) have versions, a
+current one per user, rollback to the parent and forget. Bounded per user (oldest uncorrected utterances go first). User ids are
 checked before they touch a path.
 
 Adaptation jobs are recorded too (``jobs``: running / done / failed / cancelled / abandoned), so
@@ -52,6 +57,16 @@ CREATE TABLE IF NOT EXISTS projectors (
     current INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS projectors_user ON projectors(user_id, created);
+CREATE TABLE IF NOT EXISTS recognizers (
+    version TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    parent_version TEXT,
+    created REAL NOT NULL,
+    path TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    current INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS recognizers_user ON recognizers(user_id, created);
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
@@ -63,6 +78,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user_id, started);
 """
 JOB_STATES = ("running", "done", "failed", "cancelled", "abandoned")
+# what a user has versions of: table and folder name of each kind
+KINDS = {"projector": "projectors", "recognizer": "recognizers"}
 
 
 class StoreError(RuntimeError):
@@ -100,6 +117,62 @@ class LoggedUtterance:
 
     def features(self) -> np.ndarray:
         return np.load(self.features_path).astype(np.float32)
+
+    @property
+    def audio_path(self) -> Path:
+        return audio_path_of(self.features_path)
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_path.is_file()
+
+    def audio(self) -> np.ndarray | None:
+        """The utterance's audio as mono float32 at 16 kHz, or None when none was logged."""
+        if not self.has_audio:
+            return None
+        samples, rate = read_wav(self.audio_path)
+        audio = samples.astype(np.float32) / 32768.0
+        if rate != 16000:
+            from ..speech.audio import resample
+
+            audio = resample(audio, rate, 16000)
+        return audio
+
+
+def audio_path_of(features_path: Path) -> Path:
+    """users/<user>/features/<id>.npy -> users/<user>/audio/<id>.wav"""
+    return features_path.parent.parent / "audio" / (features_path.stem + ".wav")
+
+
+def check_audio_samples(audio, sample_rate: int) -> np.ndarray:
+    """The int16 mono samples of an utterance's audio; StoreError for anything else."""
+    a = np.asarray(audio)
+    if a.ndim != 1 or a.size == 0:
+        raise StoreError(f"audio must be non-empty mono samples, got shape {a.shape}")
+    if a.dtype != np.int16:
+        raise StoreError(f"audio must be int16 samples, got {a.dtype}")
+    if not 8000 <= int(sample_rate) <= 192000:
+        raise StoreError(f"audio sample rate {sample_rate} Hz is not plausible (8-192 kHz)")
+    return a
+
+
+def write_wav(f, samples: np.ndarray, sample_rate: int) -> None:
+    import wave
+
+    with wave.open(f, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(np.ascontiguousarray(samples, "<i2").tobytes())
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    import wave
+
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2 or w.getnchannels() != 1:
+            raise StoreError(f"{path}: not a mono 16-bit WAV file")
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2"), w.getframerate()
 
 
 @dataclass
@@ -211,14 +284,24 @@ class UtteranceStore:
 
     # ---- utterances
     def log(self, utterance_id: str, user_id: str, features: np.ndarray, transcript: str,
-            confidence: float, asr_model_id: str, created: float | None = None) -> None:
+            confidence: float, asr_model_id: str, created: float | None = None,
+            audio: np.ndarray | None = None, sample_rate: int = 16000) -> None:
+        """``audio``: the utterance's int16 mono samples at ``sample_rate`` (kept as a WAV file
+        beside the features, for recogniser adaptation), or None."""
         check_user_id(user_id)
         if not utterance_id or "/" in utterance_id or utterance_id.startswith("."):
             raise StoreError(f"invalid utterance id {utterance_id!r}")
+        if audio is not None:
+            audio = check_audio_samples(audio, sample_rate)
         self._check_space()
         path = self.user_dir(user_id) / "features" / f"{utterance_id}.npy"
+        wav = audio_path_of(path)
         self._atomic_write(path, lambda f: np.save(f, np.asarray(features, np.float16)))
         try:
+            if audio is not None:
+                self._atomic_write(wav, lambda f: write_wav(f, audio, sample_rate))
+            else:
+                wav.unlink(missing_ok=True)      # a re-logged id keeps no stale audio
             self._execute(
                 "INSERT OR REPLACE INTO utterances VALUES (?,?,?,?,?,NULL,?,?,?)",
                 (utterance_id, user_id, time.time() if created is None else created,
@@ -226,6 +309,7 @@ class UtteranceStore:
                  asr_model_id, int(features.shape[0]), str(path)))
         except StoreError:
             path.unlink(missing_ok=True)     # no file without its row
+            wav.unlink(missing_ok=True)
             raise
         self._enforce_retention(user_id)
 
@@ -239,6 +323,7 @@ class UtteranceStore:
                 for uid, path in rows:
                     self._db.execute("DELETE FROM utterances WHERE utterance_id=?", (uid,))
                     Path(path).unlink(missing_ok=True)
+                    audio_path_of(Path(path)).unlink(missing_ok=True)
             except sqlite3.Error as exc:
                 raise StoreError(f"store database: {exc} (retention not applied)") from exc
 
@@ -313,7 +398,8 @@ class UtteranceStore:
         """Every user with logged utterances or projectors, sorted."""
         with self._lock:
             rows = self._db.execute("SELECT user_id FROM utterances UNION "
-                                    "SELECT user_id FROM projectors ORDER BY 1").fetchall()
+                                    "SELECT user_id FROM projectors UNION "
+                                    "SELECT user_id FROM recognizers ORDER BY 1").fetchall()
         return [r[0] for r in rows]
 
     def count(self, user_id: str) -> int:
@@ -321,28 +407,50 @@ class UtteranceStore:
             return self._db.execute("SELECT COUNT(*) FROM utterances WHERE user_id=?",
                                     (check_user_id(user_id),)).fetchone()[0]
 
-    # ---- projectors
+    # ---- projectors and recogniser adapters: versions, one current per user, rollback
+    @staticmethod
+    def _table(kind: str) -> str:
+        try:
+            return KINDS[kind]
+        except KeyError:
+            raise StoreError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}") from None
+
     def add_projector(self, user_id: str, version: str, parent_version: str, data: bytes,
                       metrics: dict, make_current: bool, job_id: str | None = None) -> Path:
         """Store a projector version. With ``job_id`` only while that job is still running: a
         job cancelled by rollback or forget-user of its user stores nothing (checked and
         written under the lock, so forget/rollback and this never interleave)."""
+        return self.add_version("projector", user_id, version, parent_version, data, metrics,
+                                make_current, job_id)
+
+    def add_recognizer(self, user_id: str, version: str, parent_version: str, data: bytes,
+                       metrics: dict, make_current: bool, job_id: str | None = None) -> Path:
+        """Store a recogniser adapter version (as ``add_projector``)."""
+        return self.add_version("recognizer", user_id, version, parent_version, data, metrics,
+                                make_current, job_id)
+
+    def add_version(self, kind: str, user_id: str, version: str, parent_version: str,
+                    data: bytes, metrics: dict, make_current: bool,
+                    job_id: str | None = None) -> Path:
+        table = self._table(kind)
+        if not version or "/" in version or version.startswith("."):
+            raise StoreError(f"invalid {kind} version {version!r}")
         self._check_space()
-        path = self.user_dir(user_id) / "projectors" / f"{version}.safetensors"
+        path = self.user_dir(user_id) / table / f"{version}.safetensors"
         with self._lock:
             if job_id is not None:
                 row = self._db.execute("SELECT state, message FROM jobs WHERE job_id=?",
                                        (job_id,)).fetchone()
                 if row is None or row[0] != "running":
                     why = f"{row[0]}: {row[1]}" if row else "no longer recorded"
-                    raise StoreError(f"job {job_id} may not store a projector ({why})")
+                    raise StoreError(f"job {job_id} may not store a {kind} ({why})")
             self._atomic_write(path, lambda f: f.write(data))
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 if make_current:
-                    self._db.execute("UPDATE projectors SET current=0 WHERE user_id=?",
+                    self._db.execute(f"UPDATE {table} SET current=0 WHERE user_id=?",
                                      (user_id,))
-                self._db.execute("INSERT OR REPLACE INTO projectors VALUES (?,?,?,?,?,?,?)",
+                self._db.execute(f"INSERT OR REPLACE INTO {table} VALUES (?,?,?,?,?,?,?)",
                                  (version, user_id, parent_version, time.time(), str(path),
                                   json.dumps(metrics), int(make_current)))
                 self._db.execute("COMMIT")
@@ -350,37 +458,52 @@ class UtteranceStore:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 path.unlink(missing_ok=True)
-                raise StoreError(f"store database: {exc}; the projector was not kept") from exc
+                raise StoreError(f"store database: {exc}; the {kind} was not kept") from exc
         return path
 
-    def projectors(self, user_id: str) -> list[ProjectorRecord]:
+    def versions(self, kind: str, user_id: str) -> list[ProjectorRecord]:
+        """Every stored version of a kind for a user, oldest first."""
+        table = self._table(kind)
         with self._lock:
             rows = self._db.execute(
-                "SELECT version, user_id, parent_version, created, path, metrics, current "
-                "FROM projectors WHERE user_id=? ORDER BY created", (check_user_id(user_id),)
+                f"SELECT version, user_id, parent_version, created, path, metrics, current "
+                f"FROM {table} WHERE user_id=? ORDER BY created", (check_user_id(user_id),)
             ).fetchall()
         return [ProjectorRecord(r[0], r[1], r[2] or "", r[3], Path(r[4]), json.loads(r[5]),
                                 bool(r[6])) for r in rows]
 
-    def current_projector(self, user_id: str) -> ProjectorRecord | None:
-        cur = [p for p in self.projectors(user_id) if p.current]
+    def current_version(self, kind: str, user_id: str) -> ProjectorRecord | None:
+        cur = [p for p in self.versions(kind, user_id) if p.current]
         return cur[-1] if cur else None
 
-    def rollback(self, user_id: str) -> ProjectorRecord | None:
-        """Make the current projector's parent current again (None: back to the base)."""
-        current = self.current_projector(user_id)
+    def projectors(self, user_id: str) -> list[ProjectorRecord]:
+        return self.versions("projector", user_id)
+
+    def current_projector(self, user_id: str) -> ProjectorRecord | None:
+        return self.current_version("projector", user_id)
+
+    def recognizers(self, user_id: str) -> list[ProjectorRecord]:
+        return self.versions("recognizer", user_id)
+
+    def current_recognizer(self, user_id: str) -> ProjectorRecord | None:
+        return self.current_version("recognizer", user_id)
+
+    def rollback(self, user_id: str, kind: str = "projector") -> ProjectorRecord | None:
+        """Make the current version's parent current again (None: back to the base)."""
+        table = self._table(kind)
+        current = self.current_version(kind, user_id)
         if current is None:
-            raise StoreError(f"user {user_id!r} has no adapted projector to roll back")
-        parent = next((p for p in self.projectors(user_id)
+            raise StoreError(f"user {user_id!r} has no adapted {kind} to roll back")
+        parent = next((p for p in self.versions(kind, user_id)
                        if p.version == current.parent_version), None)
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("UPDATE projectors SET current=0 WHERE user_id=?", (user_id,))
+                self._db.execute(f"UPDATE {table} SET current=0 WHERE user_id=?", (user_id,))
                 if parent is not None:
-                    self._db.execute("UPDATE projectors SET current=1 WHERE version=?",
+                    self._db.execute(f"UPDATE {table} SET current=1 WHERE version=?",
                                      (parent.version,))
-                self._cancel_jobs(user_id, "the user's projector was rolled back meanwhile")
+                self._cancel_jobs(user_id, f"the user's {kind} was rolled back meanwhile")
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
@@ -388,8 +511,10 @@ class UtteranceStore:
                 raise StoreError(f"store database: {exc}; nothing was rolled back") from exc
         return parent
 
-    def forget(self, user_id: str) -> tuple[int, int]:
-        """Delete everything stored about a user; returns (utterances, projectors) deleted."""
+    def forget(self, user_id: str) -> tuple[int, int, int]:
+        """Delete everything stored about a user (the utterances' features and audio, every
+        projector and recogniser adapter); returns (utterances, projectors, recognisers)
+        deleted."""
         check_user_id(user_id)
         with self._lock:
             try:
@@ -401,6 +526,8 @@ class UtteranceStore:
                                          (user_id,)).rowcount
                 n_proj = self._db.execute("DELETE FROM projectors WHERE user_id=?",
                                           (user_id,)).rowcount
+                n_rec = self._db.execute("DELETE FROM recognizers WHERE user_id=?",
+                                         (user_id,)).rowcount
                 self._db.execute("DELETE FROM jobs WHERE user_id=?", (user_id,))
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -414,4 +541,4 @@ class UtteranceStore:
                 if self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0:
                     break
                 time.sleep(0.05)
-        return n_utt, n_proj
+        return n_utt, n_proj, n_rec
