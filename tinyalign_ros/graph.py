@@ -83,13 +83,13 @@ def _capture_settings():
 
 
 def _asr_settings():
-    from .core.serving import Lifecycle, TranscribeConfig
+    from .core.serving import Lifecycle, TranscribeConfig, UpdateAuth
     from .core.settings import Group
     from .core.speech.asr import AsrConfig
     from .core.speech.vad import VadConfig
 
     return (Group(AsrConfig), Group(VadConfig, prefix="vad_"), Group(TranscribeConfig),
-            Group(Lifecycle))
+            Group(UpdateAuth), Group(Lifecycle))
 
 
 def _response_settings():

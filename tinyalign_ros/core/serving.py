@@ -49,8 +49,10 @@ class AssistantModels:
 
 @dataclass
 class UpdateAuth:
-    """Projector updates are signed by the adaptation node and verified by the response node."""
-    update_key_file: str = setting("", "secret key (hex) that signs / verifies projector_updates; "
+    """Projector and recogniser updates are signed by the adaptation node and verified by the
+    response node (projectors) and the ASR node (recognisers)."""
+    update_key_file: str = setting("", "secret key (hex) that signs / verifies projector_updates "
+                                       "and recognizer_updates; "
                                        "'' = $TINYALIGN_HOME/update.key, made by the adaptation "
                                        "node on its first start (copy it to other hosts)")
 

@@ -1,14 +1,17 @@
-"""Adaptation node: logs every utterance, takes corrections, and retrains a user's projector
-on request, publishing it only when it beats the current one.
+"""Adaptation node: logs every utterance (features, transcript and audio), takes corrections,
+and on request retrains a user's projector, recogniser (a LoRA on Whisper's decoder) or both
+(``target``), publishing each only when it beats what the user has.
 
 Subscribes: speech_features (SpeechFeatures)
 Publishes:  projector_updates (ProjectorUpdate, latched; the checkpoint bytes travel in the
-            message, so the response node may run on another host)
+            message, so the response node may run on another host), recognizer_updates
+            (RecognizerUpdate, latched, signed the same way; the ASR node serves them)
 Services:   adapt (Adapt: starts a job, returns at once), correct_transcript, forget_user, rollback
 Action:     adapt (Adapt: the same job with step/loss/validation-WER/ETA feedback and cancel)
 """
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -23,7 +26,9 @@ from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
 from tinyalign_ros.core.assistant.llm import EmbeddingTable, llm_id, loaded_llms, shared_llm
 from tinyalign_ros.core.assistant.pipeline import Assistant
 from tinyalign_ros.core.assistant.prompt import PromptConfig
-from tinyalign_ros.core.learning.adapt import AdaptationError, AdaptConfig, adapt_user
+from tinyalign_ros.core.learning.adapt import (TARGETS, AdaptationError, AdaptConfig,
+                                               AdaptResult, adapt_user, adapt_user_recognizer,
+                                               redecoded_hints)
 from tinyalign_ros.core.learning.store import (StoreConfig, StoreError, UtteranceStore,
                                                check_audio_samples)
 from tinyalign_ros.core.models import default_projector, resolve_llm
@@ -31,12 +36,39 @@ from tinyalign_ros.core.serving import AssistantModels, LearningConfig, Lifecycl
 from tinyalign_ros.core.signing import create_key, key_path, signature
 from tinyalign_ros.core.users import UserIdError, check_user_id
 from tinyalign_ros.graph import node_settings
-from tinyalign_ros.msg import Metric, ProjectorUpdate, SpeechFeatures
+from tinyalign_ros.msg import Metric, ProjectorUpdate, RecognizerUpdate, SpeechFeatures
 from tinyalign_ros.action import Adapt as AdaptAction
 from tinyalign_ros.srv import Adapt, CorrectTranscript, ForgetUser, Rollback
 
 from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, ManagedModels, NodeSettings,
-                     features_from_msg, run, update_fields)
+                     features_from_msg, recognizer_update_fields, release_memory, run,
+                     update_fields)
+
+
+class LatchedUpdates:
+    """A latched topic of per-user updates whose history holds each user's current message and
+    nothing older. DDS keeps the last ``depth`` messages of an unkeyed topic, payloads included,
+    so a user adapted 100 times would pin 100 checkpoints; instead, when a user's update
+    replaces one already sent, the publisher is made anew and re-sends each user's current
+    message, which subscribers that have it already drop as a repeat (same stamp)."""
+
+    def __init__(self, node, msg_type, topic: str):
+        self.node, self.msg_type, self.topic = node, msg_type, topic
+        self.pub = node.create_publisher(msg_type, topic, PROJECTOR_QOS)
+        self.current: dict = {}
+        self._lock = threading.Lock()
+
+    def announce(self, msg) -> None:
+        with self._lock:
+            replaces = msg.user_id in self.current
+            self.current[msg.user_id] = msg
+            if not replaces:
+                self.pub.publish(msg)
+                return
+            self.node.destroy_publisher(self.pub)
+            self.pub = self.node.create_publisher(self.msg_type, self.topic, PROJECTOR_QOS)
+            for current in self.current.values():
+                self.pub.publish(current)
 
 
 class AdaptationNode(ManagedModels, LifecycleNode):
@@ -62,16 +94,10 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         self.base = self.assistant = self.embeddings = None
         self._update_key = b""
         group = ReentrantCallbackGroup()
-        # not a lifecycle publisher: forget_user and rollback must reach the response node
-        # whatever this node's state
-        self.update_pub = self.create_publisher(ProjectorUpdate, "projector_updates",
-                                                 PROJECTOR_QOS)
-        # The latched history must hold each user's current update and nothing older: DDS
-        # keeps the last `depth` messages of an unkeyed topic, whole checkpoints included, so
-        # a user adapted 100 times would pin 100 checkpoints. When a user's update replaces
-        # one already sent, the publisher is made anew with exactly these (_announce).
-        self._latched: dict[str, ProjectorUpdate] = {}
-        self._publish_lock = threading.Lock()
+        # not lifecycle publishers: forget_user and rollback must reach the response and ASR
+        # nodes whatever this node's state; each user's current update only (LatchedUpdates)
+        self.projector_updates = LatchedUpdates(self, ProjectorUpdate, "projector_updates")
+        self.recognizer_updates = LatchedUpdates(self, RecognizerUpdate, "recognizer_updates")
         self.create_subscription(SpeechFeatures, "speech_features", self.on_features,
                                  RELIABLE_QOS, callback_group=group)
         self.create_service(Adapt, "adapt", self.on_adapt, callback_group=group)
@@ -208,13 +234,16 @@ class AdaptationNode(ManagedModels, LifecycleNode):
             check_user_id(req.user_id)
             self._cancel_user_job(req.user_id, f"{req.user_id!r} was forgotten meanwhile")
             with self._user_lock:
-                n_utt, n_proj = store.forget(req.user_id)
+                n_utt, n_proj, n_rec = store.forget(req.user_id)
                 self._publish(req.user_id, None)
+                self._publish_recognizer(req.user_id, None)
         except (UserIdError, StoreError) as exc:
             res.success, res.message = False, str(exc)
             return res
         res.success, res.utterances_deleted, res.projectors_deleted = True, n_utt, n_proj
-        res.message = f"deleted {n_utt} utterances and {n_proj} projectors of {req.user_id!r}"
+        res.recognizers_deleted = n_rec
+        res.message = (f"deleted {n_utt} utterances (features and audio), {n_proj} projectors "
+                       f"and {n_rec} recogniser adapters of {req.user_id!r}")
         self.get_logger().info(res.message)
         return res
 
@@ -223,18 +252,35 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         if store is None:
             res.success, res.message = False, why
             return res
+        target = req.target or "projector"
         try:
             check_user_id(req.user_id)
+            if target not in TARGETS:
+                raise StoreError(f"target must be '' or one of {', '.join(TARGETS)}, got "
+                                 f"{target!r}")
+            kinds = ("projector", "recognizer") if target == "both" else (target,)
+            if target == "both":   # each kind that has an adapted version
+                kinds = tuple(k for k in kinds if store.current_version(k, req.user_id))
+                if not kinds:
+                    raise StoreError(f"user {req.user_id!r} has no adapted projector or "
+                                     f"recognizer to roll back")
             self._cancel_user_job(req.user_id, f"{req.user_id!r} was rolled back meanwhile")
+            done = []
             with self._user_lock:
-                parent = store.rollback(req.user_id)
-                self._publish(req.user_id, parent)
+                for kind in kinds:
+                    parent = store.rollback(req.user_id, kind)
+                    if kind == "projector":
+                        self._publish(req.user_id, parent)
+                        res.version = parent.version if parent else ""
+                    else:
+                        self._publish_recognizer(req.user_id, parent)
+                        res.recognizer_version = parent.version if parent else ""
+                    done.append(f"{parent.version if parent else 'the base ' + kind}")
         except (StoreError, UserIdError, OSError) as exc:
             res.success, res.message = False, str(exc)
             return res
         res.success = True
-        res.version = parent.version if parent else ""
-        res.message = f"{req.user_id!r} now on {res.version or 'the base projector'}"
+        res.message = f"{req.user_id!r} now on {' and '.join(done)}"
         return res
 
     # ---- projector updates
@@ -250,37 +296,44 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         if data:
             msg.checkpoint = data
         msg.signature = signature(self._update_key, *update_fields(msg))
-        self._announce(msg)
+        self.projector_updates.announce(msg)
 
-    def _announce(self, msg: ProjectorUpdate) -> None:
-        """Publishes ``msg`` as its user's current state. A user's first message just joins
-        the latched history; a later one replaces the publisher (freeing every older
-        checkpoint) and re-sends each user's current message, which response nodes that
-        have it already drop as a repeat (same stamp and signature)."""
-        with self._publish_lock:
-            replaces = msg.user_id in self._latched
-            self._latched[msg.user_id] = msg
-            if not replaces:
-                self.update_pub.publish(msg)
-                return
-            self.destroy_publisher(self.update_pub)
-            self.update_pub = self.create_publisher(ProjectorUpdate, "projector_updates",
-                                                     PROJECTOR_QOS)
-            for current in self._latched.values():
-                self.update_pub.publish(current)
+    def _publish_recognizer(self, user_id: str, record, data: bytes | None = None) -> None:
+        """The user's current recogniser adapter (record None: back to the base recogniser)."""
+        msg = RecognizerUpdate(user_id=user_id)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        if record is not None:
+            data = data or record.path.read_bytes()
+            msg.version, msg.parent_version = record.version, record.parent_version
+            msg.metrics = [Metric(name=k, value=float(v)) for k, v in record.metrics.items()
+                           if isinstance(v, (int, float))]
+        if data:
+            msg.adapter = data
+        msg.signature = signature(self._update_key, *recognizer_update_fields(msg))
+        self.recognizer_updates.announce(msg)
 
     def _republish_current(self) -> None:
-        """Latched topic: announce every user's current projector again after a restart."""
+        """Latched topics: announce every user's current projector and recogniser adapter
+        again after a restart."""
         for user_id in self.store.users():
             record = self.store.current_projector(user_id)
             if record is not None and record.path.is_file():
                 with self._user_lock:
                     self._publish(user_id, record)
+            record = self.store.current_recognizer(user_id)
+            if record is not None and record.path.is_file():
+                with self._user_lock:
+                    self._publish_recognizer(user_id, record)
 
     # ---- training jobs
     def _config(self, req) -> AdaptConfig:
         """The node's recipe (its live parameters, read now) with the request's overrides."""
         overrides = {}
+        if req.target:
+            if req.target not in TARGETS:
+                raise ValueError(f"target must be '' (node default) or one of "
+                                 f"{', '.join(TARGETS)}, got {req.target!r}")
+            overrides["target"] = req.target
         if req.objective:
             overrides["objective"] = req.objective
         if req.epochs > 0:
@@ -322,6 +375,7 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         finally:
             self._job = self._job_cancel = None
             self._job_lock.release()
+            release_memory()
 
     def _train(self, job_id: str, user_id: str, config: AdaptConfig, progress, cancel):
         if not self.active or self.assistant is None:
@@ -336,30 +390,48 @@ class AdaptationNode(ManagedModels, LifecycleNode):
             message = f"the job could not be recorded, not started: {exc}"
             self.get_logger().error(f"adaptation {job_id} for {user_id!r}: {message}")
             return None, message
-        self.diag.set(0, f"adapting {user_id}", job=job_id, job_state="running")
-        result, state = None, "failed"
+        self.diag.set(0, f"adapting {user_id} ({config.target})", job=job_id,
+                      job_state="running")
+        result, state, notes, rec, hint = None, "failed", [], None, None
         try:
-            result = adapt_user(self.store, user_id, self._current(user_id), self.assistant,
-                                self.embeddings, self.base.meta.asr_model_id, config,
-                                progress, cancel, job_id=job_id)
-            message = result.message
+            if config.target in ("recognizer", "both"):
+                try:
+                    rec, hint = self._adapt_recognizer(job_id, user_id, config, progress,
+                                                       cancel)
+                    notes.append(rec.message)
+                except (AdaptationError, StoreError, ValueError, OSError) as exc:
+                    if config.target == "recognizer" or cancel.is_set():
+                        raise
+                    notes.append(f"recogniser not adapted: {exc}")
+            if config.target == "recognizer":
+                result = AdaptResult(rec.success, rec.published, rec.version, rec.message,
+                                     dict(rec.metrics), recognizer_version=rec.version)
+            elif rec is not None and not rec.success:     # cancelled in the recogniser step
+                result = AdaptResult(False, False, message=rec.message)
+            else:
+                result = adapt_user(self.store, user_id, self._current(user_id),
+                                    self.assistant, self.embeddings,
+                                    self.base.meta.asr_model_id, config, progress, cancel,
+                                    job_id=job_id, hint=hint)
+                notes.append(result.message)
+                if result.success and result.published:
+                    self._publish_job_projector(user_id, result, notes)
+                if rec is not None:
+                    result.metrics.update(rec.metrics)
+                    result.recognizer_version = rec.version
+                    result.published = result.published or rec.published
             state = "done" if result.success else "cancelled"
+            message = "; ".join(notes) if result.success else result.message
         except (AdaptationError, StoreError, ValueError, OSError) as exc:
-            message = str(exc)
+            message = "; ".join(notes + [str(exc)])
         except Exception as exc:   # a bug must not leave the job "running" nor kill the node
             self.get_logger().error(f"adaptation {job_id} crashed: {exc!r}")
             message = f"{type(exc).__name__}: {exc}"
+        finally:
+            hint = rec = None         # the job's recogniser (~150 MB) goes with them
+            gc.collect()
         if cancel.is_set() and state != "done":
             state, message = "cancelled", self._cancel_reason or message
-        if state == "done" and result.published:
-            with self._user_lock:   # not after (and so undoing) a rollback / forget-user
-                record = self.store.current_projector(user_id)
-                if record is not None and record.version == result.version:
-                    self._publish(user_id, record, result.checkpoint)
-                else:
-                    result.published = False
-                    message += ("; not published: the user was rolled back or forgotten "
-                                "meanwhile")
         try:
             self.store.finish_job(job_id, state, message)
         except StoreError as exc:
@@ -374,6 +446,42 @@ class AdaptationNode(ManagedModels, LifecycleNode):
             self.get_logger().error(text + message)
         self.diag.set(0, self.state, last_job=job_id, last_job_state=state)
         return result, message
+
+    def _publish_job_projector(self, user_id: str, result, notes: list) -> None:
+        with self._user_lock:   # not after (and so undoing) a rollback / forget-user
+            record = self.store.current_projector(user_id)
+            if record is not None and record.version == result.version:
+                self._publish(user_id, record, result.checkpoint)
+            else:
+                result.published = False
+                notes.append("projector not published: the user was rolled back or "
+                             "forgotten meanwhile")
+
+    def _adapt_recognizer(self, job_id: str, user_id: str, config: AdaptConfig, progress,
+                          cancel):
+        """The recogniser step of a job: (RecognizerResult, the projector's hint function or
+        None). Whisper in torch is loaded for the job only (~150 MB for tiny.en) and goes when
+        the job lets go of the hint function."""
+        from tinyalign_ros.core.speech.whisper_decoder import WhisperRecognizer
+
+        recognizer = WhisperRecognizer(config.whisper_model or None)
+        rec = adapt_user_recognizer(self.store, user_id, recognizer, config, progress, cancel,
+                                    job_id=job_id)
+        if rec.success and rec.published:
+            with self._user_lock:   # not after (and so undoing) a rollback / forget-user
+                record = self.store.current_recognizer(user_id)
+                if record is not None and record.version == rec.version:
+                    self._publish_recognizer(user_id, record, rec.data)
+                    self.get_logger().info(f"recogniser adapter {rec.version} published for "
+                                           f"{user_id!r} ({len(rec.data)} bytes)")
+                else:
+                    rec.published = False
+                    rec.message += ("; not published: the user was rolled back or forgotten "
+                                    "meanwhile")
+        hint = None
+        if config.target == "both" and rec.success:
+            hint = redecoded_hints(recognizer, rec, cancel)
+        return rec, hint
 
     def on_adapt(self, req, res):
         try:
@@ -460,6 +568,7 @@ class AdaptationNode(ManagedModels, LifecycleNode):
                 goal_handle.abort()
             return out
         out.success, out.published, out.version = True, result.published, result.version
+        out.recognizer_version = result.recognizer_version
         out.metrics = [Metric(name=k, value=float(v)) for k, v in result.metrics.items()]
         goal_handle.succeed()
         return out

@@ -1,8 +1,12 @@
 """ASR features node: AudioChunk stream -> utterances (Silero VAD) -> Whisper encoder features
 and transcript for each one.
 
-Subscribes: audio (AudioChunk, sensor-data QoS), set_user (std_msgs/String: who speaks now)
-Publishes:  speech_features (SpeechFeatures), transcript (std_msgs/String), utterance (Utterance)
+Subscribes: audio (AudioChunk, sensor-data QoS), set_user (std_msgs/String: who speaks now),
+            recognizer_updates (RecognizerUpdate, latched, signed: per-user recogniser adapters)
+Publishes:  speech_features (SpeechFeatures, with the utterance's audio when publish_audio),
+            transcript (std_msgs/String), utterance (Utterance)
+A user with an adapted recogniser is transcribed by Whisper's decoder in torch with their adapter
+(core/speech/recognizers.py); everyone else by faster-whisper.
 """
 from __future__ import annotations
 
@@ -12,16 +16,18 @@ import time
 from rclpy.lifecycle import LifecycleNode
 from std_msgs.msg import String
 
-from tinyalign_ros.core.serving import Lifecycle
+from tinyalign_ros.core.serving import Lifecycle, UpdateAuth
+from tinyalign_ros.core.signing import SigningError, key_path, read_key, verify
 from tinyalign_ros.core.speech.asr import AsrConfig, AsrFrontEnd
+from tinyalign_ros.core.speech.recognizers import RecognizerTable
 from tinyalign_ros.core.speech.audio import SAMPLE_RATE, AudioError, Resampler, decode_chunk
 from tinyalign_ros.core.speech.vad import Segment, StreamingVad, VadConfig
 from tinyalign_ros.core.users import UserIdError, check_user_id
 from tinyalign_ros.graph import node_settings
-from tinyalign_ros.msg import AudioChunk, SpeechFeatures, Utterance
+from tinyalign_ros.msg import AudioChunk, RecognizerUpdate, SpeechFeatures, Utterance
 
-from .common import (AUDIO_SUB_QOS, RELIABLE_QOS, Diagnostics, DropOldestQueue, ManagedModels,
-                     NodeSettings, run)
+from .common import (AUDIO_SUB_QOS, PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, DropOldestQueue,
+                     ManagedModels, NodeSettings, recognizer_update_fields, run)
 
 _ids = itertools.count(1)
 
@@ -53,6 +59,12 @@ class AsrNode(ManagedModels, LifecycleNode):
         self.utterance_pub = self.create_lifecycle_publisher(Utterance, "utterance", RELIABLE_QOS)
         self.create_subscription(AudioChunk, "audio", self.on_audio, AUDIO_SUB_QOS)
         self.create_subscription(String, "set_user", self.on_set_user, RELIABLE_QOS)
+        # per-user recogniser adapters, kept across cleanup/configure (they are small)
+        self.recognizers = RecognizerTable()
+        self._update_key: bytes | None = None
+        self._last_update: dict[str, tuple] = {}     # user -> stamp of the last update taken
+        self.create_subscription(RecognizerUpdate, "recognizer_updates", self.on_recognizer_update,
+                                 PROJECTOR_QOS)
         self.utterances = 0
         self._queue = DropOldestQueue(
             "asr", self.p.queue_size, self._work,
@@ -68,10 +80,65 @@ class AsrNode(ManagedModels, LifecycleNode):
         self.vad = StreamingVad(self.p.config(VadConfig))
         self.get_logger().info(f"Whisper {self.asr.model_id} on {self.asr.device} "
                                f"({self.asr.compute_type}) from {self.asr.model_path}")
+        encoder = self.asr.torch_encoder if self.asr.device == "cpu" else None
+        for error in self.recognizers.attach(self.asr.model_path, encoder, self.asr.beam_size):
+            self.get_logger().error(f"dropping a recogniser adapter that does not fit "
+                                    f"{self.asr.model_id}: {error}")
         self.diag.set(0, "configured", asr_model=self.asr.model_id, device=self.asr.device)
 
     def free_models(self) -> None:
+        self.recognizers.detach()
         self.asr = self.vad = None
+
+    # -- recogniser updates
+    def _authentic(self, msg: RecognizerUpdate) -> bool:
+        """Signed with the shared key, and newer than the last update taken for this user."""
+        try:
+            if self._update_key is None:    # read when first needed: the adaptation node may
+                self._update_key = read_key(key_path(self.p.update_key_file))  # make it later
+        except SigningError as exc:
+            self.get_logger().warning(f"ignoring recogniser update for {msg.user_id!r}: {exc}",
+                                      throttle_duration_sec=10.0)
+            return False
+        if not verify(self._update_key, bytes(msg.signature), *recognizer_update_fields(msg)):
+            self.get_logger().warning(f"ignoring unsigned or forged recogniser update for "
+                                      f"{msg.user_id!r} (version {msg.version!r})")
+            return False
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        last = self._last_update.get(msg.user_id, (-1, -1))
+        if stamp == last:   # re-sent with the latched history (adaptation node's LatchedUpdates)
+            return False
+        if stamp < last:
+            self.get_logger().warning(f"ignoring a replayed recogniser update for "
+                                      f"{msg.user_id!r} (version {msg.version!r})")
+            return False
+        self._last_update[msg.user_id] = stamp
+        return True
+
+    def on_recognizer_update(self, msg: RecognizerUpdate) -> None:
+        try:
+            check_user_id(msg.user_id)
+        except UserIdError as exc:
+            self.get_logger().warning(f"ignoring recogniser update: {exc}")
+            return
+        if not self._authentic(msg):
+            return
+        if len(msg.adapter) == 0:
+            if self.recognizers.remove(msg.user_id):
+                self.get_logger().info(f"user {msg.user_id!r} is back on the base recogniser")
+            return
+        try:
+            self.recognizers.put(msg.user_id, bytes(msg.adapter), msg.version)
+        except Exception as exc:   # ValueError; torch's errors for tampered tensors
+            self.get_logger().error(f"ignoring recogniser update {msg.version!r} for "
+                                    f"{msg.user_id!r} (the user keeps the recogniser they had): "
+                                    f"{exc}")
+            return
+        kb = self.recognizers.nbytes(msg.user_id) / 1024
+        self.get_logger().info(f"recogniser {msg.version} now serves user {msg.user_id!r} "
+                               f"({kb:.0f} KB of adapter; {len(self.recognizers.adapters)} "
+                               f"adapted user(s))")
+        self.diag.set(0, self.diag.message, **{f"recognizer_{msg.user_id}": msg.version})
 
     def stop_serving(self) -> None:
         with self.models_lock:    # an utterance cut by the deactivation is not finished later
@@ -128,7 +195,10 @@ class AsrNode(ManagedModels, LifecycleNode):
                 self.get_logger().warning(f"dropping utterance: {exc}")
 
     def _process(self, segment: Segment, user_id: str, t_end: float) -> None:
-        result = self.asr.process(segment.audio)   # checks the audio, by the node's limits
+        # a user with an adapted recogniser: their adapter on the torch decoder; else faster-whisper
+        recognizer_version = self.recognizers.version(user_id)
+        result = self.asr.process(segment.audio,   # checks the audio, by the node's limits
+                                  transcribe=self.recognizers.transcriber(user_id))
         utterance_id = f"{user_id}-{int(t_end * 1000)}-{next(_ids):04d}"
         stamp = self.get_clock().now().to_msg()
 
@@ -144,7 +214,8 @@ class AsrNode(ManagedModels, LifecycleNode):
                                    confidence=float(result.transcript.confidence),
                                    asr_model_id=self.asr.model_id,
                                    audio_duration_s=float(result.duration_s),
-                                   asr_time_s=float(sum(result.timings.values())))
+                                   asr_time_s=float(sum(result.timings.values())),
+                                   recognizer_version=recognizer_version)
             feats.header.stamp = stamp
             feats.speech_end = to_time_msg(t_end)
             feats.data = result.features.reshape(-1)
@@ -156,6 +227,7 @@ class AsrNode(ManagedModels, LifecycleNode):
         self.utterances += 1
         self.get_logger().info(
             f"[{utterance_id}] {segment.duration_s:.1f} s -> {result.transcript.text!r} "
+            f"{'(recogniser ' + recognizer_version + ') ' if recognizer_version else ''}"
             f"(conf {result.transcript.confidence:.2f}, encode {result.timings['encode_s']:.2f} s, "
             f"transcribe {result.timings['transcribe_s']:.2f} s)")
         self.diag.set(0, "listening", utterances=self.utterances, dropped=self._queue.dropped)

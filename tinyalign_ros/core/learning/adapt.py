@@ -1,13 +1,22 @@
-"""Adapting the projector to one user from the utterances the robot logged.
+"""Adapting the projector and/or the recogniser to one user from the utterances the robot
+logged (``AdaptConfig.target``: projector, recognizer or both).
 
 Data: the user's corrected utterances (true text) and, optionally, uncorrected ones whose ASR
 confidence is at least ``pseudo_label_confidence`` (their transcript as the label). Validation
 uses held-out corrected utterances when there are enough (pseudo-labels only when there are
 not), and the new projector is kept as current only if its WER beats the current one's.
+
+The recogniser (Whisper's decoder, a per-user LoRA: recognizer_adapt.py) trains on the user's
+corrected utterances whose audio was logged, re-encoded on the padded 30 s window; its adapter
+is kept as current only if its held-out greedy WER beats the user's current recogniser (their
+current adapter, else the unadapted decoder). With ``both`` the recogniser goes first and the
+projector then trains and validates on the hints (and pseudo-labels) the recogniser the user is
+now served with re-decodes.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,8 +26,11 @@ from ..assistant.checkpoint import Projector, ProjectorMeta, to_bytes
 from ..metrics import wer
 from ..settings import check_choices, setting
 from .data import FeatureItem, split
-from .store import UtteranceStore
+from .store import LoggedUtterance, UtteranceStore
 from .train import LLM_OBJECTIVES, OBJECTIVES, TrainConfig, Trainer
+
+
+TARGETS = ("projector", "recognizer", "both")
 
 
 @dataclass
@@ -50,6 +62,20 @@ class AdaptConfig:
                                               "one on held-out utterances", live=True)
     lora_rank: int = setting(0, "> 0 with a ce objective: also train a per-user LoRA adapter "
                                 "on the LLM, carried in the projector's checkpoint", live=True)
+    target: str = setting("projector", "what a job adapts: projector, recognizer (a per-user "
+                                       "LoRA on Whisper's decoder, on corrected utterances with "
+                                       "logged audio; served by the ASR node) or both (the "
+                                       "recogniser first, then the projector on the hints the "
+                                       "adapted recogniser re-decodes)", live=True,
+                          choices=TARGETS)
+    recognizer_epochs: int = setting(8, "recogniser adaptation epochs (the best by held-out "
+                                        "loss is kept)", live=True)
+    recognizer_rank: int = setting(8, "LoRA rank of the recogniser adapter", live=True)
+    recognizer_time_budget_s: float = setting(50.0, "recogniser training stops after this "
+                                                    "many seconds", live=True)
+    whisper_model: str = setting("", "the CTranslate2 Whisper folder the ASR node serves (its "
+                                     "decoder is what recogniser adaptation trains); '' = the "
+                                     "bundled tiny.en", live=True)
     seed: int = 0
 
     def __post_init__(self):
@@ -66,6 +92,17 @@ class AdaptConfig:
                            ce_epochs=ce_epochs, lr=self.learning_rate, ce_lr=self.learning_rate,
                            batch_size=self.batch_size, seed=self.seed, lora_rank=self.lora_rank)
 
+    def recognizer_config(self):
+        """The recogniser adaptation settings of this recipe (recognizer_adapt.py)."""
+        from .recognizer_adapt import RecognizerAdaptConfig
+
+        return RecognizerAdaptConfig(rank=self.recognizer_rank, alpha=2.0 * self.recognizer_rank,
+                                     epochs=self.recognizer_epochs, batch_size=self.batch_size,
+                                     val_fraction=self.val_fraction,
+                                     min_utterances=max(1, self.min_utterances - 1),
+                                     time_budget_s=self.recognizer_time_budget_s,
+                                     require_improvement=self.require_improvement, seed=self.seed)
+
 
 @dataclass
 class AdaptResult:
@@ -76,6 +113,7 @@ class AdaptResult:
     metrics: dict = field(default_factory=dict)
     checkpoint: bytes = b""
     projector: Projector | None = None
+    recognizer_version: str = ""   # the recogniser adapter this job made ("" = none)
 
 
 class AdaptationError(RuntimeError):
@@ -83,8 +121,12 @@ class AdaptationError(RuntimeError):
 
 
 def user_items(store: UtteranceStore, user_id: str, config: AdaptConfig,
-               asr_model_id: str) -> tuple[list[FeatureItem], list[FeatureItem]]:
-    """(train, validation) items of a user; validation prefers corrected utterances."""
+               asr_model_id: str, hint: Callable[[LoggedUtterance], str] | None = None
+               ) -> tuple[list[FeatureItem], list[FeatureItem]]:
+    """(train, validation) items of a user; validation prefers corrected utterances.
+    ``hint``: the transcript of a logged utterance by the recogniser the user is served with
+    now (after recogniser adaptation), used as the hint and, for an uncorrected utterance, as
+    its pseudo-label; default: the transcript that was logged."""
     logged = store.utterances(user_id, min_confidence=(config.pseudo_label_confidence
                                                        if config.use_pseudo_labels else None),
                               corrected_only=not config.use_pseudo_labels)
@@ -95,9 +137,11 @@ def user_items(store: UtteranceStore, user_id: str, config: AdaptConfig,
         raise AdaptationError(f"user {user_id!r} has {len(logged)} usable utterances (corrected, "
                               f"or confident enough for pseudo-labels); at least "
                               f"{config.min_utterances} are needed")
-    corrected = [FeatureItem(u.features(), u.label, u.utterance_id, u.transcript)
+    hints = {u.utterance_id: (hint(u) if hint else u.transcript) for u in logged}
+    corrected = [FeatureItem(u.features(), u.label, u.utterance_id, hints[u.utterance_id])
                  for u in logged if u.corrected_text is not None]
-    pseudo = [FeatureItem(u.features(), u.label, u.utterance_id, u.transcript)
+    pseudo = [FeatureItem(u.features(), hints[u.utterance_id], u.utterance_id,
+                          hints[u.utterance_id])
               for u in logged if u.corrected_text is None]
     if len(corrected) >= 4:
         train_c, val = split(corrected, config.val_fraction, config.seed)
@@ -122,13 +166,14 @@ def score(assistant, projector: Projector, items: list[FeatureItem],
 def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistant, embeddings,
                asr_model_id: str, config: AdaptConfig,
                progress: Callable[[dict], None] | None = None,
-               cancel: threading.Event | None = None, job_id: str | None = None) -> AdaptResult:
+               cancel: threading.Event | None = None, job_id: str | None = None,
+               hint: Callable[[LoggedUtterance], str] | None = None) -> AdaptResult:
     """Train a copy of ``current`` on the user's log; keep it only if it beats ``current``.
 
     ``job_id``: the job recorded in the store (``UtteranceStore.start_job``); the projector is
     stored only while that job is still running there (not after a rollback or forget-user of
-    the user cancelled it)."""
-    train, val = user_items(store, user_id, config, asr_model_id)
+    the user cancelled it). ``hint``: see ``user_items``."""
+    train, val = user_items(store, user_id, config, asr_model_id, hint)
     result = adapt_projector(train, val, current, assistant, embeddings, config, progress,
                              cancel, user_id)
     if result.success:
@@ -208,3 +253,184 @@ def adapt_projector(train: list[FeatureItem], val: list[FeatureItem], current: P
         return AdaptResult(False, False, message="cancelled; the current projector is kept")
     return AdaptResult(True, publish, meta.version, msg, metrics, to_bytes(candidate),
                        candidate)
+
+
+# -- the recogniser ----------------------------------------------------------------------------
+
+
+@dataclass
+class RecognizerResult:
+    success: bool
+    published: bool
+    version: str = ""
+    parent_version: str = ""
+    message: str = ""
+    metrics: dict = field(default_factory=dict)
+    data: bytes = b""              # the new adapter's bytes (published or not)
+    adapter: object = None         # RecognizerAdapter the user is served with after the job
+                                   # (the new one if published, else their current one or None)
+    items: list = field(default_factory=list)   # the RecognizerItems it trained and validated on
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, recognizer,
+                     cancel: threading.Event | None = None, report=None) -> list:
+    """The user's corrected utterances with logged audio, as RecognizerItems (the audio
+    re-encoded on the padded 30 s window; an utterance longer than one window is left out)."""
+    from ..speech.audio import SAMPLE_RATE
+    from .recognizer_adapt import RecognizerItem
+
+    corrected = store.utterances(user_id, corrected_only=True)
+    usable = [u for u in corrected if u.has_audio]
+    if config.max_utterances:
+        usable = usable[-config.max_utterances:]
+    need = config.recognizer_config().min_utterances + 1
+    if len(usable) < need:
+        raise AdaptationError(
+            f"user {user_id!r} has {len(usable)} corrected utterances with logged audio (of "
+            f"{len(corrected)} corrected); recogniser adaptation needs at least {need} (the "
+            f"ASR node's publish_audio must be on when they are spoken)")
+    items = []
+    for i, u in enumerate(usable):
+        if cancel is not None and cancel.is_set():
+            raise _Cancelled
+        audio = u.audio()
+        if audio is None or audio.size > 30 * SAMPLE_RATE:
+            continue
+        memory = recognizer.encode(audio)[0].half().numpy()     # 1.1 MB per utterance
+        items.append(RecognizerItem(memory, u.label, u.utterance_id, audio.size / SAMPLE_RATE))
+        if report:
+            report({"stage": "recognizer_encoding", "step": i + 1, "total_steps": len(usable),
+                    "loss": 0.0, "eta_s": 0.0})
+    return items
+
+
+def recognizer_version(user_id: str, data: bytes) -> str:
+    return (f"rec-{user_id}-{time.strftime('%Y%m%d-%H%M%S')}-"
+            f"{hashlib.sha256(data).hexdigest()[:8]}")
+
+
+def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig,
+                           progress: Callable[[dict], None] | None = None,
+                           cancel: threading.Event | None = None, user_id: str = "",
+                           parent_version: str = "") -> RecognizerResult:
+    """The recogniser recipe (the node's and `tinyalign adapt --target recognizer`'s): a fresh
+    LoRA on ``items`` minus a held-out share; published only if its held-out greedy WER is below
+    ``current``'s (the user's current RecognizerAdapter, or None: the unadapted decoder)."""
+    from .recognizer_adapt import adapt_recognizer, evaluate, split_items
+
+    cancel = cancel or threading.Event()
+    report = progress or (lambda p: None)
+    rconf = config.recognizer_config()
+    train, val = split_items(items, rconf.val_fraction, rconf.seed)
+
+    def on_epoch(h):
+        if cancel.is_set():
+            raise _Cancelled
+        report({"stage": "recognizer_training", "step": h["epoch"],
+                "total_steps": rconf.epochs, "loss": h["train_loss"], "eta_s": 0.0})
+
+    t0 = time.perf_counter()
+    try:
+        adapter, m = adapt_recognizer(recognizer, train, rconf, val_items=val, progress=on_epoch)
+    except _Cancelled:
+        return RecognizerResult(False, False, message="cancelled; the current recogniser is "
+                                                      "kept", adapter=current)
+    if adapter is None:
+        raise AdaptationError(f"recogniser adaptation refused: {m.get('reason')}")
+    report({"stage": "recognizer_validating", "step": 0, "total_steps": 0, "loss": 0.0,
+            "eta_s": 0.0, "validation_wer": m["val_wer"]})
+    before = evaluate(recognizer, val, current)["wer"] if current is not None \
+        else m["base_val_wer"]
+    after = m["val_wer"]
+    improved = after < before
+    publish = improved or not config.require_improvement
+    adapter.metadata.update(user_id=user_id, parent_version=parent_version,
+                            adapt={k: v for k, v in config.to_dict().items()
+                                   if k.startswith("recognizer_") or k in (
+                                       "val_fraction", "min_utterances", "batch_size", "seed")})
+    data = adapter.to_bytes()
+    version = recognizer_version(user_id or "offline", data)
+    metrics = {"recognizer_wer_base": m["base_val_wer"], "recognizer_wer_before": before,
+               "recognizer_wer_after": after, "recognizer_train_s": m["train_s"],
+               "recognizer_total_s": time.perf_counter() - t0,
+               "recognizer_bytes": len(data), "recognizer_best_epoch": m["best_epoch"],
+               "recognizer_train_utterances": len(train),
+               "recognizer_validation_utterances": len(val),
+               "recognizer_published": float(publish)}
+    who = "the user's current adapter" if current is not None else "the unadapted recogniser"
+    if improved:
+        msg = (f"recogniser WER {before:.3f} -> {after:.3f} on {len(val)} held-out utterances")
+    elif publish:
+        msg = (f"recogniser published without improvement (require_improvement off): WER "
+               f"{before:.3f} -> {after:.3f}")
+    else:
+        msg = (f"kept {who}: the new adapter's WER {after:.3f} is not below {before:.3f} on "
+               f"{len(val)} held-out utterances")
+    if cancel.is_set():
+        return RecognizerResult(False, False, message="cancelled; the current recogniser is "
+                                                      "kept", adapter=current)
+    return RecognizerResult(True, publish, version, parent_version, msg, metrics, data,
+                            adapter if publish else current, items)
+
+
+def adapt_user_recognizer(store: UtteranceStore, user_id: str, recognizer, config: AdaptConfig,
+                          progress: Callable[[dict], None] | None = None,
+                          cancel: threading.Event | None = None,
+                          job_id: str | None = None) -> RecognizerResult:
+    """adapt_recognizer_items on the user's log; the adapter is stored (current only when
+    published; only while ``job_id`` still runs, as projectors)."""
+    from .recognizer_adapt import RecognizerAdapter
+
+    cancel = cancel or threading.Event()
+    record = store.current_recognizer(user_id)
+    current = None
+    if record is not None:
+        try:
+            current = RecognizerAdapter.from_bytes(record.path.read_bytes())
+            current.check_base(recognizer)
+        except Exception as exc:    # unreadable or of another model: compared with the base
+            raise AdaptationError(f"{user_id}'s current recogniser adapter {record.version} "
+                                  f"is unusable ({exc}); roll it back first") from exc
+    try:
+        items = recognizer_items(store, user_id, config, recognizer, cancel, progress)
+    except _Cancelled:
+        return RecognizerResult(False, False, message="cancelled; the current recogniser is "
+                                                      "kept", adapter=current)
+    result = adapt_recognizer_items(recognizer, items, current, config, progress, cancel,
+                                    user_id, record.version if record else "")
+    if result.success:      # a refused adapter is stored too (not current), as projectors
+        store.add_recognizer(user_id, result.version, result.parent_version, result.data,
+                             result.metrics, make_current=result.published, job_id=job_id)
+    return result
+
+
+def redecoded_hints(recognizer, result: RecognizerResult, cancel=None):
+    """``hint`` for user_items after a recogniser step: the transcript of each logged
+    utterance with audio by the adapter the user is served with now (``result.adapter``; None:
+    the logged faster-whisper transcripts stay). Encoder states computed for training are
+    reused."""
+    from ..speech.audio import SAMPLE_RATE
+    from .recognizer_adapt import RecognizerItem, transcribe_items
+
+    adapter = result.adapter
+    if adapter is None:
+        return None
+    ad = adapter.decoder_adapter()
+    known = {it.id: it for it in result.items}
+
+    def hint(u: LoggedUtterance) -> str:
+        if cancel is not None and cancel.is_set():
+            raise AdaptationError("cancelled")
+        it = known.get(u.utterance_id)
+        if it is None:
+            audio = u.audio()
+            if audio is None or audio.size > 30 * SAMPLE_RATE:
+                return u.transcript
+            it = RecognizerItem(recognizer.encode(audio)[0].numpy(), "", u.utterance_id,
+                                audio.size / SAMPLE_RATE)
+        return transcribe_items(recognizer, [it], ad)[0]
+    return hint

@@ -179,13 +179,15 @@ class AsrFrontEnd:
         p = next(self.torch_encoder.parameters())
         return self.torch_encoder(x.to(p.device, p.dtype))[0].float().cpu().numpy()
 
-    def process(self, audio: np.ndarray) -> AsrResult:
-        """Features and transcript of one utterance; the audio is checked once, here."""
+    def process(self, audio: np.ndarray, transcribe=None) -> AsrResult:
+        """Features and transcript of one utterance; the audio is checked once, here.
+        ``transcribe``: audio -> Transcript instead of faster-whisper (a user's adapted
+        recogniser, core/speech/recognizers.py)."""
         self.check(audio)
         t0 = time.perf_counter()
         features = self._encode(audio)
         t1 = time.perf_counter()
-        transcript = self._transcribe(audio)
+        transcript = (transcribe or self._transcribe)(audio)
         t2 = time.perf_counter()
         return AsrResult(transcript, features, audio.size / SAMPLE_RATE,
                          {"encode_s": t1 - t0, "transcribe_s": t2 - t1})

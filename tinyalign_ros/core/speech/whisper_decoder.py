@@ -235,7 +235,10 @@ class WhisperRecognizer:
     tokenizer, features and decoding rules. ``transcribe(audio)`` -> text; ``decode(memory)`` for
     encoder states already computed; ``adapter`` = a per-user DecoderAdapter."""
 
-    def __init__(self, model_dir: str | Path | None = None, threads: int = 0):
+    def __init__(self, model_dir: str | Path | None = None, threads: int = 0,
+                 encoder: TorchWhisperEncoder | None = None):
+        """``encoder``: a TorchWhisperEncoder of the same model already loaded (the ASR node's
+        "var" encoder is the same module), shared instead of loading a second copy."""
         import tokenizers
         from faster_whisper.feature_extractor import FeatureExtractor
         from faster_whisper.tokenizer import Tokenizer
@@ -246,7 +249,8 @@ class WhisperRecognizer:
         if threads > 0:
             torch.set_num_threads(threads)
         self.model_path = Path(resolve_whisper(str(model_dir) if model_dir else None))
-        self.encoder = TorchWhisperEncoder.from_ct2(self.model_path)
+        self.encoder = encoder if encoder is not None else \
+            TorchWhisperEncoder.from_ct2(self.model_path)
         self.decoder = TorchWhisperDecoder.from_ct2(self.model_path)
         n_mels = self.encoder.conv1.weight.shape[1]
         self.feature_extractor = FeatureExtractor(feature_size=n_mels)
