@@ -82,3 +82,31 @@ def test_adapt_runs_the_nodes_recipe_offline(installed, tmp_path):
                   exe=LIB_DIR / "tinyalign")
     assert res.returncode == 2 and "at least 6 are needed" in res.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.real_models
+def test_adapt_target_recognizer_writes_a_recogniser_adapter(installed, tmp_path):
+    """`tinyalign adapt --target recognizer`: the node's recogniser recipe offline (a LoRA on
+    Whisper's decoder, held-out gate against --recognizer or the unadapted decoder)."""
+    from tinyalign_ros.core.learning.recognizer_adapt import RecognizerAdapter
+    from tinyalign_ros.corpus.corpora import asterisk_examples
+
+    examples = [e for e in asterisk_examples() if len(e.text.split()) <= 8][:8]
+    data = tmp_path / "user.jsonl"
+    data.write_text("".join(json.dumps({"audio": str(e.audio), "text": e.text}) + "\n"
+                            for e in examples))
+    res = run_cli("adapt", "--data", data, "--target", "recognizer", exe=LIB_DIR / "tinyalign")
+    assert res.returncode == 2 and "--recognizer-out is needed" in res.stderr
+    out = tmp_path / "alice.rec.safetensors"
+    res = run_cli("adapt", "--data", data, "--target", "recognizer", "--recognizer-out", out,
+                  "--recognizer-epochs", 1, "--no-require-improvement", "--user", "alice",
+                  "--threads", 2, exe=LIB_DIR / "tinyalign")
+    assert res.returncode == 0, res.stderr
+    row = json.loads(res.stdout.strip().splitlines()[-1])["recognizer"]
+    assert row["published"] and row["out"] == str(out) and row["version"].startswith("rec-alice")
+    m = row["metrics"]
+    assert m["recognizer_train_utterances"] + m["recognizer_validation_utterances"] == 8
+    assert {"recognizer_wer_before", "recognizer_wer_after"} <= set(m)
+    adapter = RecognizerAdapter.from_bytes(out.read_bytes())
+    assert adapter.metadata["user_id"] == "alice" and adapter.metadata["rank"] == 8
+    assert 400_000 < out.stat().st_size < 600_000

@@ -148,16 +148,83 @@ def cmd_train(args) -> int:
 
 
 def cmd_adapt(args) -> int:
-    """The adaptation node's recipe, offline: a user's utterances in, an adapted projector out
-    (only when it beats the starting one on the held-out share, as the node would publish)."""
-    from .core.assistant.checkpoint import load_checkpoint
-    from .core.assistant.llm import EmbeddingTable
-    from .core.learning.adapt import AdaptConfig, adapt_projector
-    from .core.learning.data import split
-    from .core.models import default_projector
+    """The adaptation node's recipe, offline: a user's utterances in, an adapted projector and/or
+    recogniser adapter out (``--target``; each written only when it beats the starting one on
+    the held-out share, as the node would publish). With ``both`` the recogniser goes first and
+    the projector trains on the hints the recogniser the user ends up with re-decodes."""
+    from .core.learning.adapt import AdaptConfig
     from .core.settings import from_flags
 
-    config = from_flags(args, AdaptConfig)
+    config = from_flags(args, AdaptConfig, ADAPT_FLAGS, whisper_model=args.whisper_model)
+    wants_projector = config.target in ("projector", "both")
+    wants_recognizer = config.target in ("recognizer", "both")
+    if wants_projector and not args.out:
+        raise ValueError(f"--target {config.target} adapts the projector: --out is needed")
+    if wants_recognizer and not args.recognizer_out:
+        raise ValueError(f"--target {config.target} adapts the recogniser: --recognizer-out is "
+                         f"needed")
+    row, rec_result, recognizer = {}, None, None
+    if wants_recognizer:
+        rec_result, recognizer = _adapt_recognizer_offline(args, config)
+        if rec_result.published:
+            Path(args.recognizer_out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.recognizer_out).write_bytes(rec_result.data)
+        row["recognizer"] = {
+            "out": str(args.recognizer_out) if rec_result.published else None,
+            "published": rec_result.published, "version": rec_result.version,
+            "message": rec_result.message,
+            "metrics": {k: round(v, 4) if isinstance(v, float) else v
+                        for k, v in rec_result.metrics.items()}}
+    if wants_projector:
+        row.update(_adapt_projector_offline(args, config, rec_result, recognizer))
+    print(json.dumps(row))
+    return 0
+
+
+def _adapt_recognizer_offline(args, config):
+    from .core.learning.adapt import adapt_recognizer_items
+    from .core.learning.data import load_examples
+    from .core.learning.recognizer_adapt import RecognizerAdapter, RecognizerItem
+    from .core.speech.audio import SAMPLE_RATE, load_audio
+    from .core.speech.whisper_decoder import WhisperRecognizer
+
+    recognizer = WhisperRecognizer(config.whisper_model or None, threads=args.threads)
+    current = None
+    if args.recognizer:
+        current = RecognizerAdapter.from_bytes(Path(args.recognizer).read_bytes())
+        current.check_base(recognizer)
+    examples = load_examples(args.data)
+    if args.limit:
+        examples = examples[:args.limit]
+    items = []
+    for ex in examples:
+        audio = load_audio(ex.audio)
+        if audio.size <= 30 * SAMPLE_RATE:      # one padded window per utterance
+            items.append(RecognizerItem(recognizer.encode(audio)[0].half().numpy(), ex.text,
+                                        ex.id, audio.size / SAMPLE_RATE))
+    if config.max_utterances:
+        items = items[-config.max_utterances:]
+    need = config.recognizer_config().min_utterances + 1
+    if len(items) < need:
+        raise ValueError(f"{len(items)} utterances (of at most 30 s) in {args.data}; recogniser "
+                         f"adaptation needs at least {need} (--min-utterances)")
+    print(f"adapting the recogniser ({recognizer.model_id}) on {len(items)} utterances "
+          f"({config.recognizer_epochs} epochs, LoRA rank {config.recognizer_rank})",
+          file=sys.stderr)
+    parent = current.metadata.get("version", "") if current is not None else ""
+    result = adapt_recognizer_items(recognizer, items, current, config, user_id=args.user,
+                                    parent_version=parent)
+    return result, recognizer
+
+
+def _adapt_projector_offline(args, config, rec_result, recognizer) -> dict:
+    from .core.assistant.checkpoint import load_checkpoint
+    from .core.assistant.llm import EmbeddingTable
+    from .core.learning.adapt import adapt_projector
+    from .core.learning.data import split
+    from .core.learning.recognizer_adapt import transcribe_items
+    from .core.models import default_projector
+
     asr = _asr(args)
     items = _load_items(args, asr, with_transcripts=True)
     if len(items) < config.min_utterances:
@@ -165,6 +232,13 @@ def cmd_adapt(args) -> int:
                          f"{config.min_utterances} are needed (--min-utterances)")
     if config.max_utterances:
         items = items[-config.max_utterances:]
+    if rec_result is not None and rec_result.adapter is not None:
+        # the hints the adapted recogniser gives (the projector serves beside it)
+        by_id = {it.id: it for it in rec_result.items}
+        ad = rec_result.adapter.decoder_adapter()
+        for it in items:
+            if it.id in by_id:
+                it.transcript = transcribe_items(recognizer, [by_id[it.id]], ad)[0]
     train, val = split(items, config.val_fraction, config.seed)
     llm = _llm(args)
     assistant = _assistant(args, llm)
@@ -176,12 +250,11 @@ def cmd_adapt(args) -> int:
     if result.published:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_bytes(result.checkpoint)
-    print(json.dumps({"out": str(args.out) if result.published else None,
-                      "published": result.published, "version": result.version,
-                      "message": result.message,
-                      "metrics": {k: round(v, 4) if isinstance(v, float) else v
-                                  for k, v in result.metrics.items()}}))
-    return 0
+    return {"out": str(args.out) if result.published else None,
+            "published": result.published, "version": result.version,
+            "message": result.message,
+            "metrics": {k: round(v, 4) if isinstance(v, float) else v
+                        for k, v in result.metrics.items()}}
 
 
 def cmd_eval(args) -> int:
@@ -303,6 +376,11 @@ def cmd_bench(args) -> int:
 
 # The settings each command takes as flags (names, defaults and help come from the dataclasses)
 ASR_FLAGS = ("whisper_model", "device")
+# every AdaptConfig setting but whisper_model (the shared --whisper-model flag of ASR_FLAGS)
+ADAPT_FLAGS = ("objective", "epochs", "ce_epochs", "learning_rate", "batch_size", "val_fraction",
+               "min_utterances", "use_pseudo_labels", "pseudo_label_confidence",
+               "max_utterances", "require_improvement", "lora_rank", "target",
+               "recognizer_epochs", "recognizer_rank", "recognizer_time_budget_s")
 PROMPT_FLAGS = ("task", "transcript_hint")
 # every TrainConfig setting but threads (the shared --threads flag)
 TRAIN_FLAGS = ("objective", "embedlink_epochs", "ce_epochs", "batch_size", "lr", "ce_lr",
@@ -382,13 +460,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("adapt", help="the adaptation node's recipe offline: adapt a projector "
-                                     "to one user's utterances (JSONL of audio + true text)")
+                                     "and/or the recogniser (--target) to one user's "
+                                     "utterances (JSONL of audio + true text)")
     _data_args(p)
-    p.add_argument("--out", required=True, help="adapted checkpoint to write (.safetensors); "
-                                                "written only if it beats --projector")
+    p.add_argument("--out", help="adapted projector to write (.safetensors; targets projector "
+                                 "and both); written only if it beats --projector")
     p.add_argument("--projector", help="projector to start from (default: the shipped base)")
+    p.add_argument("--recognizer-out", help="recogniser adapter to write (.safetensors; "
+                                            "targets recognizer and both); written only if it "
+                                            "beats --recognizer")
+    p.add_argument("--recognizer", help="the user's current recogniser adapter, to beat "
+                                        "(default: the unadapted recogniser)")
     p.add_argument("--user", default="offline", help="user id recorded in the checkpoint")
-    add_flags(p, AdaptConfig)
+    add_flags(p, AdaptConfig, ADAPT_FLAGS)
     _model_args(p)
     _prompt_args(p)
     p.set_defaults(func=cmd_adapt)
