@@ -85,7 +85,7 @@ def test_single_process_graph_answers_and_adapts_with_one_llm(ros_node, start_no
     config["capture"]["ros__parameters"].update(source="file", playback_speed=2.0,
                                                 file_path=str(LIBRIVOX / "*.wav"))
     config["asr"]["ros__parameters"].update(user_id="erin", device="cpu")
-    config["response"]["ros__parameters"].update(max_new_tokens=16, device="cpu")
+    config["response"]["ros__parameters"].update(max_new_tokens=16, device="cpu", mode="aligned")
     config["adaptation"]["ros__parameters"].update(
         store_dir=str(tmp_path / "store"), min_utterances=3, val_fraction=0.34, epochs=2,
         device="cpu")

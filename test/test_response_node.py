@@ -57,6 +57,7 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     assert spin_until(ros_node, lambda: len(responses) >= 1, 90, [node]), node.output()
     r = responses[0]
     assert r.utterance_id == "utt-1" and r.mode == "cascade" and r.text.strip()
+    assert r.reason == "no projector fits these features"     # auto, and no base projector
     assert "go forward" in r.text.lower()
     assert r.tokens > 0 and r.llm_prefill_time_s > 0 and r.first_token_latency_s > 0
     assert partials and all(p.partial for p in partials)
@@ -64,11 +65,19 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     for uid in ("bad-dims", "bad-nan", "empty"):
         assert f"dropping features '{uid}'" in out, out
 
-    # a projector update for alice arrives: her next response is aligned and names its version
+    # a projector update for alice arrives, validated no worse than the cascade: in the default
+    # mode (auto) her next response is aligned and names its version and the numbers
     torch.manual_seed(0)
     proj = BridgeFormer(ProjectorConfig(asr_dim=384, llm_dim=576))
-    meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=llm_id(resolve_llm()),
-                         projector=proj.config.to_dict(), version="v-test-1")
+
+    def checkpoint(version, aligned_wer, cascade_wer):
+        meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=llm_id(resolve_llm()),
+                             projector=proj.config.to_dict(), version=version,
+                             metrics={"validation_aligned_wer": aligned_wer,
+                                      "validation_cascade_wer": cascade_wer,
+                                      "validation_utterances": 10})
+        return to_bytes(Projector(proj, meta))
+
     def signed(update, with_key=key):
         update.header.stamp = ros_node.get_clock().now().to_msg()
         update.signature = signature(with_key, *update_fields(update))
@@ -76,19 +85,18 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
 
     # a hostile peer on the domain: unsigned, or signed with another key -> ignored
     forged = ProjectorUpdate(user_id="alice", version="forged")
-    forged.checkpoint = to_bytes(Projector(proj, meta))
+    forged.checkpoint = checkpoint("forged", 0.0, 1.0)
     update_pub.publish(forged)
     assert node.wait_for_log("ignoring unsigned or forged projector update for 'alice' "
                              "(version 'forged')", 30), node.output()
     update_pub.publish(signed(forged, with_key=b"k" * 32))
-    update = ProjectorUpdate(user_id="alice", version=meta.version)
-    update.checkpoint = to_bytes(Projector(proj, meta))
+    update = ProjectorUpdate(user_id="alice", version="v-test-1")
+    update.checkpoint = checkpoint("v-test-1", 0.10, 0.20)
     update_pub.publish(signed(update))
     assert node.wait_for_log("projector v-test-1 now serves user 'alice'", 30), node.output()
     assert node.output().count("ignoring unsigned or forged") == 2     # both forgeries
     assert "projector forged now serves" not in node.output()
-    update_pub.publish(update)           # the same signed update again: a replay
-    assert node.wait_for_log("ignoring a replayed projector update for 'alice'", 30)
+    update_pub.publish(update)   # the same message again (the latched history re-sent): dropped
     # a corrupt update is refused, and the node keeps its projector
     broken = ProjectorUpdate(user_id="alice", version="broken")
     broken.checkpoint = b"not a checkpoint"
@@ -100,7 +108,33 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     assert spin_until(ros_node, lambda: len(responses) >= 3, 120, [node]), node.output()
     by_id = {r.utterance_id: r for r in responses}
     assert by_id["utt-2"].mode == "aligned" and by_id["utt-2"].projector_version == "v-test-1"
+    assert "aligned WER 10.0% vs cascade 20.0% on 10" in by_id["utt-2"].reason
     assert by_id["utt-3"].mode == "cascade"          # bob has no projector, and there is no base
+    assert node.output().count("projector v-test-1 now serves user 'alice'") == 1
+
+    # a newer projector that loses to the cascade: auto answers alice by the cascade and says
+    # why; an older signed update played back afterwards is refused
+    newer = ProjectorUpdate(user_id="alice", version="v-test-2")
+    newer.checkpoint = checkpoint("v-test-2", 0.30, 0.20)
+    update_pub.publish(signed(newer))
+    assert node.wait_for_log("projector v-test-2 now serves user 'alice'", 30), node.output()
+    update_pub.publish(update)
+    assert node.wait_for_log("ignoring a replayed projector update for 'alice'", 30)
+    feat_pub.publish(features_msg(asr, load_audio(GOFORWARD), "utt-4"))
+    assert spin_until(ros_node, lambda: any(r.utterance_id == "utt-4" for r in responses),
+                      60, [node]), node.output()
+    lost = {r.utterance_id: r for r in responses}["utt-4"]
+    assert lost.mode == "cascade" and lost.projector_version == ""
+    assert "v-test-2 loses: aligned WER 30.0% vs cascade 20.0%" in lost.reason
+
+    # mode aligned serves her projector regardless
+    assert all(r.successful for r in set_parameters(ros_node, "/response", [node],
+                                                    mode="aligned"))
+    feat_pub.publish(features_msg(asr, load_audio(GOFORWARD), "utt-5"))
+    assert spin_until(ros_node, lambda: any(r.utterance_id == "utt-5" for r in responses),
+                      60, [node]), node.output()
+    forced = {r.utterance_id: r for r in responses}["utt-5"]
+    assert forced.mode == "aligned" and forced.projector_version == "v-test-2"
 
     # features of another encoder variant of the same width (ct2 instead of var): alice's
     # projector must not read them; the node answers in cascade mode and says why

@@ -293,6 +293,10 @@ def test_adaptation_keeps_the_current_projector_unless_it_improves(tiny_llm_dir,
     result = adapt_user(store, "erin", current, assistant, emb, "asr:16", forced)
     assert result.published and store.current_projector("erin").version == result.version
     assert result.projector.meta.parent_version == "current" and result.checkpoint
+    # it carries its validation against the cascade, which mode auto reads (test_routing)
+    validated = from_bytes(result.checkpoint).meta.metrics
+    assert validated["validation_aligned_wer"] == result.metrics["wer_after"]
+    assert validated["validation_cascade_wer"] == result.metrics["cascade_wer"] >= 0
     # it records the prompt it was validated with: the hinted one this assistant serves
     recorded = from_bytes(result.checkpoint).meta.prompt
     assert PromptConfig(**recorded) == assistant.prompt.config and recorded["transcript_hint"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .settings import check_choices, setting
 
-MODES = ("aligned", "cascade", "both")
+MODES = ("auto", "aligned", "cascade", "both")
 
 
 @dataclass
@@ -60,8 +60,10 @@ class UpdateAuth:
 @dataclass
 class ResponseConfig:
     """How the response node answers."""
-    mode: str = setting("aligned", "aligned (projector -> LLM), cascade (transcript -> LLM) or "
-                                   "both (two responses)", live=True, choices=MODES)
+    mode: str = setting("auto", "auto (per user: aligned only where that user's projector "
+                                "was validated no worse than the cascade, else cascade), "
+                                "aligned (projector -> LLM), cascade (transcript -> LLM) or "
+                                "both (two responses)", live=True, choices=MODES)
     stream_partial: bool = setting(True, "publish partial text on response_partial while "
                                          "generating", live=True)
     dtype: str = setting("auto", "LLM dtype: auto (float16 on CUDA, float32 on CPU)",

@@ -21,6 +21,7 @@ from pathlib import Path
 @dataclass
 class BaseRecipe:
     embedlink_epochs: int = 10
+    train_utterances: int = 0          # the first N training utterances in plan order (0: all)
     ce_utterances: int = 3000          # CE finish on this many training utterances (0: none)
     ce_epochs: int = 1
     layers: int = 1
@@ -41,6 +42,7 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
     from ..core.assistant.pipeline import Assistant
     from ..core.assistant.projector import BridgeFormer, ProjectorConfig
     from ..core.assistant.prompt import PromptBuilder, PromptConfig
+    from ..core.assistant.routing import ALIGNED_WER, CASCADE_WER, VALIDATION_UTTERANCES
     from ..core.learning.data import split
     from ..core.learning.train import TrainConfig, Trainer
     from ..core.metrics import wer
@@ -52,7 +54,7 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
     torch.set_num_threads(r.threads)
     corpus = Corpus(corpus_dir)
     asr = AsrFrontEnd(cpu_threads=r.threads)
-    items = corpus.items(asr.model_id, "train")
+    items = corpus.items(asr.model_id, "train", limit=r.train_utterances or None)
     if not items:
         raise ValueError(f"{corpus_dir}: no encoded training utterances (tinyalign corpus build)")
     if any(not v["permissive"] for v in corpus.plan["voices"] if not v["held_out"]):
@@ -88,6 +90,10 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
                          projector=model.config.to_dict(), prompt=prompt_cfg.to_dict())
     projector = Projector(model.eval(), meta)
     metrics = evaluate(projector, corpus, asr, llm, r.eval_utterances)
+    if "eval-sentences" in metrics:   # what mode auto weighs for users with no projector yet
+        held_out = metrics["eval-sentences"]
+        metrics.update({ALIGNED_WER: held_out["audio_only"], CASCADE_WER: held_out["cascade"],
+                        VALIDATION_UTTERANCES: held_out["utterances"]})
     metrics["wall_s"] = round(time.perf_counter() - t_start, 1)
     voices = [v for v in corpus.plan["voices"] if not v["held_out"]]
     meta.training = {"recipe": "tinyalign make-base-projector --corpus", **asdict(r),

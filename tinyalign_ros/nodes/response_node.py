@@ -3,7 +3,9 @@
 Subscribes: speech_features (SpeechFeatures), projector_updates (ProjectorUpdate, latched)
 Publishes:  response (Response, final), response_partial (Response, partial=True, streamed while
             generating), response_text (std_msgs/String)
-Mode: aligned (projector -> LLM), cascade (ASR transcript -> LLM) or both (two Responses).
+Mode: auto (the default: per user, aligned only where that user's projector was validated no
+worse than the cascade: core.assistant.routing), aligned (projector -> LLM), cascade (ASR
+transcript -> LLM) or both (two Responses). Each Response says which path answered and why.
 Each user's own projector is used when one was announced on projector_updates, else the base
 (core.assistant.projectors.ProjectorTable). A request whose features another encoder made
 than the projector was trained on is answered in cascade mode, with the reason logged.
@@ -21,6 +23,7 @@ from tinyalign_ros.core.assistant.llm import llm_id, loaded_llms, resolve_torch_
 from tinyalign_ros.core.assistant.pipeline import Assistant
 from tinyalign_ros.core.assistant.projectors import ProjectorTable
 from tinyalign_ros.core.assistant.prompt import PromptConfig
+from tinyalign_ros.core.assistant.routing import route
 from tinyalign_ros.core.models import default_projector, resolve_llm
 from tinyalign_ros.core.serving import AssistantModels, Lifecycle, ResponseConfig
 from tinyalign_ros.core.signing import SigningError, key_path, read_key, verify
@@ -28,7 +31,7 @@ from tinyalign_ros.graph import node_settings
 from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
 
 from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, DropOldestQueue, ManagedModels,
-                     NodeSettings, features_from_msg, run, update_fields)
+                     NodeSettings, features_from_msg, release_memory, run, update_fields)
 
 
 def stamp_seconds(t) -> float:
@@ -168,8 +171,11 @@ class ResponseNode(ManagedModels, LifecycleNode):
             if self._updates.get(msg.user_id) is msg:   # not kept for the next configure
                 del self._updates[msg.user_id]
             return
+        release_memory()   # the replaced projector's tensors
         self.get_logger().info(f"projector {msg.version} now serves user {msg.user_id!r}")
-        self.diag.set(0, "ready", **{f"projector_{msg.user_id}": msg.version})
+        chosen = route(self.projectors.get(msg.user_id))
+        self.diag.set(0, "ready", **{f"projector_{msg.user_id}": msg.version,
+                                     f"auto_{msg.user_id}": f"{chosen.path}: {chosen.reason}"})
 
     # ---- requests
     def on_features(self, msg: SpeechFeatures) -> None:
@@ -215,10 +221,18 @@ class ResponseNode(ManagedModels, LifecycleNode):
 
     def _respond(self, msg: SpeechFeatures, features: np.ndarray, mode: str) -> None:
         speech_end = stamp_seconds(msg.speech_end) or time.time()
-        projector = self._projector_for(msg) if mode == "aligned" else None
-        if mode == "aligned" and projector is None:
-            mode = "cascade"
+        projector = self._projector_for(msg) if mode != "cascade" else None
+        if mode == "auto":
+            chosen = route(projector)
+            mode, reason = chosen.path, chosen.reason
+        elif mode == "aligned" and projector is None:
+            mode, reason = "cascade", "no projector fits these features"
+        else:
+            reason = f"mode {mode}"
+        if mode == "cascade":
+            projector = None
         out = Response(utterance_id=msg.utterance_id, user_id=msg.user_id, mode=mode,
+                       reason=reason,
                        transcript=msg.transcript, asr_time_s=msg.asr_time_s,
                        projector_version=projector.version if projector else "")
         out.header.frame_id = msg.header.frame_id

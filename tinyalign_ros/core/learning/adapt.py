@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from ..assistant.checkpoint import Projector, ProjectorMeta, to_bytes
+from ..assistant.routing import ALIGNED_WER, CASCADE_WER
 from ..metrics import wer
 from ..settings import check_choices, setting
 from .data import FeatureItem, split
@@ -163,6 +164,19 @@ def score(assistant, projector: Projector, items: list[FeatureItem],
     return wer(refs, hyps)
 
 
+def score_cascade(assistant, items: list[FeatureItem],
+                  cancel: threading.Event | None = None) -> float:
+    """WER of the cascade (the item's transcript -> LLM) on ``items``, as the response node
+    would answer in cascade mode."""
+    refs, hyps = [], []
+    for it in items:
+        if cancel is not None and cancel.is_set():
+            raise AdaptationError("cancelled")
+        refs.append(it.text)
+        hyps.append(assistant.respond_text(it.transcript).text)
+    return wer(refs, hyps)
+
+
 def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistant, embeddings,
                asr_model_id: str, config: AdaptConfig,
                progress: Callable[[dict], None] | None = None,
@@ -234,21 +248,28 @@ def adapt_projector(train: list[FeatureItem], val: list[FeatureItem], current: P
     if after is not None:
         report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0,
                 "validation_wer": after})
+    cascade = None
     if before is not None:
-        metrics.update(wer_before=before, wer_after=after)
+        # the cascade on the same utterances: mode auto serves this projector only if it is no
+        # worse (core.assistant.routing reads these metrics from the checkpoint)
+        cascade = score_cascade(assistant, val, cancel)
+        metrics.update(wer_before=before, wer_after=after, cascade_wer=cascade)
+        metrics.update({ALIGNED_WER: after, CASCADE_WER: cascade})
     metrics["total_s"] = time.perf_counter() - t0
-    improved = before is None or (after is not None and after < before)
+    improved = before is None or (after is not None and after < before and after <= cascade)
     publish = improved or not config.require_improvement
     if before is None:
         msg = "no held-out utterances: published without validation"
     elif improved:
-        msg = f"WER {before:.3f} -> {after:.3f} on {len(val)} held-out utterances"
+        msg = (f"WER {before:.3f} -> {after:.3f} (cascade {cascade:.3f}) on {len(val)} "
+               f"held-out utterances")
     elif publish:
         msg = (f"published without improvement (require_improvement off): WER "
-               f"{before:.3f} -> {after:.3f}")
+               f"{before:.3f} -> {after:.3f}, cascade {cascade:.3f}")
     else:
-        msg = (f"kept the current projector: new WER {after:.3f} is not below "
-               f"{before:.3f} on {len(val)} held-out utterances")
+        msg = (f"kept the current projector: new WER {after:.3f} does not beat both the "
+               f"current {before:.3f} and the cascade {cascade:.3f} on {len(val)} held-out "
+               f"utterances")
     if cancel.is_set():
         return AdaptResult(False, False, message="cancelled; the current projector is kept")
     return AdaptResult(True, publish, meta.version, msg, metrics, to_bytes(candidate),
