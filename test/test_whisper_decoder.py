@@ -168,3 +168,36 @@ def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="method"):
         RecognizerAdaptConfig(method="full")
     assert DecoderAdapter().lora == {}
+
+
+def test_the_asr_nodes_table_serves_fitting_adapters_only(rec):
+    """core.speech.recognizers.RecognizerTable (the ASR node's): the shared decoder loads with
+    the first adapter and goes with the last; garbage, other models and wrong shapes are
+    refused with the reason, the user keeping what they had; a user's transcript comes from
+    their adapter."""
+    from tinyalign_ros.core.speech.recognizers import RecognizerTable
+
+    table = RecognizerTable()
+    table.attach(rec.model_path, rec.encoder)
+    assert table.recognizer is None and table.transcriber("alice") is None
+    good = _random_adapter(rec, "lora")
+    table.put("alice", good.to_bytes(), "v1")
+    assert table.recognizer is not None and table.recognizer.encoder is rec.encoder  # shared
+    assert table.version("alice") == "v1" and 400_000 < table.nbytes("alice") < 600_000
+    with pytest.raises(ValueError, match="not a recogniser adapter"):
+        table.put("alice", b"garbage", "v2")
+    other = RecognizerAdapter("lora", good.tensors, {**good.metadata, "base_model": "x:dec4x384"})
+    with pytest.raises(ValueError, match="adapter made for"):
+        table.put("alice", other.to_bytes(), "v3")
+    key = next(k for k in good.tensors if k.endswith(".lora_a"))
+    bad = RecognizerAdapter("lora", {**good.tensors, key: torch.zeros(8, 7).half()},
+                            good.metadata)
+    with pytest.raises(ValueError, match="wrong shape"):
+        table.put("alice", bad.to_bytes(), "v4")
+    assert table.version("alice") == "v1"                 # kept what she had
+    audio = load_audio(GOFORWARD)
+    text = table.transcriber("alice")(audio)
+    assert text.text and 0 < text.confidence <= 1
+    assert text.text == rec.transcribe(audio, adapter=good.decoder_adapter())   # hers
+    assert table.remove("alice") and table.recognizer is None
+    assert not table.remove("alice")
