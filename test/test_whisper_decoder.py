@@ -201,3 +201,26 @@ def test_the_asr_nodes_table_serves_fitting_adapters_only(rec):
     assert text.text == rec.transcribe(audio, adapter=good.decoder_adapter())   # hers
     assert table.remove("alice") and table.recognizer is None
     assert not table.remove("alice")
+
+
+def test_the_nodes_recipe_gates_against_the_users_current_adapter(rec, croaky_items):
+    """learning.adapt.adapt_recognizer_items (the adaptation node's and `tinyalign adapt`'s
+    recogniser recipe): published only if the new adapter beats the user's *current* recogniser
+    on the held-out share; a refused one leaves the user on what they had."""
+    from tinyalign_ros.core.learning.adapt import AdaptConfig, adapt_recognizer_items
+    from tinyalign_ros.core.learning.recognizer_adapt import split_items
+
+    items = croaky_items[:10]
+    current = _random_adapter(rec, "lora")
+    result = adapt_recognizer_items(rec, items, current, AdaptConfig(recognizer_epochs=1),
+                                    user_id="alice", parent_version="rec-alice-old")
+    m = result.metrics
+    _, val = split_items(items, 0.2, 0)
+    assert m["recognizer_validation_utterances"] == len(val) == 2
+    # measured against alice's current adapter on the same held-out share, not the base
+    assert m["recognizer_wer_before"] == evaluate(rec, val, current)["wer"]
+    assert m["recognizer_wer_base"] == evaluate(rec, val)["wer"]
+    assert result.published == (m["recognizer_wer_after"] < m["recognizer_wer_before"])
+    assert (result.adapter is current) == (not result.published)   # refused: she keeps hers
+    meta = RecognizerAdapter.from_bytes(result.data).metadata
+    assert (meta["user_id"], meta["parent_version"]) == ("alice", "rec-alice-old")
