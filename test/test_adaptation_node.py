@@ -83,8 +83,10 @@ def world(rclpy_context, carol, tmp_path_factory):
     w.adapt_node = NodeProcess("adaptation_node", dict(
         projector=str(base), store_dir=str(w.store), min_utterances=6,
         require_improvement=False, nice=0, recognizer_epochs=2), tmp)
+    # aligned: the test base carries no validated WERs, so mode auto would serve the cascade
     w.resp_node = NodeProcess("response_node", dict(projector=str(base), threads=1,
-                                                    max_new_tokens=12, queue_size=16), tmp)
+                                                    max_new_tokens=12, queue_size=16,
+                                                    mode="aligned"), tmp)
     w.asr_node = NodeProcess("asr_node", dict(cpu_threads=1, user_id="carol"), tmp)
     w.procs = [w.adapt_node, w.resp_node, w.asr_node]
 
