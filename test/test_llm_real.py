@@ -75,3 +75,14 @@ def test_closed_gate_answers_exactly_as_the_cascade(assistant):
         opened = assistant.respond_hybrid(projector, features, s, gate_bias=0.0)
         changed += opened.generation.token_ids != cascade
     assert changed >= 1
+    # a projector trained with a gate is served as the hybrid input by the aligned path (what
+    # the response node calls): its learned gate, the transcript beside the audio
+    torch.manual_seed(0)
+    gated = as_projector(BridgeFormer(ProjectorConfig(llm_dim=assistant.llm.dim, gate="scalar",
+                                                      gate_init=0.0)).eval())
+    s = SENTENCES[0]
+    served = assistant.respond_with(gated, features, s)
+    assert served.generation.token_ids == assistant.respond_hybrid(
+        gated, features, s).generation.token_ids
+    assert served.generation.token_ids != assistant.respond_with(
+        projector, features, s).generation.token_ids      # not the ungated aligned prompt

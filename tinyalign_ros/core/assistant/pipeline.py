@@ -198,8 +198,12 @@ class Assistant:
                      on_token: Callable[[str], None] | None = None,
                      max_new_tokens: int | None = None) -> Reply:
         """Aligned response with a given projector (callers that swap projectors pass theirs
-        per request, so a swap never changes a request in flight)."""
+        per request, so a swap never changes a request in flight). A projector with a gate was
+        trained as the hybrid input and is served that way (respond_hybrid)."""
         builder = self.prompt_for(projector)
+        if projector.model.config.gate != "none":
+            return self.respond_hybrid(projector, features, transcript or "", None, on_token,
+                                       max_new_tokens)
         t0 = time.perf_counter()
         audio_tokens = self.project(features, projector)
         projector_s = time.perf_counter() - t0
