@@ -135,7 +135,7 @@ def main() -> int:
     parser.add_argument("--speed", type=float, default=1.0, help="file playback speed")
     parser.add_argument("--user", default="demo_user")
     parser.add_argument("--no-adapt", action="store_true", help="skip the adaptation part")
-    parser.add_argument("--mode", default="both", choices=("aligned", "cascade", "both"),
+    parser.add_argument("--mode", default="both", choices=("auto", "aligned", "cascade", "both"),
                         help="response node mode")
     parser.add_argument("--single-process", action="store_true",
                         help="the four nodes in one process (graph_node) sharing one LLM")
@@ -236,6 +236,8 @@ def main() -> int:
                 for r in responses[f.utterance_id]:
                     tag = f"{r.mode}" + (f" (projector {r.projector_version})"
                                          if r.projector_version else "")
+                    if args.mode == "auto":
+                        tag += f"; {r.reason}"
                     print(f"  response:   {r.text!r}  [{tag}; first token "
                           f"{r.first_token_latency_s:.2f} s after end of speech, {r.tokens} tokens]")
         if shown == len(sources) and not args.no_adapt:
