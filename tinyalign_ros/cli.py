@@ -289,7 +289,7 @@ def cmd_make_base(args) -> int:
         recipe = BaseRecipe(embedlink_epochs=args.epochs or BaseRecipe.embedlink_epochs,
                             ce_epochs=BaseRecipe.ce_epochs if args.ce_epochs is None
                             else args.ce_epochs, ce_utterances=args.ce_utterances,
-                            threads=args.threads, seed=args.seed)
+                            train_utterances=args.train_utterances, threads=args.threads, seed=args.seed)
         from_corpus(args.corpus, Path(args.out), recipe)
     else:
         from .corpus.recipe import make_base_projector
@@ -497,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ce-epochs", type=int, help="cross-entropy finish epochs (default 1)")
     p.add_argument("--ce-utterances", type=int, default=3000,
                    help="--corpus: the CE finish's share of the corpus")
+    p.add_argument("--train-utterances", type=int, default=0,
+                   help="--corpus: train on the first N training utterances in plan order "
+                        "(0: every encoded one; N makes a run on a growing corpus repeatable)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_base)
