@@ -289,7 +289,8 @@ def cmd_make_base(args) -> int:
         recipe = BaseRecipe(embedlink_epochs=args.epochs or BaseRecipe.embedlink_epochs,
                             ce_epochs=BaseRecipe.ce_epochs if args.ce_epochs is None
                             else args.ce_epochs, ce_utterances=args.ce_utterances,
-                            train_utterances=args.train_utterances, threads=args.threads, seed=args.seed)
+                            train_utterances=args.train_utterances, threads=args.threads,
+                            seed=args.seed)
         from_corpus(args.corpus, Path(args.out), recipe)
     else:
         from .corpus.recipe import make_base_projector
