@@ -1,7 +1,8 @@
 """`make faults` in the suite: bad input, storage faults, concurrent jobs and forget-user
 against the real node processes (scripts/faults.py prints each case). The whole set takes
-~12 min on 2 cores; the suite runs the input cases (as before) and, in a second run,
-`--ci`: one storage, concurrency and privacy case of each kind (~3 min)."""
+~15 min on 2 cores; the suite runs the input cases (as before) and, in a second run,
+`--ci`: one storage, concurrency and privacy case of each kind, and two concurrency cases
+against the single-process graph (~3.5 min)."""
 import re
 import subprocess
 import sys
@@ -31,6 +32,10 @@ def test_every_fault_case_is_survived_and_nothing_is_lost(installed):
 
 def test_jobs_forget_and_bad_checkpoints_are_survived(installed):
     """kill -9 mid-training, a tampered checkpoint, two Adapt calls at once, forget-user
-    during training, forget-user leaves nothing on disk nor in an export (~3 min)."""
-    out = run_faults(5, "--groups", "storage,concurrency,privacy", "--ci")
+    during training (in the four-process and the single-process graph), forget-user leaves
+    nothing on disk nor in an export, audio and recogniser adapters included (~3.5 min)."""
+    out = run_faults(7, "--groups", "storage,concurrency,privacy,concurrency-single", "--ci")
     assert "'abandoned'" in out and "no byte of the store holds" in out
+    assert "the single-process graph is up" in out
+    assert re.search(r"survived  concurrency-single: forget-user during training", out)
+    assert "audio samples or adapter bytes" in out
