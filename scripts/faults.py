@@ -32,8 +32,8 @@ so there is no "the others keep serving" to check; graph_node's docstring says s
 input, disk and stream groups, which run against the four-process graph only.
 
 Measured here (2 cores shared with a training job and two other jobs): `--groups
-concurrency,concurrency-single,privacy` 15 cases in 4 min 46 s to 5 min 34 s (three runs; the
-graphs up in 29-40 s and 13-22 s); `--groups storage,concurrency,privacy,concurrency-single
+concurrency,concurrency-single,privacy` 15 cases in 5 min 20 s and 4 min 46 s (two runs; the
+graphs up in 29-31 s and 13-22 s); `--groups storage,concurrency,privacy,concurrency-single
 --ci` (test_faults.py) 7 cases in 3 min 27 s (3 min 35 s under pytest); every group but stream was ~12 min before concurrency-single and the recogniser
 in the privacy case, which add ~2.5 min (not rerun as one run here); stream ~15 min more. Soak: scripts/soak.py. Run
 from `source scripts/env.sh`.
