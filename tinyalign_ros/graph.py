@@ -51,7 +51,8 @@ LAUNCH_ARGUMENTS = (
                    {"response": "llm_model", "adaptation": "llm_model"}),
     LaunchArgument("projector", "", "base projector checkpoint ('' = the one shipped)",
                    {"response": "projector", "adaptation": "projector"}),
-    LaunchArgument("mode", "aligned", "response mode: aligned, cascade or both",
+    LaunchArgument("mode", "auto", "response mode: auto (aligned only where validated no worse "
+                   "than the cascade), aligned, cascade or both",
                    {"response": "mode"}),
     LaunchArgument("device", "auto", "model device: auto, cpu or cuda",
                    {"asr": "device", "response": "device", "adaptation": "device"}),
