@@ -928,6 +928,15 @@ def main(argv=None) -> int:
             raise Failed("the restarted adaptation node logs nothing")
         disk["store"] = store
 
+    def leave_small_fs():
+        """After the disk group: the adaptation node back on the main store (the small one is
+        full), so that later groups (stream) log to a disk with room."""
+        if disk.pop("store", None) is None:
+            return
+        cur["store"] = main_store
+        restart("adaptation_node", **adaptation_params)
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
     def fill(leave_bytes):
         filler = mnt / "filler"
         filler.unlink(missing_ok=True)
@@ -1248,6 +1257,12 @@ def main(argv=None) -> int:
                       + (f": {detail}" if ok and detail else "")
                       + (f": {problem} {dead}" if not ok else ""), flush=True)
                 if dead:     # a dead node fails every later case: say so once, stop
+                    break
+            if group == "disk" and not graph.dead():
+                try:
+                    leave_small_fs()
+                except Failed as exc:
+                    print(f"  the adaptation node did not come back on the main store: {exc}")
                     break
             if graph.dead():
                 break
