@@ -46,6 +46,7 @@ def _rate(value) -> bool:
 @pytest.mark.e2e
 def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     from tinyalign_ros.bench import BenchConfig
+    from tinyalign_ros.core.learning.adapt import AdaptConfig
 
     quick = BenchConfig.quick()
     out = tmp_path / "results"
@@ -58,12 +59,14 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
 
     # quality: every user with its test set and pool, every system, the K sweep and CE+hint
     users = {u["user"]: u for u in report["quality"]}
-    assert set(users) == {"asterisk (real)", "croaky", "held-out sentences (base voices)"}
+    (synthetic,) = quick.synthetic_users
+    assert set(users) == {"asterisk (real)", synthetic, "held-out sentences (base voices)"}
     k = quick.ks[0]
-    pools = {"asterisk (real)": quick.real_pool, "croaky": quick.synthetic_pool,
+    pools = {"asterisk (real)": quick.real_pool, synthetic: quick.synthetic_pool,
              "held-out sentences (base voices)": 0}
-    tests = {"asterisk (real)": quick.real_test, "croaky": quick.synthetic_test,
+    tests = {"asterisk (real)": quick.real_test, synthetic: quick.synthetic_test,
              "held-out sentences (base voices)": quick.heldout_test}
+    assert any(pools.values())
     for name, user in users.items():
         assert (user["test"], user["pool"]) == (tests[name], pools[name]), name
         adapted = (f"adapted K={k}", f"adapted K={k}+hint") if user["pool"] else ()
@@ -75,6 +78,40 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
             assert user["adapt_train_s"][str(k)] > 0 and user["adapt_ce_hint_train_s"][str(k)] > 0
         else:
             assert user["wer_ce_hint"] == {} and user["adapt_train_s"] == {}
+            assert "wer_adapted_cascade" not in user   # no pool: no recogniser to adapt
+
+    # the adapted cascade (the recogniser adapted on the same K pool utterances): served
+    # transcripts' WER, the cascade on them, and with the adapted projector (the both recipe)
+    rec_users = [u for u in users.values() if u["pool"]]
+    assert [u["user"] for u in rec_users] == [synthetic]
+    for user in rec_users:
+        assert user["recognizer_epochs"] == quick.recognizer_epochs
+        job = user["recognizer_adapt"][str(k)]
+        held_out = max(1, round(k * AdaptConfig().val_fraction))   # the node's split
+        assert (job["train_utterances"], job["validation_utterances"]) == (k - held_out, held_out)
+        assert 0 < job["train_s"] <= job["job_s"] and job["bytes"] > 100_000   # a rank-8 LoRA
+        assert user["recognizer_train_s"] == {str(k): job["train_s"]}
+        assert user["recognizer_refusals"] == (0 if job["published"] else 1)
+        # the gate: published only below the unadapted recogniser's held-out WER
+        assert job["published"] == (job["val_wer_after"] < job["val_wer_before"]), job
+        rec = user["wer_recognizer"]
+        assert list(rec) == ["recognizer (torch, unadapted)", f"recognizer K={k}"]
+        assert list(user["wer_adapted_cascade"]) == [f"adapted cascade K={k}"]
+        both_key = f"adapted rec.+proj. K={k}+hint (CE)"
+        assert list(user["wer_both"]) == [both_key]
+        assert all(_rate(v) for part in ("wer_recognizer", "wer_adapted_cascade", "wer_both")
+                   for v in user[part].values())
+        both_s = user["both_train_s"][str(k)]
+        assert both_s["recognizer_s"] == job["train_s"] and both_s["projector_s"] > 0
+        assert both_s["recognizer_refused"] == (not job["published"])
+        served = (rec[f"recognizer K={k}"], user["wer_adapted_cascade"][f"adapted cascade K={k}"],
+                  user["wer_both"][both_key])
+        unadapted = (user["wer"]["whisper"], user["wer"]["cascade"],
+                     user["wer_ce_hint"][f"adapted K={k}+hint (CE)"])
+        if not job["published"]:   # refused: the user keeps faster-whisper, the rows say so
+            assert served == unadapted
+            assert both_s["projector_s"] == user["adapt_ce_hint_train_s"][str(k)]
+
     # the ceiling is a measurement of the LLM repeating the true text through the prompt: on
     # the real speaker's short telephone prompts it repeats them (docs: 1.4 % WER); a broken
     # prompt or response length shows here first
@@ -139,9 +176,15 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
 
     md = (out / "bench.md").read_text()
     assert f"adapted K={k}+hint (CE)" in md
-    for heading in ("Alignment quality", "Robot intents", "Training cost", "Footprint",
-                    "Inference"):
+    for heading in ("Alignment quality", "Adapted cascade", "Robot intents", "Training cost",
+                    "Footprint", "Inference"):
         assert heading in md
+    # the adapted-cascade table: one row per user with a pool, refusals marked and counted
+    table = md.split("### Adapted cascade")[1].split("###")[0]
+    row = next(line for line in table.splitlines() if line.startswith(f"| {synthetic} ("))
+    job = users[synthetic]["recognizer_adapt"][str(k)]
+    assert (" (refused)" in row) == (not job["published"])
+    assert f"refused {0 if job['published'] else 1} of 1 adapters" in table
     assert len(report["plots"]) == 4
     for name in report["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

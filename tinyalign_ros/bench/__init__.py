@@ -9,6 +9,9 @@ Sections (each documented in its module):
   footprint   projector variants (full / shared / pruned / int8) and LLM fp32 vs int8
   latency     end of speech -> first token / full response for a 3 s command, by stage
   hint-adaptation  (only when named) the quality section's CE+hint rows again
+  adapted-cascade  (in quality; alone only when named) the recogniser adapted per user (a LoRA
+              on Whisper's decoder, the adaptation node's recipe): its WER, the adapted cascade,
+              and with the adapted projector (bench/recognizer.py)
   design      (not run by default: about an hour) the base recipe's design choices one at a
               time: T and text mapping, padding/masking, depth, loss weights, dropout, time
               masking, amount of speech
@@ -40,6 +43,9 @@ class BenchConfig:
     heldout_voice: bool = True             # the corpus's held-out voice family as a user
     ks: tuple = (10, 25, 50, 100)
     hint_ks: tuple = (50,)
+    recognizer: bool = True                # the adapted cascade rows (bench/recognizer.py)
+    recognizer_users: tuple = ()           # the users that get them; () = every user with a pool
+    recognizer_epochs: int = 0             # 0: the adaptation node's (AdaptConfig)
     intents_limit: int = 0                 # 0: all 40 utterances x 2 voices
     # 32, not the served 40 (core.assistant.pipeline.GenerationConfig): every test sentence is
     # far shorter (a repeat ends at its line break), and docs/BENCHMARKS.md was measured at 32
@@ -63,16 +69,35 @@ class BenchConfig:
     curve_eval: int = 100                  # utterances per corpus test split
     sections: tuple = ("quality", "cost", "footprint", "latency")
 
+    adapt_epochs: int = 0                  # 0: the recipes' (quality.EMBEDLINK_ADAPT's 15,
+    hint_adapt_epochs: int = 0             #    HINT_ADAPT's 2); quick mode only
+
     @classmethod
     def quick(cls) -> "BenchConfig":
-        return cls(repeats=2, real_pool=10, real_test=4, synthetic_users=("croaky",),
-                   synthetic_pool=10, synthetic_test=4, heldout_test=4, ks=(10,), hint_ks=(10,),
-                   heldout_voice=False, intents_limit=6, max_new_tokens=16, cost_utterances=16, cost_epochs=1,
-                   one_b=False, convergence_k=10, convergence_val=3,
+        """Every section at its smallest: one user with an adaptation pool (a hard synthetic
+        speaker, where recogniser adaptation has something to fix), 3-4 test utterances, a
+        few epochs, two design variants."""
+        return cls(repeats=1, real_pool=0, real_test=3, synthetic_users=("slow_telephone",),
+                   synthetic_pool=10, synthetic_test=4, heldout_test=3, ks=(10,), hint_ks=(10,),
+                   recognizer_epochs=2, adapt_epochs=3, hint_adapt_epochs=1,
+                   heldout_voice=False, intents_limit=4, max_new_tokens=16, cost_utterances=8,
+                   cost_epochs=1, one_b=False, convergence_k=8, convergence_val=2,
                    convergence_epochs={"embedlink": 2, "ce": 1}, footprint_corpus=40,
                    footprint_epochs=1, design_corpus=40, design_epochs=1,
-                   design_variants=("reference: length pooling, T<=32, 2 layers",
-                                    "fixed T=32, padding masked", "time masking 20 %"))
+                   design_variants=("fixed T=32, padding masked", "time masking 20 %"))
+
+    def recipes(self) -> tuple:
+        """(the K sweep's, the CE+hint rows') adaptation recipes, with this run's epochs."""
+        import dataclasses
+
+        from .quality import EMBEDLINK_ADAPT, HINT_ADAPT
+
+        sweep, hint = EMBEDLINK_ADAPT, HINT_ADAPT
+        if self.adapt_epochs:
+            sweep = dataclasses.replace(sweep, epochs=self.adapt_epochs)
+        if self.hint_adapt_epochs:
+            hint = dataclasses.replace(hint, epochs=self.hint_adapt_epochs)
+        return sweep, hint
 
 
 @dataclass
@@ -82,13 +107,24 @@ class BenchContext:
     config: BenchConfig
     out_dir: Path
     report: dict
-    asr: Any                     # core.speech.asr.AsrFrontEnd
+    asr: Any                     # core.speech.asr.AsrFrontEnd (encoder "var": torch)
     llm: Any                     # core.assistant.llm.FrozenLLM
     embeddings: Any              # core.assistant.llm.EmbeddingTable
     base: Any                    # core.assistant.checkpoint.Projector
     systems: Any                 # quality.Systems
     log: Callable[[str], None] = print
     t_start: float = field(default_factory=time.perf_counter)
+    _recognizer: Any = None
+
+    def recognizer(self):
+        """Whisper in torch (core.speech.whisper_decoder), loaded on first use, sharing the
+        ASR front end's torch encoder."""
+        if self._recognizer is None:
+            from ..core.speech.whisper_decoder import WhisperRecognizer
+
+            self._recognizer = WhisperRecognizer(encoder=getattr(self.asr, "torch_encoder",
+                                                                 None))
+        return self._recognizer
 
     def save(self) -> None:
         self.report["wall_s"] = round(time.perf_counter() - self.t_start, 1)
@@ -162,9 +198,15 @@ def quality_section(ctx: BenchContext) -> None:
     from . import quality
 
     c = ctx.config
-    ctx.report["quality"] = [quality.user_quality(u, ctx.systems, ctx.base, ctx.embeddings,
-                                                  c.ks, c.hint_ks, ctx.log) for u in ctx.users()]
-    ctx.save()
+    ctx.report["quality"] = []
+    for user in ctx.users():
+        sweep, hint = c.recipes()
+        row = quality.user_quality(user, ctx.systems, ctx.base, ctx.embeddings, c.ks, c.hint_ks,
+                                   ctx.log, sweep, hint)
+        ctx.report["quality"].append(row)
+        if _wants_recognizer(ctx, user):
+            row.update(_recognizer_rows(ctx, user, row))
+        ctx.save()
     ctx.report["intents"] = quality.intent_quality(ctx.asr, ctx.systems, ctx.base,
                                                    limit=c.intents_limit, log=ctx.log)
 
@@ -179,7 +221,35 @@ def hint_adaptation_section(ctx: BenchContext) -> None:
     for user in ctx.users():
         if user.name in rows and user.pool:
             rows[user.name].update(quality.hint_adaptation(
-                user, ctx.systems, ctx.base, ctx.embeddings, ctx.config.hint_ks, ctx.log))
+                user, ctx.systems, ctx.base, ctx.embeddings, ctx.config.hint_ks, ctx.log,
+                ctx.config.recipes()[1]))
+
+
+def _wants_recognizer(ctx: BenchContext, user) -> bool:
+    c = ctx.config
+    return bool(c.recognizer and user.pool and
+                (not c.recognizer_users or user.name in c.recognizer_users))
+
+
+def _recognizer_rows(ctx: BenchContext, user, row: dict) -> dict:
+    from .recognizer import recognizer_quality
+
+    c = ctx.config
+    return recognizer_quality(user, row, ctx.recognizer(), ctx.systems, ctx.base,
+                              ctx.embeddings, c.ks, c.hint_ks, c.recognizer_epochs, ctx.log,
+                              c.recipes()[1])
+
+
+def adapted_cascade_section(ctx: BenchContext) -> None:
+    """Only the adapted-cascade rows (bench/recognizer.py), measured again into an existing
+    quality section (after its hint-adaptation rows, which a refused recogniser reuses)."""
+    if not ctx.report.get("quality"):
+        raise RuntimeError("run the quality section first")
+    rows = {row["user"]: row for row in ctx.report["quality"]}
+    for user in ctx.users():
+        if user.name in rows and _wants_recognizer(ctx, user):
+            rows[user.name].update(_recognizer_rows(ctx, user, rows[user.name]))
+            ctx.save()
 
 
 def cost_section(ctx: BenchContext) -> None:
@@ -261,6 +331,7 @@ def corpus_curve_section(ctx: BenchContext) -> None:
 #: the --sections names, in the order a full report lists them
 SECTIONS: dict[str, Callable[[BenchContext], None]] = {
     "quality": quality_section, "hint-adaptation": hint_adaptation_section,
+    "adapted-cascade": adapted_cascade_section,
     "cost": cost_section, "footprint": footprint_section, "latency": latency_section,
     "design": design_section, "corpus-curve": corpus_curve_section}
 

@@ -103,8 +103,10 @@ def adapt(base: Projector, items, assistant, embeddings, config: AdaptConfig,
 
 
 def user_quality(user, systems: Systems, base: Projector, embeddings, ks, hint_ks,
-                 log=print) -> dict:
-    """WER of every system for one user, and the K sweep (EMBEDLINK_ADAPT)."""
+                 log=print, sweep: AdaptConfig = EMBEDLINK_ADAPT,
+                 hint_recipe: AdaptConfig = HINT_ADAPT) -> dict:
+    """WER of every system for one user, and the K sweep (``sweep``: EMBEDLINK_ADAPT; the
+    CE+hint rows: ``hint_recipe``, HINT_ADAPT; other epochs only in quick mode)."""
     test = user.test
     out = {"user": user.name, "kind": user.kind, "test": len(test), "pool": len(user.pool),
            "wer": {}, "adapt_train_s": {}}
@@ -117,28 +119,28 @@ def user_quality(user, systems: Systems, base: Projector, embeddings, ks, hint_k
     for k in ks:
         if k > len(user.pool):
             continue
-        adapted, train_s = adapt(base, user.pool[:k], systems.plain, embeddings, EMBEDLINK_ADAPT)
+        adapted, train_s = adapt(base, user.pool[:k], systems.plain, embeddings, sweep)
         out["adapt_train_s"][str(k)] = round(train_s, 2)
         w[f"adapted K={k}"] = systems.wer("aligned", test, adapted)
         if k in hint_ks:
             w[f"adapted K={k}+hint"] = systems.wer("aligned", test, adapted, hint=True)
         log(f"  {user.name}: K={k} WER {w[f'adapted K={k}']:.3f} (trained {train_s:.1f} s)")
     out["wer"] = {k: round(v, 4) for k, v in w.items()}
-    out.update(hint_adaptation(user, systems, base, embeddings, hint_ks, log))
+    out.update(hint_adaptation(user, systems, base, embeddings, hint_ks, log, hint_recipe))
     return out
 
 
 def hint_adaptation(user, systems: Systems, base: Projector, embeddings, hint_ks,
-                    log=print) -> dict:
-    """The base adapted with HINT_ADAPT (CE on the hinted prompt), K utterances (with
-    transcripts), scored with the hint."""
+                    log=print, recipe: AdaptConfig = HINT_ADAPT) -> dict:
+    """The base adapted with ``recipe`` (HINT_ADAPT: CE on the hinted prompt), K utterances
+    (with transcripts), scored with the hint."""
     out = {"wer_ce_hint": {}, "adapt_ce_hint_train_s": {}}
     for k in hint_ks:
         if k > len(user.pool):
             continue
         pool = user.pool[:k]   # transcribed (an empty transcript, e.g. whispered speech, is
                                # a real ASR output: the prompt then carries no hint)
-        adapted, train_s = adapt(base, pool, systems.hinted, embeddings, HINT_ADAPT)
+        adapted, train_s = adapt(base, pool, systems.hinted, embeddings, recipe)
         try:
             value = systems.wer("aligned", user.test, adapted, hint=True)
         finally:

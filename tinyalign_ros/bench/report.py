@@ -28,9 +28,12 @@ def quality_table(r: dict) -> list[str]:
     out = ["### Alignment quality: WER of \"repeat exactly what was said\" (lower is better)",
            "", *lines, ""]
     if train:
-        out += ["Adaptation training time (EmbedLink 15 epochs, or CE on the hinted prompt 2 "
-                "epochs): " +
+        config = r.get("config", {})
+        sweep, hint = config.get("adapt_epochs") or 15, config.get("hint_adapt_epochs") or 2
+        out += [f"Adaptation training time (EmbedLink {sweep} epoch{'s' * (sweep != 1)}, or CE "
+                f"on the hinted prompt {hint} epoch{'s' * (hint != 1)}): " +
                 "; ".join(train) + ".", ""]
+    out += adapted_cascade_table(rows)
     if "intents" in r:
         i = r["intents"]
         out += [f"### Robot intents: {i['intents']} intents, {i['utterances']} utterances "
@@ -38,6 +41,55 @@ def quality_table(r: dict) -> list[str]:
                 "| " + " | ".join(i["accuracy"]) + " |", "|" + "---|" * len(i["accuracy"]),
                 "| " + " | ".join(_pct(v) for v in i["accuracy"].values()) + " |", ""]
     return out
+
+
+def adapted_cascade_table(rows: list[dict]) -> list[str]:
+    """The recogniser adapted per user (bench/recognizer.py): its WER, the adapted cascade,
+    and the combination with the adapted projector; a refused adapter's cells say so."""
+    rows = [row for row in rows if row.get("wer_adapted_cascade")]
+    if not rows:
+        return []
+    cols = ["whisper", "cascade"]
+    for row in rows:
+        for part in ("wer_recognizer", "wer_adapted_cascade"):
+            cols += [k for k in row[part] if k not in cols]
+    for row in rows:   # each combination beside the projector-only row it extends
+        for key in row["wer_both"]:
+            k = key.split("K=")[1].split("+")[0]
+            cols += [c for c in (f"adapted K={k}+hint (CE)", key) if c not in cols]
+
+    def cell(row, col):
+        value = {**row["wer"], **row.get("wer_ce_hint", {}), **row["wer_recognizer"],
+                 **row["wer_adapted_cascade"], **row["wer_both"]}.get(col)
+        k = col.split("K=")[1].split("+")[0] if "K=" in col and not col.startswith(
+            "adapted K=") else None
+        refused = k is not None and not row["recognizer_adapt"].get(k, {}).get("published",
+                                                                              True)
+        return _pct(value) + (" (refused)" if refused and value is not None else "")
+
+    lines = ["| user (test utt.) | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for row in rows:
+        lines.append(f"| {row['user']} ({row['test']}) | " +
+                     " | ".join(cell(row, c) for c in cols) + " |")
+    epochs = {row["recognizer_epochs"] for row in rows}
+    refusals = sum(row["recognizer_refusals"] for row in rows)
+    adapted = sum(len(row["recognizer_adapt"]) for row in rows)
+    times = []
+    for row in rows:
+        parts = [f"K={k} {v:.1f} s" for k, v in row["recognizer_train_s"].items()]
+        parts += [f"recogniser+projector K={k} {b['recognizer_s'] or 0:.1f} + "
+                  f"{b['projector_s']:.1f} s" for k, b in row["both_train_s"].items()]
+        times.append(f"{row['user']}: " + ", ".join(parts))
+    return ["### Adapted cascade: the recogniser adapted per user (LoRA on Whisper's decoder, "
+            "the adaptation node's recipe), WER (lower is better)", "",
+            "\"recognizer K\" is the transcript the user is served after adapting on K pool "
+            "utterances (greedy, with the adapter; \"(refused)\": the gate kept faster-whisper, "
+            "the whisper column); \"adapted cascade K\" sends it to the LLM; \"adapted "
+            "rec.+proj.\" adds the projector adapted with CE on the hints that recogniser gives "
+            "(with a refused recogniser: the \"+hint (CE)\" row).", "", *lines, "",
+            f"Recogniser adaptation: {'/'.join(map(str, sorted(epochs)))} epochs; the gate "
+            f"refused {refusals} of {adapted} adapters. Training time (recogniser: precompute "
+            f"+ epochs, without the held-out WER decode): " + "; ".join(times) + ".", ""]
 
 
 def cost_table(r: dict) -> list[str]:
@@ -206,6 +258,10 @@ def plots(r: dict, out_dir: Path) -> list[str]:
             if ce:
                 ax.plot(list(ce), [100 * v for v in ce.values()], "x", color="C3", ms=9,
                         label="aligned + hint, CE on the hint")
+            ac = {int(k.split("=")[1]): v for k, v in u.get("wer_adapted_cascade", {}).items()}
+            if ac:
+                ax.plot([0] + list(ac), [100 * w["cascade"]] + [100 * v for v in ac.values()],
+                        "d-", color="C4", label="adapted cascade (recogniser LoRA)")
             for key, style in (("cascade", "--"), ("ceiling", ":"), ("whisper", "-.")):
                 ax.axhline(100 * w[key], ls=style, color="grey" if key != "cascade" else "C1",
                            label=key)

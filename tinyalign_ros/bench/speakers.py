@@ -22,6 +22,9 @@ class BenchUser:
     kind: str                                   # "real" or "synthetic"
     pool: list[FeatureItem] = field(default_factory=list)
     test: list[FeatureItem] = field(default_factory=list)
+    # the audio files of pool and test, in their order (the recogniser re-encodes them)
+    pool_audio: list = field(default_factory=list)
+    test_audio: list = field(default_factory=list)
 
 
 def held_out_texts(n: int, seed: int = 100) -> list[str]:
@@ -48,8 +51,14 @@ def real_speaker(asr, pool_n: int, test_n: int, transcribed_pool: int = 0) -> Be
     examples = [e for e in asterisk_examples() if len(e.text.split()) <= 12]
     pool_ex, test_ex = split(examples, 0.3, seed=1)
     cache = data_dir() / "cache" / "features"
-    return BenchUser("asterisk (real)", "real", _pool(pool_ex[:pool_n], asr, transcribed_pool),
-                     encode_examples(test_ex[:test_n], asr, cache, with_transcripts=True))
+    pool_ex, test_ex = pool_ex[:pool_n], test_ex[:test_n]
+    return BenchUser("asterisk (real)", "real", _pool(pool_ex, asr, transcribed_pool),
+                     encode_examples(test_ex, asr, cache, with_transcripts=True),
+                     *_audio(pool_ex, test_ex))
+
+
+def _audio(pool_ex, test_ex) -> tuple[list, list]:
+    return [e.audio for e in pool_ex], [e.audio for e in test_ex]
 
 
 def _pool(examples, asr, transcribed: int) -> list[FeatureItem]:
@@ -69,7 +78,8 @@ def synthetic_speaker(name: str, asr, pool_n: int, test_n: int, seed: int = 100,
     pool_ex, test_ex = examples[:pool_n], examples[pool_n:]
     cache = data_dir() / "cache" / "features"
     return BenchUser(name, "synthetic", _pool(pool_ex, asr, transcribed_pool),
-                     encode_examples(test_ex, asr, cache, with_transcripts=True))
+                     encode_examples(test_ex, asr, cache, with_transcripts=True),
+                     *_audio(pool_ex, test_ex))
 
 
 #: the corpus's held-out voice family (corpus.build.CorpusConfig): never in any training corpus
@@ -89,7 +99,8 @@ def heldout_voice_family(asr, pool_n: int, test_n: int, seed: int = 400,
     cache = data_dir() / "cache" / "features"
     return BenchUser(f"held-out voice ({HELD_OUT_FAMILY})", "synthetic-heldout-voice",
                      _pool(pool_ex, asr, transcribed_pool),
-                     encode_examples(test_ex, asr, cache, with_transcripts=True))
+                     encode_examples(test_ex, asr, cache, with_transcripts=True),
+                     *_audio(pool_ex, test_ex))
 
 
 def heldout_base_voices(asr, test_n: int, seed: int = 300) -> BenchUser:
@@ -103,4 +114,4 @@ def heldout_base_voices(asr, test_n: int, seed: int = 300) -> BenchUser:
     examples = load_examples(make_corpus(work, texts, CONDITIONS[0], seed))
     return BenchUser("held-out sentences (base voices)", "synthetic-base", [],
                      encode_examples(examples, asr, data_dir() / "cache" / "features",
-                                     with_transcripts=True))
+                                     with_transcripts=True), *_audio([], examples))

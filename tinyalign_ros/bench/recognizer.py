@@ -1,0 +1,150 @@
+"""The adapted cascade: the recogniser adapted per user, beside the projector's rows.
+
+For each user with an adaptation pool, on the same pool and test utterances as the quality
+section's other rows:
+  recogniser (torch, unadapted)  Whisper's decoder in torch, greedy, no adapter: the starting
+                                 point of adaptation (tiny.en agrees with faster-whisper float32;
+                                 the "whisper" column is the ASR node's faster-whisper int8)
+  recogniser K                   the transcript the user is served after recogniser adaptation on
+                                 the first K pool utterances: the adaptation node's recipe and
+                                 settings (core.learning.adapt.adapt_recognizer_items: a fresh
+                                 LoRA, ``val_fraction`` held out, the best epoch by held-out
+                                 loss, published only if its held-out greedy WER is below the
+                                 unadapted recogniser's). Published: the test utterances decoded
+                                 greedily with the adapter, as the ASR node serves an adapted
+                                 user; refused: the user keeps faster-whisper, i.e. the
+                                 "whisper" column (the row says "refused")
+  adapted cascade K              that transcript -> LLM (the cascade's prompt)
+  adapted rec.+proj. K+hint (CE) the ``both`` recipe at the K's of ``hint_ks``: the recogniser
+                                 step above, then the base projector adapted like the quality
+                                 section's "adapted K+hint (CE)" row (HINT_ADAPT on the K pool
+                                 utterances) but on the hints the served recogniser re-decodes,
+                                 and scored in the aligned mode with the served recogniser's
+                                 test transcripts as hints. When the recogniser was refused the
+                                 hints are the logged ones, so the row is the "+hint (CE)" row
+                                 itself (reused, said so)
+Times: the recogniser job's training (precompute + epochs, as RecognizerAdapter records
+``train_s``; re-encoding the audio and the held-out WER decode are reported apart), and for the
+combination the recogniser's plus the projector's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from ..core.learning.adapt import AdaptConfig
+from ..core.metrics import wer
+
+#: the adaptation node's recogniser recipe (AdaptConfig's defaults: rank 8, 8 epochs, 20 %
+#: held out, the improvement gate, the 50 s training budget)
+NODE_RECIPE = AdaptConfig(target="recognizer")
+
+
+def recognizer_items(recognizer, items, audio_paths) -> list:
+    """RecognizerItems (padded-window encoder states, fp16) of FeatureItems whose audio files
+    are ``audio_paths`` (as the adaptation node re-encodes logged audio)."""
+    from ..core.learning.recognizer_adapt import RecognizerItem
+    from ..core.speech.audio import SAMPLE_RATE, load_audio
+
+    out = []
+    for it, path in zip(items, audio_paths):
+        audio = load_audio(path)
+        out.append(RecognizerItem(recognizer.encode(audio)[0].half().numpy(), it.text, it.id,
+                                  audio.size / SAMPLE_RATE))
+    return out
+
+
+def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, ks, hint_ks,
+                       epochs: int = 0, log=print, hint_recipe=None) -> dict:
+    """The adapted-cascade numbers of one user (``row``: its quality row, for the whisper and
+    cascade columns and the CE+hint row reused when the recogniser is refused). ``epochs``:
+    the recogniser's (0: the node's); ``hint_recipe``: the projector's (quality.HINT_ADAPT, as
+    the CE+hint row)."""
+    from ..core.learning.adapt import AdaptationError, adapt_recognizer_items
+    from ..core.learning.recognizer_adapt import transcribe_items
+    from .quality import HINT_ADAPT, adapt
+
+    hint_recipe = hint_recipe or HINT_ADAPT
+    config = NODE_RECIPE if not epochs else dataclasses.replace(NODE_RECIPE,
+                                                                recognizer_epochs=epochs)
+    ks = [k for k in ks if k <= len(user.pool)]
+    out = {"wer_recognizer": {}, "wer_adapted_cascade": {}, "wer_both": {},
+           "recognizer_adapt": {}, "recognizer_train_s": {}, "both_train_s": {},
+           "recognizer_refusals": 0, "recognizer_epochs": config.recognizer_epochs}
+    if not ks:
+        return out
+    refs = [it.text for it in user.test]
+    t0 = time.perf_counter()
+    pool = recognizer_items(recognizer, user.pool[:max(ks)], user.pool_audio)
+    test = recognizer_items(recognizer, user.test, user.test_audio)
+    out["recognizer_encode_s"] = round(time.perf_counter() - t0, 2)
+    out["wer_recognizer"]["recognizer (torch, unadapted)"] = round(
+        wer(refs, transcribe_items(recognizer, test)), 4)
+    for k in ks:
+        t1 = time.perf_counter()
+        try:
+            result = adapt_recognizer_items(recognizer, pool[:k], None, config,
+                                            user_id=f"bench-{user.name}")
+        except AdaptationError as exc:    # too few utterances for the recipe: not adapted
+            result, reason = None, str(exc)
+        published = result is not None and result.published
+        if published:
+            adapter = result.adapter.decoder_adapter()
+            transcripts = transcribe_items(recognizer, test, adapter)
+            rec_wer = wer(refs, transcripts)
+            cascade = wer(refs, [systems.plain.respond_text(t).text for t in transcripts])
+        else:   # the user keeps faster-whisper: the whisper and cascade columns
+            rec_wer, cascade = row["wer"]["whisper"], row["wer"]["cascade"]
+            out["recognizer_refusals"] += 1
+        m = result.metrics if result is not None else {}
+        out["recognizer_adapt"][str(k)] = {
+            "published": published,
+            "message": result.message if result is not None else reason,
+            "train_utterances": m.get("recognizer_train_utterances"),
+            "validation_utterances": m.get("recognizer_validation_utterances"),
+            "val_wer_before": _r(m.get("recognizer_wer_before")),
+            "val_wer_after": _r(m.get("recognizer_wer_after")),
+            "best_epoch": m.get("recognizer_best_epoch"),
+            "train_s": _r(m.get("recognizer_train_s"), 2),
+            "job_s": _r(m.get("recognizer_total_s"), 2),   # + the held-out WER decode
+            "bytes": m.get("recognizer_bytes")}
+        if result is not None:
+            out["recognizer_train_s"][str(k)] = round(m["recognizer_train_s"], 2)
+        label = "" if published else " (refused)"
+        out["wer_recognizer"][f"recognizer K={k}"] = round(rec_wer, 4)
+        out["wer_adapted_cascade"][f"adapted cascade K={k}"] = round(cascade, 4)
+        log(f"  {user.name}: recogniser K={k}{label} WER {rec_wer:.3f}, adapted cascade "
+            f"{cascade:.3f} (recogniser trained {m.get('recognizer_train_s', 0):.1f} s; "
+            f"{time.perf_counter() - t1:.1f} s in all)")
+        if k not in hint_ks:
+            continue
+        key = f"adapted rec.+proj. K={k}+hint (CE)"
+        if not published:   # the projector trains on the logged hints: the CE+hint row
+            same = row.get("wer_ce_hint", {}).get(f"adapted K={k}+hint (CE)")
+            if same is None:
+                continue
+            out["wer_both"][key] = same
+            out["both_train_s"][str(k)] = {
+                "recognizer_s": _r(m.get("recognizer_train_s"), 2),
+                "projector_s": row["adapt_ce_hint_train_s"][str(k)],
+                "recognizer_refused": True}
+            continue
+        hints = transcribe_items(recognizer, pool[:k], adapter)
+        train = [dataclasses.replace(it, transcript=h) for it, h in zip(user.pool[:k], hints)]
+        adapted, train_s = adapt(base, train, systems.hinted, embeddings, hint_recipe)
+        scored = [dataclasses.replace(it, transcript=t) for it, t in zip(user.test, transcripts)]
+        try:
+            value = systems.wer("aligned", scored, adapted, hint=True)
+        finally:
+            systems.hinted.retire(adapted)
+        out["wer_both"][key] = round(value, 4)
+        out["both_train_s"][str(k)] = {"recognizer_s": round(m["recognizer_train_s"], 2),
+                                       "projector_s": round(train_s, 2),
+                                       "recognizer_refused": False}
+        log(f"  {user.name}: adapted recogniser + projector K={k}+hint WER {value:.3f} "
+            f"(projector trained {train_s:.1f} s)")
+    return out
+
+
+def _r(v, digits: int = 4):
+    return None if v is None else round(float(v), digits)
