@@ -16,8 +16,7 @@ import time
 from rclpy.lifecycle import LifecycleNode
 from std_msgs.msg import String
 
-from tinyalign_ros.core.serving import Lifecycle, UpdateAuth
-from tinyalign_ros.core.signing import SigningError, key_path, read_key, verify
+from tinyalign_ros.core.serving import Lifecycle
 from tinyalign_ros.core.speech.asr import AsrConfig, AsrFrontEnd
 from tinyalign_ros.core.speech.recognizers import RecognizerTable
 from tinyalign_ros.core.speech.audio import SAMPLE_RATE, AudioError, Resampler, decode_chunk
@@ -27,7 +26,7 @@ from tinyalign_ros.graph import node_settings
 from tinyalign_ros.msg import AudioChunk, RecognizerUpdate, SpeechFeatures, Utterance
 
 from .common import (AUDIO_SUB_QOS, PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, DropOldestQueue,
-                     ManagedModels, NodeSettings, recognizer_update_fields, run)
+                     ManagedModels, NodeSettings, UpdateVerifier, recognizer_update_fields, run)
 
 _ids = itertools.count(1)
 
@@ -61,8 +60,8 @@ class AsrNode(ManagedModels, LifecycleNode):
         self.create_subscription(String, "set_user", self.on_set_user, RELIABLE_QOS)
         # per-user recogniser adapters, kept across cleanup/configure (they are small)
         self.recognizers = RecognizerTable()
-        self._update_key: bytes | None = None
-        self._last_update: dict[str, tuple] = {}     # user -> stamp of the last update taken
+        self.verifier = UpdateVerifier(self, "recogniser", recognizer_update_fields,
+                                       lambda: self.p.update_key_file)
         self.create_subscription(RecognizerUpdate, "recognizer_updates", self.on_recognizer_update,
                                  PROJECTOR_QOS)
         self.utterances = 0
@@ -91,37 +90,13 @@ class AsrNode(ManagedModels, LifecycleNode):
         self.asr = self.vad = None
 
     # -- recogniser updates
-    def _authentic(self, msg: RecognizerUpdate) -> bool:
-        """Signed with the shared key, and newer than the last update taken for this user."""
-        try:
-            if self._update_key is None:    # read when first needed: the adaptation node may
-                self._update_key = read_key(key_path(self.p.update_key_file))  # make it later
-        except SigningError as exc:
-            self.get_logger().warning(f"ignoring recogniser update for {msg.user_id!r}: {exc}",
-                                      throttle_duration_sec=10.0)
-            return False
-        if not verify(self._update_key, bytes(msg.signature), *recognizer_update_fields(msg)):
-            self.get_logger().warning(f"ignoring unsigned or forged recogniser update for "
-                                      f"{msg.user_id!r} (version {msg.version!r})")
-            return False
-        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        last = self._last_update.get(msg.user_id, (-1, -1))
-        if stamp == last:   # re-sent with the latched history (adaptation node's LatchedUpdates)
-            return False
-        if stamp < last:
-            self.get_logger().warning(f"ignoring a replayed recogniser update for "
-                                      f"{msg.user_id!r} (version {msg.version!r})")
-            return False
-        self._last_update[msg.user_id] = stamp
-        return True
-
     def on_recognizer_update(self, msg: RecognizerUpdate) -> None:
         try:
             check_user_id(msg.user_id)
         except UserIdError as exc:
             self.get_logger().warning(f"ignoring recogniser update: {exc}")
             return
-        if not self._authentic(msg):
+        if not self.verifier.accept(msg):
             return
         if len(msg.adapter) == 0:
             if self.recognizers.remove(msg.user_id):

@@ -163,6 +163,46 @@ def recognizer_update_fields(msg) -> tuple:
             msg.header.stamp.nanosec, bytes(msg.adapter))
 
 
+class UpdateVerifier:
+    """Takes a signed, latched per-user update (projector or recogniser) only if it is signed
+    with the shared key (read when first needed: the adaptation node may make it later) and
+    newer than the last one taken for that user. The latched history re-sends the current
+    updates (adaptation node, LatchedUpdates): a repeat of the last one is dropped silently,
+    an older one is refused as a replay."""
+
+    def __init__(self, node, kind: str, fields, key_file):
+        self.node, self.kind, self.fields = node, kind, fields
+        self.key_file = key_file            # () -> the key file parameter, read when needed
+        self._key: bytes | None = None
+        self._last: dict[str, tuple] = {}   # user -> stamp of the last update taken
+
+    def accept(self, msg) -> bool:
+        from tinyalign_ros.core.signing import SigningError, key_path, read_key, verify
+
+        log = self.node.get_logger()
+        try:
+            if self._key is None:
+                self._key = read_key(key_path(self.key_file()))
+        except SigningError as exc:
+            log.warning(f"ignoring {self.kind} update for {msg.user_id!r}: {exc}",
+                        throttle_duration_sec=10.0)
+            return False
+        if not verify(self._key, bytes(msg.signature), *self.fields(msg)):
+            log.warning(f"ignoring unsigned or forged {self.kind} update for {msg.user_id!r} "
+                        f"(version {msg.version!r})")
+            return False
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        last = self._last.get(msg.user_id, (-1, -1))
+        if stamp == last:
+            return False
+        if stamp < last:
+            log.warning(f"ignoring a replayed {self.kind} update for {msg.user_id!r} "
+                        f"(version {msg.version!r})")
+            return False
+        self._last[msg.user_id] = stamp
+        return True
+
+
 def features_from_msg(msg) -> np.ndarray:
     """A SpeechFeatures message's (frames, dim) float32 array; ValueError for empty, wrongly
     sized or non-finite data, so every node refuses bad features the same way."""

@@ -26,12 +26,12 @@ from tinyalign_ros.core.assistant.prompt import PromptConfig
 from tinyalign_ros.core.assistant.routing import route
 from tinyalign_ros.core.models import default_projector, resolve_llm
 from tinyalign_ros.core.serving import AssistantModels, Lifecycle, ResponseConfig
-from tinyalign_ros.core.signing import SigningError, key_path, read_key, verify
 from tinyalign_ros.graph import node_settings
 from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
 
 from .common import (PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, DropOldestQueue, ManagedModels,
-                     NodeSettings, features_from_msg, release_memory, run, update_fields)
+                     NodeSettings, UpdateVerifier, features_from_msg, release_memory, run,
+                     update_fields)
 
 
 def stamp_seconds(t) -> float:
@@ -46,8 +46,8 @@ class ResponseNode(ManagedModels, LifecycleNode):
         self.diag = Diagnostics(self)
         self.assistant: Assistant | None = None          # loaded by configure
         self.projectors: ProjectorTable | None = None
-        self._update_key: bytes | None = None
-        self._last_update: dict[str, tuple] = {}     # user -> stamp of the last update taken
+        self.verifier = UpdateVerifier(self, "projector", update_fields,
+                                       lambda: self.p.update_key_file)
         self._updates: dict[str, ProjectorUpdate] = {}   # user -> their current projector
         self.response_pub = self.create_lifecycle_publisher(Response, "response", RELIABLE_QOS)
         self.partial_pub = self.create_lifecycle_publisher(Response, "response_partial",
@@ -118,32 +118,8 @@ class ResponseNode(ManagedModels, LifecycleNode):
             return
         self.get_logger().info(f"base projector {self.projectors.base.version} from {path}")
 
-    def _authentic(self, msg: ProjectorUpdate) -> bool:
-        """Signed with the shared key, and newer than the last update taken for this user."""
-        try:
-            if self._update_key is None:    # read when first needed: the adaptation node may
-                self._update_key = read_key(key_path(self.p.update_key_file))  # make it later
-        except SigningError as exc:
-            self.get_logger().warning(f"ignoring projector update for {msg.user_id!r}: {exc}",
-                                      throttle_duration_sec=10.0)
-            return False
-        if not verify(self._update_key, bytes(msg.signature), *update_fields(msg)):
-            self.get_logger().warning(f"ignoring unsigned or forged projector update for "
-                                      f"{msg.user_id!r} (version {msg.version!r})")
-            return False
-        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        last = self._last_update.get(msg.user_id, (-1, -1))
-        if stamp == last:   # re-sent with the latched history (adaptation node's _announce)
-            return False
-        if stamp < last:
-            self.get_logger().warning(f"ignoring a replayed projector update for "
-                                      f"{msg.user_id!r} (version {msg.version!r})")
-            return False
-        self._last_update[msg.user_id] = stamp
-        return True
-
     def on_update(self, msg: ProjectorUpdate) -> None:
-        if not self._authentic(msg):
+        if not self.verifier.accept(msg):
             return
         # kept: a latched update arrives once, and configure (again, after a cleanup) needs it
         if len(msg.checkpoint) == 0:
