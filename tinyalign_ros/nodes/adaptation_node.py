@@ -284,15 +284,14 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         return res
 
     # ---- projector updates
-    def _publish(self, user_id: str, record, data: bytes | None = None, meta=None) -> None:
+    def _publish(self, user_id: str, record, data: bytes | None = None) -> None:
         msg = ProjectorUpdate(user_id=user_id)
         msg.header.stamp = self.get_clock().now().to_msg()
         if record is not None:
             data = data or record.path.read_bytes()
             msg.version, msg.parent_version = record.version, record.parent_version
             msg.path = str(record.path)
-            msg.metrics = [Metric(name=k, value=float(v)) for k, v in record.metrics.items()
-                           if isinstance(v, (int, float))]
+            msg.metrics = metric_msgs(record.metrics)
         if data:
             msg.checkpoint = data
         msg.signature = signature(self._update_key, *update_fields(msg))
@@ -305,8 +304,7 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         if record is not None:
             data = data or record.path.read_bytes()
             msg.version, msg.parent_version = record.version, record.parent_version
-            msg.metrics = [Metric(name=k, value=float(v)) for k, v in record.metrics.items()
-                           if isinstance(v, (int, float))]
+            msg.metrics = metric_msgs(record.metrics)
         if data:
             msg.adapter = data
         msg.signature = signature(self._update_key, *recognizer_update_fields(msg))
@@ -576,6 +574,12 @@ class AdaptationNode(ManagedModels, LifecycleNode):
     def close(self) -> None:
         with self.models_lock:
             self.free_models()
+
+
+def metric_msgs(metrics: dict) -> list:
+    """A store record's numeric metrics as Metric messages (the rest are left out)."""
+    return [Metric(name=k, value=float(v)) for k, v in metrics.items()
+            if isinstance(v, (int, float))]
 
 
 DEACTIVATED = "cancelled: the node was deactivated; the current projector is kept"
