@@ -196,15 +196,37 @@ def main() -> int:
         procs = {"response_node": start("response_node", work, **settings["response"]),
                  "adaptation_node": start("adaptation_node", work, **settings["adaptation"]),
                  "asr_node": start("asr_node", work, **settings["asr"])}
-    # play the files only once the ASR and response nodes have loaded their models and joined
-    # the graph (features published before the response node subscribes would be lost)
-    print("waiting for the asr and response nodes to load their models ...")
+    # play the files only once the managed nodes have loaded their models and joined the graph
+    # (features published before then would be lost, or not logged for the adaptation)
+    print("waiting for the asr, response and adaptation nodes to load their models ...")
     ready_by = time.monotonic() + 180
+    # subscribed is not enough: a managed node logs and answers only once active (models
+    # loaded), so wait for every managed node's lifecycle state too
+    from lifecycle_msgs.msg import State
+    from lifecycle_msgs.srv import GetState
+    clients = {name: node.create_client(GetState, f"/{name}/get_state")
+               for name in ("asr", "response", "adaptation")}
+    pending = {}
+
+    def all_active() -> bool:
+        active = True
+        for name, client in clients.items():
+            future = pending.get(name)
+            if future is not None and future.done():
+                if future.result().current_state.id == State.PRIMARY_STATE_ACTIVE:
+                    continue
+                future = None          # not active yet: ask again
+            active = False
+            if future is None and client.service_is_ready():
+                pending[name] = client.call_async(GetState.Request())
+        return active
+
     while not (node.count_publishers("speech_features") >= 1 and
-               node.count_subscribers("speech_features") >= 3):
+               node.count_subscribers("speech_features") >= 3 and all_active()):
         rclpy.spin_once(node, timeout_sec=0.2)
         if time.monotonic() > ready_by or any(p.poll() is not None for p in procs.values()):
-            print("the asr/response nodes did not come up; logs in " + str(work), file=sys.stderr)
+            print("the asr/response/adaptation nodes did not come up; logs in " + str(work),
+                  file=sys.stderr)
             return 1
     if not args.single_process:
         procs["capture_node"] = start("capture_node", work, **settings["capture"])
