@@ -76,7 +76,8 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
     stages = {}
     cfg = TrainConfig(objective="embedlink", embedlink_epochs=r.embedlink_epochs,
                       batch_size=r.batch_size, lr=r.lr, seed=r.seed, threads=r.threads)
-    result = Trainer(model, cfg, emb, progress=progress, show_progress_bar=False).fit(train, val)
+    result = Trainer(model, cfg, emb, progress=progress, show_progress_bar=False,
+                     device=str(llm.device)).fit(train, val)
     stages.update(result.summary())
     if r.ce_utterances and r.ce_epochs:
         ce_cfg = TrainConfig(objective="ce", ce_epochs=r.ce_epochs, batch_size=r.batch_size,

@@ -226,7 +226,7 @@ def adapt_projector(train: list[FeatureItem], val: list[FeatureItem], current: P
                       llm=assistant.llm if uses_llm else None,
                       prompt=prompt if uses_llm else None,
                       progress=lambda p: report({**p, "stage": "training"}), cancel=cancel,
-                      show_progress_bar=False)
+                      show_progress_bar=False, device=str(assistant.llm.device))
     result = trainer.fit(train, val)
     if result.cancelled:
         return AdaptResult(False, False, message="cancelled; the current projector is kept")

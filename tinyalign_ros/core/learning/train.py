@@ -125,8 +125,16 @@ class Trainer:
 
     def __init__(self, projector: BridgeFormer, config: TrainConfig, embeddings=None, llm=None,
                  prompt=None, progress: Callable[[dict], None] | None = None,
-                 cancel: threading.Event | None = None, show_progress_bar: bool = True):
+                 cancel: threading.Event | None = None, show_progress_bar: bool = True,
+                 device: str | None = None):
         self.projector, self.config = projector, config
+        # where the projector trains: beside the LLM when there is one (its activations and the
+        # projector's tokens must meet on one device), else CUDA when torch sees one
+        if llm is not None:
+            self.device = torch.device(llm.device)
+        else:
+            from ..assistant.llm import resolve_torch_device
+            self.device = torch.device(resolve_torch_device(device or "auto"))
         self.embeddings, self.llm, self.prompt = embeddings, llm, prompt
         self.progress, self.cancel = progress, cancel or threading.Event()
         self.show_progress_bar = show_progress_bar
@@ -223,9 +231,9 @@ class Trainer:
 
     # ---- losses
     def embedlink_loss(self, items) -> torch.Tensor:
-        x, fmask = collate(items)
+        x, fmask = collate(items, self.device)
         x = self.augment(x, fmask)
-        targets, tmask, lengths = self.embedlink_targets(items)
+        targets, tmask, lengths = (t.to(self.device) for t in self.embedlink_targets(items))
         tokens, token_mask, predicted = self.projector(x, fmask, token_lengths=lengths)
         valid = tmask & token_mask
         mse = ((tokens - targets) ** 2).mean(-1)[valid].mean() / self.target_scale
@@ -458,6 +466,7 @@ class Trainer:
         if self.config.threads > 0:
             torch.set_num_threads(self.config.threads)
         torch.manual_seed(self.config.seed)
+        self.projector.to(self.device)
         stages, cancelled = [], False
         plan = []
         if "embedlink" in self.config.objective:

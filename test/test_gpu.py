@@ -1,0 +1,124 @@
+"""Training and serving the projector on a CUDA device, as on a robot with a GPU (Jetson) or when
+the corpus base trains on one. The CPU paths are test_training.py's; these tests need torch to see
+a CUDA device and are skipped, with that reason, everywhere else (CI has no GPU): `make test-gpu`
+runs them on a GPU machine, and the README records the last run."""
+import numpy as np
+import pytest
+import torch
+
+from tinyalign_ros.core.assistant.checkpoint import Projector, ProjectorMeta, from_bytes, to_bytes
+from tinyalign_ros.core.assistant.llm import EmbeddingTable, FrozenLLM
+from tinyalign_ros.core.assistant.projector import BridgeFormer, ProjectorConfig
+from tinyalign_ros.core.assistant.prompt import PromptBuilder, PromptConfig
+from tinyalign_ros.core.learning.data import FeatureItem
+from tinyalign_ros.core.learning.train import TrainConfig, Trainer
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA device (torch.cuda.is_available() is False)")
+
+TEXTS = ["go forward ten meters", "turn left", "stop", "what time is it",
+         "bring me the red cup", "follow me to the kitchen", "open the door please", "sit down"]
+
+
+@pytest.fixture(scope="module")
+def tiny_llm_dir(tmp_path_factory):
+    """A random 2-layer Llama with the default LLM's tokenizer (the weights are not needed)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tinyalign_ros.core.models import resolve_llm
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_llm()))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
+                      bos_token_id=tok.bos_token_id)
+    out = tmp_path_factory.mktemp("tiny-llm")
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def items(n_per_text=2, dim=16, seed=0, hint=False):
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, text in enumerate(TEXTS):
+        for j in range(n_per_text):
+            frames = rng.integers(20, 60)
+            base = np.sin(np.arange(frames)[:, None] * (k + 1) * 0.1 + np.arange(dim)[None] * 0.3)
+            it = FeatureItem((base + 0.1 * rng.standard_normal((frames, dim))).astype(np.float32),
+                             text, f"{k}-{j}")
+            if hint:   # a recogniser's hint, wrong on the last word
+                it.transcript = " ".join(text.split()[:-1] + ["banana"])
+            out.append(it)
+    return out
+
+
+def projector(llm_dim, **kw):
+    torch.manual_seed(0)
+    return BridgeFormer(ProjectorConfig(asr_dim=16, llm_dim=llm_dim, hidden=32, heads=4,
+                                        layers=1, num_tokens=8, dropout=0.0, **kw))
+
+
+def on_cuda(model) -> bool:
+    return all(p.device.type == "cuda" for p in model.parameters())
+
+
+def test_embedlink_alone_trains_on_cuda_unless_told_cpu(tiny_llm_dir):
+    emb = EmbeddingTable(tiny_llm_dir)
+    cfg = TrainConfig(objective="embedlink", embedlink_epochs=15, batch_size=8, lr=3e-3)
+    proj = projector(emb.dim)
+    trainer = Trainer(proj, cfg, embeddings=emb, show_progress_bar=False)
+    assert trainer.device.type == "cuda"                      # auto: CUDA when torch sees one
+    data = items()
+    proj.to(trainer.device)
+    before = trainer.evaluate(data, trainer.embedlink_loss)
+    trainer.fit(data, [])
+    after = trainer.evaluate(data, trainer.embedlink_loss)
+    assert on_cuda(proj) and after < 0.7 * before, (before, after)
+    cpu = projector(emb.dim)
+    Trainer(cpu, cfg, embeddings=emb, show_progress_bar=False, device="cpu").fit(data, [])
+    assert all(p.device.type == "cpu" for p in cpu.parameters())
+
+
+@pytest.mark.parametrize("objective", ["embedlink+ce", "hybrid"])
+def test_the_projector_trains_beside_a_cuda_llm(tiny_llm_dir, objective):
+    """The frozen LLM in float16 on the GPU, the projector in float32 beside it: the CE finish and
+    the gated hybrid both lower their loss, and nothing is left on the CPU."""
+    llm = FrozenLLM(tiny_llm_dir, device="cuda")
+    assert llm.device == "cuda" and llm.dtype == torch.float16
+    emb = EmbeddingTable(tiny_llm_dir)
+    prompt = PromptBuilder(llm.tokenizer, PromptConfig())
+    gate = {"gate": "scalar", "gate_init": -2.0} if objective == "hybrid" else {}
+    proj = projector(llm.dim, **gate)
+    trainer = Trainer(proj, TrainConfig(objective=objective, embedlink_epochs=4, ce_epochs=8,
+                                        lr=1e-2, ce_lr=1e-2, batch_size=8),
+                      embeddings=emb, llm=llm, prompt=prompt, show_progress_bar=False)
+    loss = trainer.hybrid_loss if objective == "hybrid" else trainer.ce_loss
+    data = items(hint=objective == "hybrid")
+    proj.to(trainer.device)
+    before = trainer.evaluate(data, loss)
+    result = trainer.fit(data, [])
+    after = trainer.evaluate(data, loss)
+    assert on_cuda(proj) and np.isfinite(after) and after < before - 0.1, (before, after)
+    assert [s.name for s in result.stages] == objective.replace("embedlink+ce",
+                                                                "embedlink ce").split()
+
+
+def test_a_cuda_trained_projector_serves_and_travels(tiny_llm_dir):
+    """Trained on the GPU, it answers through the CUDA LLM, and its checkpoint (the bytes that go
+    out on projector_updates) loads on a CPU host with the same weights."""
+    from tinyalign_ros.core.assistant.pipeline import Assistant
+
+    llm = FrozenLLM(tiny_llm_dir, device="cuda")
+    emb = EmbeddingTable(tiny_llm_dir)
+    proj = projector(llm.dim)
+    Trainer(proj, TrainConfig(objective="embedlink", embedlink_epochs=2, batch_size=8),
+            embeddings=emb, show_progress_bar=False).fit(items(), [])
+    meta = ProjectorMeta(asr_model_id="whisper-tiny.en:16", llm_model_id="tiny:32", projector={})
+    value = Projector(proj.eval(), meta)
+    reply = Assistant(llm, PromptConfig(), max_new_tokens=4).respond_with(value, items()[0].features)
+    assert isinstance(reply.text, str) and len(reply.generation.token_ids) > 0
+    loaded = from_bytes(to_bytes(value))
+    for (k, a), b in zip(proj.state_dict().items(), loaded.model.state_dict().values()):
+        assert b.device.type == "cpu" and torch.equal(a.cpu(), b), k
