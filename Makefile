@@ -9,6 +9,7 @@ help:
 	@echo "make demo    setup, then run the ROS graph on sample speech and print what it heard"
 	@echo "make test    setup, then run the test suite"
 	@echo "make test-fast  the suite without the slow end-to-end tests (edit loop; no setup)"
+	@echo "make test-gpu   training and serving on a CUDA device (skipped without one; no setup)"
 	@echo "make faults  bad input, storage faults, concurrency and privacy against the running nodes"
 	@echo "make soak MINUTES=10  continuous speech + periodic Adapt; each node's memory and its slope"
 	@echo "make build   colcon build only"
@@ -45,6 +46,11 @@ soak: setup
 test-fast:
 	$(ENV) && python -m pytest test -m "not e2e"
 
+# Training and serving on a GPU (test/test_gpu.py): skipped where torch sees no CUDA device, as
+# in CI; run it on a GPU machine (it needs only the default LLM's tokenizer, not its weights).
+test-gpu:
+	$(ENV) && python -m pytest test/test_gpu.py -rA
+
 clean:
 	rm -rf build install log build-jazzy install-jazzy log-jazzy
 
@@ -56,7 +62,7 @@ setup-jazzy:
 test-jazzy: setup-jazzy
 	$(JAZZY) $(ENV) && python -m pytest test -m ros
 
-.PHONY: help setup build demo test test-fast faults soak clean setup-jazzy test-jazzy
+.PHONY: help setup build demo test test-fast test-gpu faults soak clean setup-jazzy test-jazzy
 
 # The shipped base projector's recipe (synthesize, encode, train; see tinyalign_ros/recipe.py).
 base-projector: setup

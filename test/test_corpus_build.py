@@ -110,3 +110,45 @@ def test_build_is_resumable_after_kill(tmp_path, asr):
     out = subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", "corpus", "status",
                           str(root)], capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["synth"] == corpus.shards
+
+
+@pytest.mark.real_models
+def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr):
+    """`make-base-projector --corpus` on a 16-utterance espeak corpus with the real encoder and
+    LLM: first audio-only (no gate), then `--init` from it runs only the hybrid stage and ships a
+    gated projector whose held-out numbers (Whisper's real transcripts as hints) are what mode
+    auto weighs; a gated projector is refused as a starting point."""
+    from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
+    from tinyalign_ros.core.assistant.routing import ALIGNED_WER, CASCADE_WER
+    from tinyalign_ros.corpus.base import BaseRecipe, make_base_projector
+
+    voices = _espeak_voices()
+    root = tmp_path / "corpus"
+    config = CorpusConfig(utterances=16, eval_utterances=3, held_out_family=voices[0].family,
+                          shard_size=8)
+    corpus = Corpus.create(root, config, voices)
+    corpus.build(["synth", "encode", "transcribe"], asr, log=lambda m: None)
+    small = dict(embedlink_epochs=1, ce_utterances=8, batch_size=8, eval_utterances=3)
+    audio_only = make_base_projector(root, tmp_path / "a.safetensors",
+                                     BaseRecipe(hybrid_utterances=0, **small), log=lambda m: None)
+    first = load_checkpoint(tmp_path / "a.safetensors")
+    assert first.model.config.gate == "none" and "hybrid" not in audio_only["eval-sentences"]
+    assert set(first.meta.training["stages"]) == {"embedlink", "finish_ce"}
+    metrics = make_base_projector(root, tmp_path / "h.safetensors",
+                                  BaseRecipe(hybrid_utterances=8, init=str(tmp_path / "a.safetensors"),
+                                             **small), log=lambda m: None)
+    gated = load_checkpoint(tmp_path / "h.safetensors")
+    assert gated.model.config.gate == "scalar" and 0.0 < metrics["gate"] < 0.5
+    assert set(gated.meta.training["stages"]) == {"hybrid_hybrid"}
+    assert gated.meta.training["init"]["version"] == first.version
+    for split in ("eval-sentences", "eval-voice"):
+        row = metrics[split]
+        assert row["utterances"] == 3
+        assert {"whisper", "audio_only", "with_hint", "cascade", "hybrid"} <= set(row)
+    assert metrics[ALIGNED_WER] == metrics["eval-sentences"]["hybrid"]
+    assert metrics[CASCADE_WER] == metrics["eval-sentences"]["cascade"]
+    assert {s["licence"] for s in gated.meta.training["sources"]} == {"GPL-3.0 (engine output)"}
+    with pytest.raises(ValueError, match="already has a gate"):
+        make_base_projector(root, tmp_path / "x.safetensors",
+                            BaseRecipe(init=str(tmp_path / "h.safetensors"), **small),
+                            log=lambda m: None)

@@ -401,3 +401,25 @@ def test_adaptation_with_lora_publishes_a_checkpoint_carrying_the_adapter(tiny_l
     # (training's and validation's both freed) and the cascade answers token for token as before
     assert not has_adapters(llm) and assistant.loaded_adapters == 0
     assert assistant.respond_text("turn left").generation.token_ids == base_answer
+
+
+def test_micro_batches_give_the_whole_batchs_gradients(tiny_llm_dir):
+    """Gradients added up over micro-batches (less memory) are the whole batch's: with fixed
+    pooling every utterance has the same number of target positions, so the weighted sum of the
+    parts' losses is exactly the batch's mean."""
+    emb = EmbeddingTable(tiny_llm_dir)
+    data = items()[:8]
+    grads, losses = [], []
+    for micro in (0, 1, 3):
+        proj = projector(emb.dim, "fixed")
+        trainer = Trainer(proj, TrainConfig(objective="embedlink", batch_size=8,
+                                            micro_batch=micro), embeddings=emb,
+                          show_progress_bar=False)
+        losses.append(trainer.backward(data, trainer.embedlink_loss))
+        grads.append({n: p.grad.clone() for n, p in proj.named_parameters()
+                      if p.grad is not None})
+    assert grads[0] and all(g.abs().sum() > 0 for g in grads[0].values())
+    for other, loss in zip(grads[1:], losses[1:]):
+        assert loss == pytest.approx(losses[0], rel=1e-5)
+        for n, g in grads[0].items():
+            assert torch.allclose(g, other[n], rtol=1e-4, atol=1e-5 * float(g.abs().max())), n

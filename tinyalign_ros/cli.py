@@ -290,6 +290,8 @@ def cmd_make_base(args) -> int:
                             ce_epochs=BaseRecipe.ce_epochs if args.ce_epochs is None
                             else args.ce_epochs, ce_utterances=args.ce_utterances,
                             train_utterances=args.train_utterances, threads=args.threads,
+                            hybrid_utterances=args.hybrid_utterances,
+                            hint_error_rate=args.hint_error_rate, init=args.init or "",
                             seed=args.seed)
         from_corpus(args.corpus, Path(args.out), recipe)
     else:
@@ -487,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     _prompt_args(p)
     p.set_defaults(func=cmd_eval)
 
+    from .corpus.base import BaseRecipe   # light: its heavy imports are inside its functions
+
     p = sub.add_parser("make-base-projector", help="synthesize a corpus and train the base "
                                                    "projector (the shipped one's recipe)")
     p.add_argument("--out", default="tinyalign_ros/data/base_projector.safetensors")
@@ -501,6 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-utterances", type=int, default=0,
                    help="--corpus: train on the first N training utterances in plan order "
                         "(0: every encoded one; N makes a run on a growing corpus repeatable)")
+    p.add_argument("--hybrid-utterances", type=int, default=BaseRecipe.hybrid_utterances,
+                   help="--corpus: train the gated hybrid stage on this many utterances "
+                        "(0: ship the audio-only projector, no gate)")
+    p.add_argument("--hint-error-rate", type=float, default=BaseRecipe.hint_error_rate,
+                   help="--corpus: simulated recogniser errors per word in the hybrid's hints")
+    p.add_argument("--init", help="--corpus: start from this audio-only projector (skips "
+                                  "EmbedLink and the CE finish; the hybrid stage and scoring run)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_base)

@@ -6,9 +6,16 @@
 2. EmbedLink (no LLM pass) with the design section's picks: length pooling, 1 layer;
 3. a cross-entropy finish through the frozen LLM on a slice of the corpus (CE costs ~15x more
    per utterance on 2 cores: bench cost section), on the audio-only prompt;
-4. scored on the corpus's held-out sentences and held-out voice family (audio only, with the
-   transcript hint, and the cascade beside them), stored int8 with every voice's source and
-   licence in its metadata.
+4. the hybrid stage (issue 11): the same projector plus a scalar gate that starts nearly closed,
+   trained with CE on the cascade's prompt and a hint that is wrong the way recognisers are
+   (core.learning.hints: the true text with simulated substitutions, deletions and insertions;
+   no hint at all for a tenth), the true text as the target. The shipped base is this gated
+   projector, so the default aligned mode is the cascade plus whatever the audio adds;
+5. scored on the corpus's held-out sentences and held-out voice family (audio only, with the
+   transcript hint, the hybrid, and the cascade beside them, Whisper's real transcripts as the
+   hints), stored int8 with every voice's source and licence in its metadata.
+``init`` starts from an audio-only projector made by stages 1-3 (its training record is kept
+in the metadata) and runs the hybrid stage and the scoring only.
 """
 from __future__ import annotations
 
@@ -28,6 +35,12 @@ class BaseRecipe:
     batch_size: int = 16
     lr: float = 1e-3
     ce_lr: float = 2e-4
+    hybrid_utterances: int = 2000      # the gated hybrid stage on this many (0: no gate)
+    hybrid_epochs: int = 1
+    hybrid_lr: float = 2e-4
+    hint_error_rate: float = 0.2       # simulated recogniser errors per word in training hints
+    gate_init: float = -4.0            # sigmoid(-4) = 0.018: the cascade, nearly
+    init: str = ""                     # an audio-only projector to start from (skips 1-3)
     eval_utterances: int = 100         # per held-out split, scored through the LLM
     threads: int = 2
     seed: int = 0
@@ -37,15 +50,14 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
                         log=print) -> dict:
     import torch
 
-    from ..core.assistant.checkpoint import Projector, ProjectorMeta, save_checkpoint
+    from ..core.assistant.checkpoint import (Projector, ProjectorMeta, load_checkpoint,
+                                             save_checkpoint)
     from ..core.assistant.llm import EmbeddingTable, FrozenLLM
-    from ..core.assistant.pipeline import Assistant
     from ..core.assistant.projector import BridgeFormer, ProjectorConfig
     from ..core.assistant.prompt import PromptBuilder, PromptConfig
     from ..core.assistant.routing import ALIGNED_WER, CASCADE_WER, VALIDATION_UTTERANCES
     from ..core.learning.data import split
     from ..core.learning.train import TrainConfig, Trainer
-    from ..core.metrics import wer
     from ..core.speech.asr import AsrFrontEnd
     from .build import Corpus
 
@@ -67,39 +79,59 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
     emb = EmbeddingTable()
     llm = FrozenLLM(threads=r.threads)
     prompt_cfg = PromptConfig(transcript_hint=False)   # audio only; the hint is a serving switch
-    model = BridgeFormer(ProjectorConfig(asr_dim=asr.dim, llm_dim=emb.dim, layers=r.layers))
 
     def progress(p):
         if "val_loss" in p:
             log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
                             for k, v in p.items()}))
-    stages = {}
-    cfg = TrainConfig(objective="embedlink", embedlink_epochs=r.embedlink_epochs,
-                      batch_size=r.batch_size, lr=r.lr, seed=r.seed, threads=r.threads)
-    result = Trainer(model, cfg, emb, progress=progress, show_progress_bar=False,
-                     device=str(llm.device)).fit(train, val)
-    stages.update(result.summary())
-    if r.ce_utterances and r.ce_epochs:
-        ce_cfg = TrainConfig(objective="ce", ce_epochs=r.ce_epochs, batch_size=r.batch_size,
-                             lr=r.ce_lr, seed=r.seed, threads=r.threads)
-        result = Trainer(model, ce_cfg, emb, llm, PromptBuilder(llm.tokenizer, prompt_cfg),
-                         progress=progress, show_progress_bar=False).fit(
-            train[:r.ce_utterances], val[:200])
-        stages.update({f"finish_{k}": v for k, v in result.summary().items()})
+    stages, init_record = {}, None
+    if r.init:
+        start = load_checkpoint(r.init, asr.model_id, llm.model_id)
+        if start.model.config.gate != "none":
+            raise ValueError(f"{r.init} already has a gate: init takes an audio-only projector")
+        model, init_record = start.model, {"version": start.version, **start.meta.training}
+        log(f"starting from {r.init} ({start.version}): EmbedLink and the CE finish skipped")
+    else:
+        model = BridgeFormer(ProjectorConfig(asr_dim=asr.dim, llm_dim=emb.dim, layers=r.layers))
+        cfg = TrainConfig(objective="embedlink", embedlink_epochs=r.embedlink_epochs,
+                          batch_size=r.batch_size, lr=r.lr, seed=r.seed, threads=r.threads)
+        result = Trainer(model, cfg, emb, progress=progress, show_progress_bar=False,
+                         device=str(llm.device)).fit(train, val)
+        stages.update(result.summary())
+        if r.ce_utterances and r.ce_epochs:
+            ce_cfg = TrainConfig(objective="ce", ce_epochs=r.ce_epochs, batch_size=r.batch_size,
+                                 lr=r.ce_lr, seed=r.seed, threads=r.threads)
+            result = Trainer(model, ce_cfg, emb, llm, PromptBuilder(llm.tokenizer, prompt_cfg),
+                             progress=progress, show_progress_bar=False).fit(
+                train[:r.ce_utterances], val[:200])
+            stages.update({f"finish_{k}": v for k, v in result.summary().items()})
+    audio_only = Projector(model.eval(), ProjectorMeta(
+        asr_model_id=asr.model_id, llm_model_id=emb.model_id,
+        projector=model.config.to_dict(), prompt=prompt_cfg.to_dict()))
+    gated = None
+    if r.hybrid_utterances and r.hybrid_epochs:
+        gated = hybrid_stage(model, train, val, llm, prompt_cfg, r, progress)
+        stages.update({f"hybrid_{k}": v for k, v in gated[1].summary().items()})
+        gated = gated[0]
 
+    shipped = gated or model
     meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=emb.model_id,
-                         projector=model.config.to_dict(), prompt=prompt_cfg.to_dict())
-    projector = Projector(model.eval(), meta)
-    metrics = evaluate(projector, corpus, asr, llm, r.eval_utterances)
+                         projector=shipped.config.to_dict(), prompt=prompt_cfg.to_dict())
+    projector = Projector(shipped.eval(), meta)
+    metrics = evaluate(audio_only, corpus, asr, llm, r.eval_utterances,
+                       hybrid=projector if gated is not None else None)
     if "eval-sentences" in metrics:   # what mode auto weighs for users with no projector yet
         held_out = metrics["eval-sentences"]
-        metrics.update({ALIGNED_WER: held_out["audio_only"], CASCADE_WER: held_out["cascade"],
+        metrics.update({ALIGNED_WER: held_out["hybrid" if gated is not None else "audio_only"],
+                        CASCADE_WER: held_out["cascade"],
                         VALIDATION_UTTERANCES: held_out["utterances"]})
+    if gated is not None:
+        metrics["gate"] = round(float(torch.sigmoid(gated.gate_logit.detach())), 4)
     metrics["wall_s"] = round(time.perf_counter() - t_start, 1)
     voices = [v for v in corpus.plan["voices"] if not v["held_out"]]
     meta.training = {"recipe": "tinyalign make-base-projector --corpus", **asdict(r),
                      "corpus": corpus.status(asr.model_id), "train": len(train),
-                     "validation": len(val), "stages": stages,
+                     "validation": len(val), "stages": stages, "init": init_record,
                      "sources": [{k: v[k] for k in ("family", "licence")} for v in voices],
                      "voice_catalogue": "tinyalign_ros/corpus/VOICES.md"}
     meta.metrics = metrics
@@ -108,8 +140,41 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
     return metrics
 
 
-def evaluate(projector, corpus, asr, llm, n: int) -> dict:
-    """Audio-only, hinted and cascade WER of the repeat task on the corpus's held-out splits."""
+def hybrid_stage(model, train, val, llm, prompt_cfg, r: BaseRecipe, progress):
+    """Stage 4: a copy of ``model`` with a scalar gate (nearly closed), trained with the hybrid
+    objective on hints with simulated recogniser errors. Returns (gated model, TrainResult)."""
+    import dataclasses
+    import random
+
+    import torch
+
+    from ..core.assistant.projector import BridgeFormer, ProjectorConfig
+    from ..core.assistant.prompt import PromptBuilder
+    from ..core.learning.hints import HintCorruptor
+    from ..core.learning.train import TrainConfig, Trainer
+
+    cfg = ProjectorConfig.from_dict({**model.config.to_dict(), "gate": "scalar",
+                                     "gate_init": r.gate_init})
+    gated = BridgeFormer(cfg)
+    gated.load_state_dict(model.state_dict(), strict=False)   # all but the new gate
+    rng = random.Random(r.seed)
+    hints = HintCorruptor([it.text for it in train], r.hint_error_rate)
+
+    def hinted(items):   # copies: the corpus items stay as they are
+        return [dataclasses.replace(it, transcript=hints.corrupt(it.text, rng)
+                                    if rng.random() >= 0.1 else "") for it in items]
+    torch.manual_seed(r.seed)
+    tc = TrainConfig(objective="hybrid", ce_epochs=r.hybrid_epochs, lr=r.hybrid_lr,
+                     batch_size=8, seed=r.seed, threads=r.threads)
+    result = Trainer(gated, tc, llm=llm, prompt=PromptBuilder(llm.tokenizer, prompt_cfg),
+                     progress=progress, show_progress_bar=False).fit(
+        hinted(train[-r.hybrid_utterances:]), hinted(val[:200]))
+    return gated.eval(), result
+
+
+def evaluate(projector, corpus, asr, llm, n: int, hybrid=None) -> dict:
+    """Audio-only, hinted and cascade WER of the repeat task on the corpus's held-out splits
+    (and the gated ``hybrid``'s, if given); the hints are Whisper's real transcripts."""
     from ..core.assistant.pipeline import Assistant
     from ..core.assistant.prompt import PromptConfig
     from ..core.metrics import wer
@@ -122,8 +187,9 @@ def evaluate(projector, corpus, asr, llm, n: int) -> dict:
         if not items:
             continue
         refs = [it.text for it in items]
-        out[split] = {
+        row = {
             "utterances": len(items),
+            "whisper": round(wer(refs, [it.transcript for it in items]), 4),
             "audio_only": round(wer(refs, [plain.respond_with(projector, it.features, "").text
                                            for it in items]), 4),
             "with_hint": round(wer(refs, [hinted.respond_with(projector, it.features,
@@ -131,4 +197,9 @@ def evaluate(projector, corpus, asr, llm, n: int) -> dict:
                                           for it in items]), 4),
             "cascade": round(wer(refs, [plain.respond_text(it.transcript).text
                                         for it in items]), 4)}
+        if hybrid is not None:
+            row["hybrid"] = round(wer(refs, [plain.respond_hybrid(hybrid, it.features,
+                                                                  it.transcript).text
+                                             for it in items]), 4)
+        out[split] = row
     return out

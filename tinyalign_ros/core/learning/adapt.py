@@ -50,6 +50,9 @@ class AdaptConfig:
     ce_epochs: int = setting(1, "the CE finish of embedlink+ce", live=True)
     learning_rate: float = setting(3e-4, "adaptation learning rate", live=True)
     batch_size: int = setting(8, "adaptation batch size", live=True)
+    micro_batch: int = setting(0, "utterances per pass through the LLM within a batch (the "
+                                  "same training, less memory: see TrainConfig.micro_batch); "
+                                  "0 = the whole batch", live=True)
     val_fraction: float = setting(0.2, "held-out share of the user's utterances", live=True)
     min_utterances: int = setting(6, "fewest usable utterances to adapt on", live=True)
     use_pseudo_labels: bool = setting(True, "also train on uncorrected utterances whose ASR "
@@ -91,7 +94,8 @@ class AdaptConfig:
         ce_epochs = self.epochs if self.objective == "ce" else self.ce_epochs
         return TrainConfig(objective=self.objective, embedlink_epochs=self.epochs,
                            ce_epochs=ce_epochs, lr=self.learning_rate, ce_lr=self.learning_rate,
-                           batch_size=self.batch_size, seed=self.seed, lora_rank=self.lora_rank)
+                           batch_size=self.batch_size, micro_batch=self.micro_batch,
+                           seed=self.seed, lora_rank=self.lora_rank)
 
     def recognizer_config(self):
         """The recogniser adaptation settings of this recipe (recognizer_adapt.py)."""

@@ -50,6 +50,9 @@ class TrainConfig:
     embedlink_epochs: int = setting(30, "EmbedLink epochs")
     ce_epochs: int = setting(3, "cross-entropy epochs")
     batch_size: int = setting(16, "utterances per step")
+    micro_batch: int = setting(0, "run each step's batch through the model this many utterances "
+                                  "at a time, adding up the gradients (the same step, less "
+                                  "memory: the LLM's activations scale with it); 0 = all at once")
     lr: float = setting(1e-3, "learning rate (EmbedLink, or CE when CE is alone)")
     ce_lr: float = setting(3e-4, "learning rate of the CE finish of embedlink+ce")
     gate_lr: float = setting(0.05, "hybrid: learning rate of the projector's gate")
@@ -367,6 +370,19 @@ class Trainer:
         bs = self.config.batch_size
         return [[items[j] for j in order[i:i + bs]] for i in range(0, len(items), bs)]
 
+    def backward(self, batch, loss_fn) -> float:
+        """The batch's loss and its gradients, run ``micro_batch`` utterances at a time (the
+        parts' losses weighted by their share of the batch, so the gradients add up to the
+        whole batch's). Returns the loss."""
+        total = 0.0
+        size = self.config.micro_batch or len(batch)
+        for i in range(0, len(batch), size):
+            part = batch[i:i + size]
+            loss = loss_fn(part) * (len(part) / len(batch))
+            loss.backward()
+            total += float(loss.detach())
+        return total
+
     @torch.no_grad()
     def evaluate(self, items, loss_fn) -> float:
         if not items:
@@ -420,16 +436,14 @@ class Trainer:
                         raise TrainingCancelled()
                     if step >= total:
                         break
-                    loss = loss_fn(batch)
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    loss_value = self.backward(batch, loss_fn)
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     opt.step()
                     sched.step()
                     step += 1
                     elapsed = time.perf_counter() - t0
                     bar.update(1)
-                    loss_value = float(loss.detach())
                     bar.set_postfix(loss=f"{loss_value:.4f}")
                     if self.progress:
                         self.progress({"stage": name, "step": step, "total_steps": total,
