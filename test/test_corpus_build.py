@@ -124,11 +124,12 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr)
 
     voices = _espeak_voices()
     root = tmp_path / "corpus"
-    config = CorpusConfig(utterances=16, eval_utterances=3, held_out_family=voices[0].family,
+    config = CorpusConfig(utterances=16, eval_utterances=2, held_out_family=voices[0].family,
                           shard_size=8)
     corpus = Corpus.create(root, config, voices)
     corpus.build(["synth", "encode", "transcribe"], asr, log=lambda m: None)
-    small = dict(embedlink_epochs=1, ce_utterances=8, batch_size=8, eval_utterances=3)
+    small = dict(embedlink_epochs=1, ce_utterances=8, batch_size=8, eval_utterances=2,
+                 eval_max_new_tokens=8)
     audio_only = make_base_projector(root, tmp_path / "a.safetensors",
                                      BaseRecipe(hybrid_utterances=0, **small), log=lambda m: None)
     first = load_checkpoint(tmp_path / "a.safetensors")
@@ -143,7 +144,7 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr)
     assert gated.meta.training["init"]["version"] == first.version
     for split in ("eval-sentences", "eval-voice"):
         row = metrics[split]
-        assert row["utterances"] == 3
+        assert row["utterances"] == 2
         assert {"whisper", "audio_only", "with_hint", "cascade", "hybrid"} <= set(row)
     assert metrics[ALIGNED_WER] == metrics["eval-sentences"]["hybrid"]
     assert metrics[CASCADE_WER] == metrics["eval-sentences"]["cascade"]

@@ -380,15 +380,16 @@ def cmd_bench(args) -> int:
 # The settings each command takes as flags (names, defaults and help come from the dataclasses)
 ASR_FLAGS = ("whisper_model", "device")
 # every AdaptConfig setting but whisper_model (the shared --whisper-model flag of ASR_FLAGS)
-ADAPT_FLAGS = ("objective", "epochs", "ce_epochs", "learning_rate", "batch_size", "val_fraction",
-               "min_utterances", "use_pseudo_labels", "pseudo_label_confidence",
+ADAPT_FLAGS = ("objective", "epochs", "ce_epochs", "learning_rate", "batch_size", "micro_batch",
+               "val_fraction", "min_utterances", "use_pseudo_labels", "pseudo_label_confidence",
                "max_utterances", "require_improvement", "lora_rank", "target",
                "recognizer_epochs", "recognizer_rank", "recognizer_time_budget_s")
 PROMPT_FLAGS = ("task", "transcript_hint")
 # every TrainConfig setting but threads (the shared --threads flag)
 TRAIN_FLAGS = ("objective", "embedlink_epochs", "ce_epochs", "batch_size", "lr", "ce_lr",
                "weight_decay", "cos_weight", "length_weight", "pad_target", "grad_clip",
-               "max_steps", "seed", "lora_rank", "lora_alpha", "time_mask", "gate_lr")
+               "max_steps", "seed", "lora_rank", "lora_alpha", "time_mask", "gate_lr",
+               "micro_batch")
 
 
 def _model_args(p, threads_default=2):

@@ -42,6 +42,7 @@ class BaseRecipe:
     gate_init: float = -4.0            # sigmoid(-4) = 0.018: the cascade, nearly
     init: str = ""                     # an audio-only projector to start from (skips 1-3)
     eval_utterances: int = 100         # per held-out split, scored through the LLM
+    eval_max_new_tokens: int = 40      # the longest reply scored (the serving default)
     threads: int = 2
     seed: int = 0
 
@@ -63,6 +64,8 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
 
     r = recipe or BaseRecipe()
     t_start = time.perf_counter()
+    if r.init and load_checkpoint(r.init).model.config.gate != "none":   # before loading models
+        raise ValueError(f"{r.init} already has a gate: init takes an audio-only projector")
     torch.set_num_threads(r.threads)
     corpus = Corpus(corpus_dir)
     asr = AsrFrontEnd(cpu_threads=r.threads)
@@ -87,8 +90,6 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
     stages, init_record = {}, None
     if r.init:
         start = load_checkpoint(r.init, asr.model_id, llm.model_id)
-        if start.model.config.gate != "none":
-            raise ValueError(f"{r.init} already has a gate: init takes an audio-only projector")
         model, init_record = start.model, {"version": start.version, **start.meta.training}
         log(f"starting from {r.init} ({start.version}): EmbedLink and the CE finish skipped")
     else:
@@ -119,7 +120,8 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
                          projector=shipped.config.to_dict(), prompt=prompt_cfg.to_dict())
     projector = Projector(shipped.eval(), meta)
     metrics = evaluate(audio_only, corpus, asr, llm, r.eval_utterances,
-                       hybrid=projector if gated is not None else None)
+                       hybrid=projector if gated is not None else None,
+                       max_new_tokens=r.eval_max_new_tokens)
     if "eval-sentences" in metrics:   # what mode auto weighs for users with no projector yet
         held_out = metrics["eval-sentences"]
         metrics.update({ALIGNED_WER: held_out["hybrid" if gated is not None else "audio_only"],
@@ -172,15 +174,15 @@ def hybrid_stage(model, train, val, llm, prompt_cfg, r: BaseRecipe, progress):
     return gated.eval(), result
 
 
-def evaluate(projector, corpus, asr, llm, n: int, hybrid=None) -> dict:
+def evaluate(projector, corpus, asr, llm, n: int, hybrid=None, max_new_tokens: int = 40) -> dict:
     """Audio-only, hinted and cascade WER of the repeat task on the corpus's held-out splits
     (and the gated ``hybrid``'s, if given); the hints are Whisper's real transcripts."""
     from ..core.assistant.pipeline import Assistant
     from ..core.assistant.prompt import PromptConfig
     from ..core.metrics import wer
 
-    plain = Assistant(llm, PromptConfig(transcript_hint=False))
-    hinted = Assistant(llm, PromptConfig(transcript_hint=True))
+    plain = Assistant(llm, PromptConfig(transcript_hint=False), max_new_tokens=max_new_tokens)
+    hinted = Assistant(llm, PromptConfig(transcript_hint=True), max_new_tokens=max_new_tokens)
     out = {}
     for split in ("eval-sentences", "eval-voice"):
         items = corpus.items(asr.model_id, split, limit=n, with_transcripts=True)
