@@ -128,23 +128,24 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr)
                           shard_size=8)
     corpus = Corpus.create(root, config, voices)
     corpus.build(["synth", "encode", "transcribe"], asr, log=lambda m: None)
-    small = dict(embedlink_epochs=1, ce_utterances=8, batch_size=8, eval_utterances=2,
-                 eval_max_new_tokens=8)
+    small = dict(embedlink_epochs=1, ce_utterances=8, batch_size=8, eval_max_new_tokens=6)
     audio_only = make_base_projector(root, tmp_path / "a.safetensors",
-                                     BaseRecipe(hybrid_utterances=0, **small), log=lambda m: None)
+                                     BaseRecipe(hybrid_utterances=0, eval_utterances=0, **small),
+                                     log=lambda m: None)
     first = load_checkpoint(tmp_path / "a.safetensors")
-    assert first.model.config.gate == "none" and "hybrid" not in audio_only["eval-sentences"]
+    assert first.model.config.gate == "none" and "eval-sentences" not in audio_only
     assert set(first.meta.training["stages"]) == {"embedlink", "finish_ce"}
     metrics = make_base_projector(root, tmp_path / "h.safetensors",
-                                  BaseRecipe(hybrid_utterances=8, init=str(tmp_path / "a.safetensors"),
-                                             **small), log=lambda m: None)
+                                  BaseRecipe(hybrid_utterances=8, eval_utterances=1,
+                                             init=str(tmp_path / "a.safetensors"), **small),
+                                  log=lambda m: None)
     gated = load_checkpoint(tmp_path / "h.safetensors")
     assert gated.model.config.gate == "scalar" and 0.0 < metrics["gate"] < 0.5
     assert set(gated.meta.training["stages"]) == {"hybrid_hybrid"}
     assert gated.meta.training["init"]["version"] == first.version
     for split in ("eval-sentences", "eval-voice"):
         row = metrics[split]
-        assert row["utterances"] == 2
+        assert row["utterances"] == 1
         assert {"whisper", "audio_only", "with_hint", "cascade", "hybrid"} <= set(row)
     assert metrics[ALIGNED_WER] == metrics["eval-sentences"]["hybrid"]
     assert metrics[CASCADE_WER] == metrics["eval-sentences"]["cascade"]

@@ -423,3 +423,15 @@ def test_micro_batches_give_the_whole_batchs_gradients(tiny_llm_dir):
         assert loss == pytest.approx(losses[0], rel=1e-5)
         for n, g in grads[0].items():
             assert torch.allclose(g, other[n], rtol=1e-4, atol=1e-5 * float(g.abs().max())), n
+
+
+def test_adapting_a_gated_projector_trains_the_hybrid_it_is_served_as():
+    """CE on the prompt a projector is served with: for a gated projector that is the hybrid
+    input (the cascade's prompt and transcript plus the gated audio), so the recipe's ce becomes
+    the hybrid objective; EmbedLink stays EmbedLink."""
+    from tinyalign_ros.core.learning.adapt import AdaptConfig
+
+    assert AdaptConfig().train_config().objective == "ce"
+    gated = AdaptConfig(epochs=3).train_config(gated=True)
+    assert gated.objective == "hybrid" and gated.ce_epochs == 3 and gated.micro_batch == 2
+    assert AdaptConfig(objective="embedlink").train_config(gated=True).objective == "embedlink"

@@ -4,7 +4,10 @@ Systems, all on the "repeat exactly what was said" task with the same LLM:
   whisper        the ASR transcript itself (no LLM)
   cascade        Whisper transcript as text -> LLM (the serving prompt, no hint)
   ceiling        the TRUE text -> LLM (what the LLM and the serving prompt reach at best)
-  base           audio -> shipped base projector -> LLM
+  base           the default aligned mode with the shipped base projector: for a gated
+                 projector the hybrid (the cascade's prompt and transcript plus the audio
+                 tokens behind its gate), else audio -> projector -> LLM
+  base audio-only  a gated base's audio tokens alone in the injected prompt (the paper's mode)
   adapted K      the base projector after the adaptation recipe on K of the user's utterances
   ... +hint      the same projector with the ASR transcript injected after the audio tokens
 An aligned system is served as the product serves it: with the prompt template its projector
@@ -55,6 +58,8 @@ class Systems:
             return [self.plain.respond_text(it.transcript).text for it in items]
         if system == "ceiling":
             return [self.plain.respond_text(it.text).text for it in items]
+        if system == "audio-only":
+            return [self.plain.respond_aligned(projector, it.features, None).text for it in items]
         if system != "aligned":
             raise ValueError(f"unknown system {system!r}")
         assistant = self.hinted if hint else self.plain
@@ -91,9 +96,10 @@ def adapt(base: Projector, items, assistant, embeddings, config: AdaptConfig,
     ``progress(report, model)``: the trainer's progress reports, with the model in training."""
     prompt = assistant.prompt_for(base)
     model = copy.deepcopy(base.model).train()
-    uses_llm = config.objective in LLM_OBJECTIVES
+    train_config = config.train_config(gated=model.config.gate != "none")
+    uses_llm = train_config.objective in LLM_OBJECTIVES
     t0 = time.perf_counter()
-    result = Trainer(model, config.train_config(), embeddings=embeddings,
+    result = Trainer(model, train_config, embeddings=embeddings,
                      llm=assistant.llm if uses_llm else None,
                      prompt=prompt if uses_llm else None,
                      progress=(lambda p: progress(p, model)) if progress else None,
@@ -114,7 +120,10 @@ def user_quality(user, systems: Systems, base: Projector, embeddings, ks, hint_k
     for system in ("whisper", "cascade", "ceiling"):
         w[system] = systems.wer(system, test)
     w["base"] = systems.wer("aligned", test, base)
-    w["base+hint"] = systems.wer("aligned", test, base, hint=True)
+    if base.model.config.gate != "none":   # the default mode is the hybrid: the paper's too
+        w["base audio-only"] = systems.wer("audio-only", test, base)
+    else:
+        w["base+hint"] = systems.wer("aligned", test, base, hint=True)
     log(f"  {user.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in w.items()))
     for k in ks:
         if k > len(user.pool):
@@ -122,7 +131,7 @@ def user_quality(user, systems: Systems, base: Projector, embeddings, ks, hint_k
         adapted, train_s = adapt(base, user.pool[:k], systems.plain, embeddings, sweep)
         out["adapt_train_s"][str(k)] = round(train_s, 2)
         w[f"adapted K={k}"] = systems.wer("aligned", test, adapted)
-        if k in hint_ks:
+        if k in hint_ks and base.model.config.gate == "none":   # a gated one has no other
             w[f"adapted K={k}+hint"] = systems.wer("aligned", test, adapted, hint=True)
         log(f"  {user.name}: K={k} WER {w[f'adapted K={k}']:.3f} (trained {train_s:.1f} s)")
     out["wer"] = {k: round(v, 4) for k, v in w.items()}
@@ -172,9 +181,10 @@ def intent_quality(asr, systems: Systems, base: Projector, seed: int = 7, limit:
     items = encode_examples(examples, asr, data_dir() / "cache" / "features",
                             with_transcripts=True)
     acc = {}
+    last = (("base audio-only", "audio-only", False) if base.model.config.gate != "none" else
+            ("base+hint", "aligned", True))
     for name, system, hint in (("whisper", "whisper", False), ("cascade", "cascade", False),
-                               ("ceiling", "ceiling", False), ("base", "aligned", False),
-                               ("base+hint", "aligned", True)):
+                               ("ceiling", "ceiling", False), ("base", "aligned", False), last):
         acc[name] = round(accuracy(truth, systems.responses(system, items, base, hint)), 4)
     log("  intents: " + ", ".join(f"{k} {v:.2f}" for k, v in acc.items()))
     return {"utterances": len(items), "intents": len(set(truth)), "accuracy": acc}

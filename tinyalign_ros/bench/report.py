@@ -250,7 +250,7 @@ def plots(r: dict, out_dir: Path) -> list[str]:
             ax.plot([0] + ks, [100 * w["base"]] + [100 * w[f"adapted K={k}"] for k in ks],
                     "o-", label="aligned (K=0: base), EmbedLink")
             hint_ks = [k for k in ks if f"adapted K={k}+hint" in w]
-            ax.plot([0] + hint_ks, [100 * w["base+hint"]] +
+            ax.plot([0] + hint_ks, [100 * w.get("base+hint", w["base"])] +
                     [100 * w[f"adapted K={k}+hint"] for k in hint_ks], "s-", color="C2",
                     label="aligned + hint, EmbedLink")
             ce = {int(k.split("=")[1].split("+")[0]): v

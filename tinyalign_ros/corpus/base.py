@@ -41,7 +41,7 @@ class BaseRecipe:
     hint_error_rate: float = 0.2       # simulated recogniser errors per word in training hints
     gate_init: float = -4.0            # sigmoid(-4) = 0.018: the cascade, nearly
     init: str = ""                     # an audio-only projector to start from (skips 1-3)
-    eval_utterances: int = 100         # per held-out split, scored through the LLM
+    eval_utterances: int = 100         # per held-out split, scored through the LLM (0: none)
     eval_max_new_tokens: int = 40      # the longest reply scored (the serving default)
     threads: int = 2
     seed: int = 0
@@ -184,7 +184,7 @@ def evaluate(projector, corpus, asr, llm, n: int, hybrid=None, max_new_tokens: i
     plain = Assistant(llm, PromptConfig(transcript_hint=False), max_new_tokens=max_new_tokens)
     hinted = Assistant(llm, PromptConfig(transcript_hint=True), max_new_tokens=max_new_tokens)
     out = {}
-    for split in ("eval-sentences", "eval-voice"):
+    for split in ("eval-sentences", "eval-voice") if n > 0 else ():
         items = corpus.items(asr.model_id, split, limit=n, with_transcripts=True)
         if not items:
             continue

@@ -200,10 +200,19 @@ class Assistant:
         """Aligned response with a given projector (callers that swap projectors pass theirs
         per request, so a swap never changes a request in flight). A projector with a gate was
         trained as the hybrid input and is served that way (respond_hybrid)."""
-        builder = self.prompt_for(projector)
         if projector.model.config.gate != "none":
             return self.respond_hybrid(projector, features, transcript or "", None, on_token,
                                        max_new_tokens)
+        return self.respond_aligned(projector, features, transcript, on_token, max_new_tokens)
+
+    def respond_aligned(self, projector: Projector, features: np.ndarray,
+                        transcript: str | None = None,
+                        on_token: Callable[[str], None] | None = None,
+                        max_new_tokens: int | None = None) -> Reply:
+        """The paper's aligned path: the projector's audio tokens in the injected prompt (with
+        the transcript after them where the prompt has the hint), whatever gate the projector
+        has; for a gated one with no transcript, this is its audio-only mode."""
+        builder = self.prompt_for(projector)
         t0 = time.perf_counter()
         audio_tokens = self.project(features, projector)
         projector_s = time.perf_counter() - t0

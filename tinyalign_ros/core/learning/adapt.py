@@ -89,11 +89,14 @@ class AdaptConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def train_config(self) -> TrainConfig:
-        """The trainer settings of this adaptation recipe (also used by the benchmark)."""
+    def train_config(self, gated: bool = False) -> TrainConfig:
+        """The trainer settings of this adaptation recipe (also used by the benchmark).
+        ``gated``: the projector has a gate, so it is served as the hybrid, and cross-entropy
+        on the prompt it is served with is the hybrid objective."""
+        objective = "hybrid" if gated and self.objective == "ce" else self.objective
         # ``epochs`` is the objective's main stage: EmbedLink's, or CE's when CE is alone
-        ce_epochs = self.epochs if self.objective == "ce" else self.ce_epochs
-        return TrainConfig(objective=self.objective, embedlink_epochs=self.epochs,
+        ce_epochs = self.epochs if objective in ("ce", "hybrid") else self.ce_epochs
+        return TrainConfig(objective=objective, embedlink_epochs=self.epochs,
                            ce_epochs=ce_epochs, lr=self.learning_rate, ce_lr=self.learning_rate,
                            batch_size=self.batch_size, micro_batch=self.micro_batch,
                            seed=self.seed, lora_rank=self.lora_rank)
@@ -226,8 +229,9 @@ def adapt_projector(train: list[FeatureItem], val: list[FeatureItem], current: P
                 "validation_wer": before})
 
     model = copy.deepcopy(current.model).train()
-    uses_llm = config.objective in LLM_OBJECTIVES
-    trainer = Trainer(model, config.train_config(), embeddings=embeddings,
+    train_config = config.train_config(gated=model.config.gate != "none")
+    uses_llm = train_config.objective in LLM_OBJECTIVES
+    trainer = Trainer(model, train_config, embeddings=embeddings,
                       llm=assistant.llm if uses_llm else None,
                       prompt=prompt if uses_llm else None,
                       progress=lambda p: report({**p, "stage": "training"}), cancel=cancel,
