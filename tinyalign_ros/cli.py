@@ -364,6 +364,12 @@ def cmd_bench(args) -> int:
     config.threads = args.threads
     if args.sections:
         config.sections = tuple(args.sections)
+    if args.base:
+        config.base_projector = args.base
+    if args.ks is not None:
+        config.ks = config.hint_ks = tuple(args.ks)
+    if args.no_recognizer:
+        config.recognizer = False
     t0 = time.perf_counter()
     try:
         report = bench.run(Path(args.out), config, "quick" if args.quick else "full",
@@ -554,6 +560,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true",
                    help="a few utterances per section (minutes): proves the command, for CI")
+    p.add_argument("--base", help="score this projector checkpoint as the base (a candidate "
+                                  "before it ships; default: the shipped one)")
+    p.add_argument("--ks", type=int, nargs="*",
+                   help="adaptation pool sizes K of the quality section (default 10 25 50 100, "
+                        "CE+hint at 50; none: the base rows only)")
+    p.add_argument("--no-recognizer", action="store_true",
+                   help="leave out the adapted-cascade rows (recogniser adaptation)")
     p.add_argument("--sections", nargs="+",
                    choices=("quality", "hint-adaptation", "cost", "footprint", "latency",
                             "design", "corpus-curve"),

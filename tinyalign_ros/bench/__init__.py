@@ -68,6 +68,7 @@ class BenchConfig:
     curve_leave_out: tuple = ("kokoro", "espeak", "rhvoice")
     curve_eval: int = 100                  # utterances per corpus test split
     sections: tuple = ("quality", "cost", "footprint", "latency")
+    base_projector: str = ""               # score this checkpoint as the base ("" = the shipped)
 
     adapt_epochs: int = 0                  # 0: the recipes' (quality.EMBEDLINK_ADAPT's 15,
     hint_adapt_epochs: int = 0             #    HINT_ADAPT's 2); quick mode only
@@ -177,9 +178,10 @@ def load(out_dir: Path, config: BenchConfig, mode: str, log=print) -> BenchConte
     report.setdefault("errors", {})
     asr = AsrFrontEnd(cpu_threads=config.threads)
     llm = FrozenLLM(threads=config.threads)
-    base = load_checkpoint(default_projector(), asr.model_id, llm.model_id)
+    base_file = config.base_projector or default_projector()
+    base = load_checkpoint(base_file, asr.model_id, llm.model_id)
     systems = Systems.on(llm, config.max_new_tokens)
-    report["base_projector"] = {"version": base.version, "file": str(default_projector()),
+    report["base_projector"] = {"version": base.version, "file": str(base_file),
                                 "metrics": base.meta.metrics}
     aligned = systems.plain.prompt_for(base)
     report["prompt"] = {"prefix_tokens": len(systems.plain.prompt.prefix_ids),
