@@ -9,8 +9,8 @@
 4. the hybrid stage (issue 11): the same projector plus a scalar gate that starts nearly closed,
    trained with CE on the cascade's prompt and a hint that is wrong the way recognisers are
    (core.learning.hints: the true text with simulated substitutions, deletions and insertions;
-   no hint at all for a tenth), the true text as the target. The shipped base is this gated
-   projector, so the default aligned mode is the cascade plus whatever the audio adds;
+   no hint at all for a tenth), the true text as the target. The base this makes is the gated
+   projector, so its default aligned mode is the cascade plus whatever the audio adds;
 5. scored on the corpus's held-out sentences and held-out voice family (audio only, with the
    transcript hint, the hybrid, and the cascade beside them, Whisper's real transcripts as the
    hints), stored int8 with every voice's source and licence in its metadata.
@@ -111,9 +111,8 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
         projector=model.config.to_dict(), prompt=prompt_cfg.to_dict()))
     gated = None
     if r.hybrid_utterances and r.hybrid_epochs:
-        gated = hybrid_stage(model, train, val, llm, prompt_cfg, r, progress)
-        stages.update({f"hybrid_{k}": v for k, v in gated[1].summary().items()})
-        gated = gated[0]
+        gated, result = hybrid_stage(model, train, val, llm, prompt_cfg, r, progress)
+        stages.update({f"hybrid_{k}": v for k, v in result.summary().items()})
 
     shipped = gated or model
     meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=emb.model_id,
