@@ -139,3 +139,24 @@ def start_node(installed, tmp_path):
 def python_subprocess(script: Path, *args, **kw):
     return subprocess.Popen([sys.executable, str(script), *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory):
+    """A random 2-layer Llama with the default LLM's tokenizer (its weights are not needed):
+    the small random model of the core unit tests."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tinyalign_ros.core.models import resolve_llm
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_llm()))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
+                      bos_token_id=tok.bos_token_id)
+    out = tmp_path_factory.mktemp("tiny-llm")
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -20,25 +20,6 @@ TEXTS = ["go forward ten meters", "turn left", "stop", "what time is it",
          "bring me the red cup", "follow me to the kitchen", "open the door please", "sit down"]
 
 
-@pytest.fixture(scope="module")
-def tiny_llm_dir(tmp_path_factory):
-    """A random 2-layer Llama with the default LLM's tokenizer (the weights are not needed)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from tinyalign_ros.core.models import resolve_llm
-
-    tok = AutoTokenizer.from_pretrained(str(resolve_llm()))
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
-                      bos_token_id=tok.bos_token_id)
-    out = tmp_path_factory.mktemp("tiny-llm")
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def items(n_per_text=2, dim=16, seed=0, hint=False):
     rng = np.random.default_rng(seed)
     out = []
