@@ -8,37 +8,20 @@ import torch
 
 from tinyalign_ros.core.assistant.checkpoint import Projector, ProjectorMeta, from_bytes, to_bytes
 from tinyalign_ros.core.assistant.llm import EmbeddingTable, FrozenLLM
-from tinyalign_ros.core.assistant.projector import BridgeFormer, ProjectorConfig
 from tinyalign_ros.core.assistant.prompt import PromptBuilder, PromptConfig
-from tinyalign_ros.core.learning.data import FeatureItem
 from tinyalign_ros.core.learning.train import TrainConfig, Trainer
+from test_training import items as training_items, projector   # the same tiny data and model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA device (torch.cuda.is_available() is False)")
 
-TEXTS = ["go forward ten meters", "turn left", "stop", "what time is it",
-         "bring me the red cup", "follow me to the kitchen", "open the door please", "sit down"]
 
-
-def items(n_per_text=2, dim=16, seed=0, hint=False):
-    rng = np.random.default_rng(seed)
-    out = []
-    for k, text in enumerate(TEXTS):
-        for j in range(n_per_text):
-            frames = rng.integers(20, 60)
-            base = np.sin(np.arange(frames)[:, None] * (k + 1) * 0.1 + np.arange(dim)[None] * 0.3)
-            it = FeatureItem((base + 0.1 * rng.standard_normal((frames, dim))).astype(np.float32),
-                             text, f"{k}-{j}")
-            if hint:   # a recogniser's hint, wrong on the last word
-                it.transcript = " ".join(text.split()[:-1] + ["banana"])
-            out.append(it)
+def items(hint=False):
+    """test_training's utterances; ``hint``: a recogniser's hint, wrong on the last word."""
+    out = training_items()
+    for it in out if hint else ():
+        it.transcript = " ".join(it.text.split()[:-1] + ["banana"])
     return out
-
-
-def projector(llm_dim, **kw):
-    torch.manual_seed(0)
-    return BridgeFormer(ProjectorConfig(asr_dim=16, llm_dim=llm_dim, hidden=32, heads=4,
-                                        layers=1, num_tokens=8, dropout=0.0, **kw))
 
 
 def on_cuda(model) -> bool:
