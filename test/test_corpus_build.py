@@ -117,10 +117,14 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr)
     """`make-base-projector --corpus` on a 16-utterance espeak corpus with the real encoder and
     LLM: first audio-only (no gate), then `--init` from it runs only the hybrid stage and ships a
     gated projector whose held-out numbers (Whisper's real transcripts as hints) are what mode
-    auto weighs; a gated projector is refused as a starting point."""
+    auto weighs, with the confidence limit of its gate picked on held-out sentences; a gated
+    projector is refused as the start of a hybrid stage, and calibrated and scored again
+    without one."""
     from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
     from tinyalign_ros.core.assistant.routing import ALIGNED_WER, CASCADE_WER
-    from tinyalign_ros.corpus.base import BaseRecipe, make_base_projector
+    import torch
+
+    from tinyalign_ros.corpus.base import GATE_CONFIDENCE_GRID, BaseRecipe, make_base_projector
 
     voices = _espeak_voices()
     root = tmp_path / "corpus"
@@ -150,7 +154,20 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr)
     assert metrics[ALIGNED_WER] == metrics["eval-sentences"]["hybrid"]
     assert metrics[CASCADE_WER] == metrics["eval-sentences"]["cascade"]
     assert {s["licence"] for s in gated.meta.training["sources"]} == {"GPL-3.0 (engine output)"}
+    # the gate's confidence limit, picked on the held-out sentences the scoring leaves out
+    calibration = metrics["gate_calibration"]
+    assert calibration["utterances"] == 1 and calibration["picked"] in GATE_CONFIDENCE_GRID
+    assert gated.model.config.gate_max_confidence == calibration["picked"]
     with pytest.raises(ValueError, match="already has a gate"):
         make_base_projector(root, tmp_path / "x.safetensors",
                             BaseRecipe(init=str(tmp_path / "h.safetensors"), **small),
                             log=lambda m: None)
+    # a gated base with no hybrid stage to run: calibrated and scored again, weights kept
+    again = make_base_projector(root, tmp_path / "c.safetensors",
+                                BaseRecipe(hybrid_utterances=0, eval_utterances=1,
+                                           init=str(tmp_path / "h.safetensors"), **small),
+                                log=lambda m: None)
+    rescored = load_checkpoint(tmp_path / "c.safetensors")
+    assert again["gate_calibration"]["utterances"] == 1
+    assert rescored.meta.training["init"]["version"] == gated.version
+    assert torch.equal(rescored.model.gate_logit, gated.model.gate_logit)

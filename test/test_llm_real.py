@@ -86,3 +86,31 @@ def test_closed_gate_answers_exactly_as_the_cascade(assistant):
         gated, features, s).generation.token_ids
     assert served.generation.token_ids != assistant.respond_with(
         projector, features, s).generation.token_ids      # not the ungated aligned prompt
+
+
+def test_a_confident_transcript_shuts_the_gate(assistant):
+    """gate_max_confidence: at or above it the recogniser's transcript is trusted as is and
+    the cascade answers (the same tokens, no projector pass); below it, or with no confidence
+    known, the audio enters through the learned gate."""
+    import numpy as np
+    import torch
+
+    from tinyalign_ros.core.assistant.projector import BridgeFormer, ProjectorConfig
+    from tinyalign_ros.bench.quality import as_projector
+
+    torch.manual_seed(0)
+    gated = as_projector(BridgeFormer(ProjectorConfig(
+        llm_dim=assistant.llm.dim, gate="scalar", gate_init=8.0,
+        gate_max_confidence=0.8)).eval())
+    features = np.random.default_rng(0).standard_normal((120, 384)).astype(np.float32)
+    # a sentence whose reply this untrained gate, open, changes
+    s, cascade, opened = next((s, c, o) for s in SENTENCES
+                              for c, o in [(assistant.respond_text(s).generation.token_ids,
+                                            assistant.respond_with(gated, features,
+                                                                   s).generation.token_ids)]
+                              if c != o)
+    sure = assistant.respond_with(gated, features, s, confidence=0.8)
+    assert sure.gate_shut and sure.generation.token_ids == cascade
+    assert sure.projector_s == 0.0 and sure.projector_version == gated.version
+    unsure = assistant.respond_with(gated, features, s, confidence=0.79)
+    assert not unsure.gate_shut and unsure.generation.token_ids == opened

@@ -100,6 +100,8 @@ def test_bad_inputs_are_refused_clearly():
         ProjectorConfig(hidden=30, heads=4)
     with pytest.raises(ValueError, match="pooling"):
         ProjectorConfig(pooling="max")
+    with pytest.raises(ValueError, match="gate_max_confidence"):
+        ProjectorConfig(gate="scalar", gate_max_confidence=1.5)
 
 
 def test_magnitude_prune_zeroes_the_requested_share():

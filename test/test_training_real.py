@@ -52,6 +52,22 @@ def test_short_embedlink_run_lowers_validation_loss(real_items):
     assert result.stages[0].best_val_loss == pytest.approx(after, rel=1e-4)
 
 
+def test_cached_transcripts_keep_their_confidence(real_items, tmp_path):
+    """The feature cache keeps each transcript's confidence (the gate of a gated projector
+    weighs it); an entry cached before confidences were kept is transcribed again."""
+    from tinyalign_ros.core.learning.data import encode_examples
+
+    asr, examples, _ = real_items
+    first = encode_examples(examples[:2], asr, tmp_path, with_transcripts=True)
+    assert all(0.0 < it.confidence <= 1.0 and it.transcript for it in first)
+    old = next(tmp_path.glob("*.json"))
+    old.write_text(json.dumps({"transcript": "stale"}))    # the old format
+    again = encode_examples(examples[:2], asr, tmp_path, with_transcripts=True)
+    assert [(it.transcript, it.confidence) for it in again] == \
+        [(it.transcript, it.confidence) for it in first]
+    assert "confidence" in json.loads(old.read_text())
+
+
 def test_cli_train_then_eval_on_real_speech(real_items, tmp_path):
     _, examples, _ = real_items
     data = write_jsonl(tmp_path / "data.jsonl", examples[:16])

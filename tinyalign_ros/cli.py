@@ -292,6 +292,7 @@ def cmd_make_base(args) -> int:
                             train_utterances=args.train_utterances, threads=args.threads,
                             hybrid_utterances=args.hybrid_utterances,
                             hint_error_rate=args.hint_error_rate, init=args.init or "",
+                            calibration_utterances=args.calibration_utterances,
                             seed=args.seed)
         from_corpus(args.corpus, Path(args.out), recipe)
     else:
@@ -517,8 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(0: ship the audio-only projector, no gate)")
     p.add_argument("--hint-error-rate", type=float, default=BaseRecipe.hint_error_rate,
                    help="--corpus: simulated recogniser errors per word in the hybrid's hints")
+    p.add_argument("--calibration-utterances", type=int,
+                   default=BaseRecipe.calibration_utterances,
+                   help="--corpus: held-out sentences that pick the gate's confidence limit "
+                        "(0: the audio always enters)")
     p.add_argument("--init", help="--corpus: start from this audio-only projector (skips "
-                                  "EmbedLink and the CE finish; the hybrid stage and scoring run)")
+                                  "EmbedLink and the CE finish; the hybrid stage and scoring "
+                                  "run), or a gated one with --hybrid-utterances 0 (calibrated "
+                                  "and scored)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_base)

@@ -63,8 +63,8 @@ class Systems:
         if system != "aligned":
             raise ValueError(f"unknown system {system!r}")
         assistant = self.hinted if hint else self.plain
-        return [assistant.respond_with(projector, it.features, it.transcript).text
-                for it in items]
+        return [assistant.respond_with(projector, it.features, it.transcript,
+                                       confidence=it.confidence).text for it in items]
 
     def wer(self, system: str, items, projector: Projector | None = None,
             hint: bool = False) -> float:

@@ -11,11 +11,17 @@
    (core.learning.hints: the true text with simulated substitutions, deletions and insertions;
    no hint at all for a tenth), the true text as the target. The base this makes is the gated
    projector, so its default aligned mode is the cascade plus whatever the audio adds;
-5. scored on the corpus's held-out sentences and held-out voice family (audio only, with the
-   transcript hint, the hybrid, and the cascade beside them, Whisper's real transcripts as the
-   hints), stored int8 with every voice's source and licence in its metadata.
+5. the gate's confidence limit: on held-out sentences not scored in 6, the recogniser
+   confidence at or above which the audio is left out (ProjectorConfig.gate_max_confidence),
+   picked from a coarse grid as the one with the lowest WER, the lowest limit (the most
+   cascade) among ties: where Whisper is sure of its transcript, the audio mostly misleads;
+6. scored on the corpus's held-out sentences and held-out voice family (audio only, with the
+   transcript hint, the hybrid, and the cascade beside them, Whisper's real transcripts and
+   confidences as the hints), stored int8 with every voice's source and licence in its
+   metadata.
 ``init`` starts from an audio-only projector made by stages 1-3 (its training record is kept
-in the metadata) and runs the hybrid stage and the scoring only.
+in the metadata) and runs the hybrid stage and the rest only; from a gated one made by stage 4
+(with ``hybrid_utterances`` 0), stages 5 and 6 only.
 """
 from __future__ import annotations
 
@@ -40,6 +46,7 @@ class BaseRecipe:
     hybrid_lr: float = 2e-4
     hint_error_rate: float = 0.2       # simulated recogniser errors per word in training hints
     gate_init: float = -4.0            # sigmoid(-4) = 0.018: the cascade, nearly
+    calibration_utterances: int = 100  # held-out sentences that pick the confidence limit
     init: str = ""                     # an audio-only projector to start from (skips 1-3)
     eval_utterances: int = 100         # per held-out split, scored through the LLM (0: none)
     eval_max_new_tokens: int = 40      # the longest reply scored (the serving default)
@@ -64,8 +71,10 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
 
     r = recipe or BaseRecipe()
     t_start = time.perf_counter()
-    if r.init and load_checkpoint(r.init).model.config.gate != "none":   # before loading models
-        raise ValueError(f"{r.init} already has a gate: init takes an audio-only projector")
+    init_gated = bool(r.init) and load_checkpoint(r.init).model.config.gate != "none"
+    if init_gated and r.hybrid_utterances:   # checked before the models load
+        raise ValueError(f"{r.init} already has a gate: init takes an audio-only projector "
+                         "(or a gated one with hybrid_utterances 0: calibrated and scored)")
     torch.set_num_threads(r.threads)
     corpus = Corpus(corpus_dir)
     asr = AsrFrontEnd(cpu_threads=r.threads)
@@ -109,8 +118,8 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
     audio_only = Projector(model.eval(), ProjectorMeta(
         asr_model_id=asr.model_id, llm_model_id=emb.model_id,
         projector=model.config.to_dict(), prompt=prompt_cfg.to_dict()))
-    gated = None
-    if r.hybrid_utterances and r.hybrid_epochs:
+    gated = model if init_gated else None
+    if not init_gated and r.hybrid_utterances and r.hybrid_epochs:
         gated, result = hybrid_stage(model, train, val, llm, prompt_cfg, r, progress)
         stages.update({f"hybrid_{k}": v for k, v in result.summary().items()})
 
@@ -118,6 +127,12 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
     meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=emb.model_id,
                          projector=shipped.config.to_dict(), prompt=prompt_cfg.to_dict())
     projector = Projector(shipped.eval(), meta)
+    calibration = None
+    if gated is not None and r.calibration_utterances:
+        held = corpus.items(asr.model_id, "eval-sentences", with_transcripts=True,
+                            limit=r.eval_utterances + r.calibration_utterances)
+        calibration = calibrate_gate(projector, held[r.eval_utterances:], llm,
+                                     r.eval_max_new_tokens, log)
     metrics = evaluate(audio_only, corpus, asr, llm, r.eval_utterances,
                        hybrid=projector if gated is not None else None,
                        max_new_tokens=r.eval_max_new_tokens)
@@ -128,6 +143,7 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
                         VALIDATION_UTTERANCES: held_out["utterances"]})
     if gated is not None:
         metrics["gate"] = round(float(torch.sigmoid(gated.gate_logit.detach())), 4)
+        metrics["gate_calibration"] = calibration
     metrics["wall_s"] = round(time.perf_counter() - t_start, 1)
     voices = [v for v in corpus.plan["voices"] if not v["held_out"]]
     meta.training = {"recipe": "tinyalign make-base-projector --corpus", **asdict(r),
@@ -173,6 +189,41 @@ def hybrid_stage(model, train, val, llm, prompt_cfg, r: BaseRecipe, progress):
     return gated.eval(), result
 
 
+#: the confidence limits tried (0: always the cascade; 1: the audio always enters)
+GATE_CONFIDENCE_GRID = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
+
+
+def calibrate_gate(projector, items, llm, max_new_tokens: int = 40, log=print) -> dict | None:
+    """Stage 5: sets the gated ``projector``'s gate_max_confidence (its model config and its
+    metadata) to the grid value with the lowest WER on ``items`` (held-out utterances with the
+    recogniser's transcripts and confidences), the lowest among ties. Each utterance is
+    answered twice (cascade, and the hybrid with the learned gate alone); every limit is then
+    a choice between the two. Returns {"utterances", "wer" per limit, "picked"}; None (the
+    limit left as it is) without items."""
+    from ..core.assistant.pipeline import Assistant
+    from ..core.assistant.prompt import PromptConfig
+    from ..core.metrics import wer
+
+    items = [it for it in items if it.confidence is not None]
+    if not items:
+        log("gate calibration skipped: no held-out utterances with confidences")
+        return None
+    plain = Assistant(llm, PromptConfig(transcript_hint=False), max_new_tokens=max_new_tokens)
+    refs = [it.text for it in items]
+    cascade = [plain.respond_text(it.transcript).text for it in items]
+    hybrid = [plain.respond_hybrid(projector, it.features, it.transcript).text for it in items]
+    table = {limit: round(wer(refs, [c if it.confidence >= limit else h
+                                     for it, c, h in zip(items, cascade, hybrid)]), 4)
+             for limit in GATE_CONFIDENCE_GRID}
+    picked = min(GATE_CONFIDENCE_GRID, key=lambda limit: (table[limit], limit))
+    projector.model.config.gate_max_confidence = picked
+    projector.meta.projector["gate_max_confidence"] = picked
+    log(f"gate confidence limit {picked} on {len(items)} held-out utterances; WER per limit: "
+        f"{table}")
+    return {"utterances": len(items), "wer": {str(k): v for k, v in table.items()},
+            "picked": picked}
+
+
 def evaluate(projector, corpus, asr, llm, n: int, hybrid=None, max_new_tokens: int = 40) -> dict:
     """Audio-only, hinted and cascade WER of the repeat task on the corpus's held-out splits
     (and the gated ``hybrid``'s, if given); the hints are Whisper's real transcripts."""
@@ -191,16 +242,17 @@ def evaluate(projector, corpus, asr, llm, n: int, hybrid=None, max_new_tokens: i
         row = {
             "utterances": len(items),
             "whisper": round(wer(refs, [it.transcript for it in items]), 4),
-            "audio_only": round(wer(refs, [plain.respond_with(projector, it.features, "").text
+            "audio_only": round(wer(refs, [plain.respond_aligned(projector, it.features).text
                                            for it in items]), 4),
-            "with_hint": round(wer(refs, [hinted.respond_with(projector, it.features,
-                                                              it.transcript).text
+            "with_hint": round(wer(refs, [hinted.respond_aligned(projector, it.features,
+                                                                 it.transcript).text
                                           for it in items]), 4),
             "cascade": round(wer(refs, [plain.respond_text(it.transcript).text
                                         for it in items]), 4)}
         if hybrid is not None:
             row["hybrid"] = round(wer(refs, [plain.respond_hybrid(hybrid, it.features,
-                                                                  it.transcript).text
+                                                                  it.transcript,
+                                                                  confidence=it.confidence).text
                                              for it in items]), 4)
         out[split] = row
     return out

@@ -335,7 +335,7 @@ class Corpus:
                 tpath = self.transcripts_path(k, asr_id)
                 if not tpath.is_file():
                     continue
-                trans = {t["id"]: t["transcript"] for t in json.loads(tpath.read_text())}
+                trans = {t["id"]: t for t in json.loads(tpath.read_text())}
             for j, row in enumerate(rows):
                 if row["split"] != split or offsets[j + 1] == offsets[j]:
                     continue
@@ -343,8 +343,9 @@ class Corpus:
                     continue
                 if exclude_families and row["family"] in exclude_families:
                     continue
+                t = trans.get(row["id"], {})
                 out.append(FeatureItem(feats[offsets[j]:offsets[j + 1]], row["text"], row["id"],
-                                       trans.get(row["id"], "")))
+                                       t.get("transcript", ""), t.get("confidence")))
                 if limit and len(out) >= limit:
                     return out
         return out

@@ -230,10 +230,13 @@ class ResponseNode(ManagedModels, LifecycleNode):
         if projector is not None:
             # the projector is passed per request: a swap never affects a request in flight
             reply = self.assistant.respond_with(projector, features, msg.transcript, on_token,
-                                                max_new_tokens)
+                                                max_new_tokens, confidence=msg.confidence)
         else:
             reply = self.assistant.respond_text(msg.transcript, on_token, max_new_tokens)
         t = reply.timings
+        if reply.gate_shut:
+            out.reason += (f"; audio gate shut (ASR confidence {msg.confidence:.2f} >= "
+                           f"{projector.model.config.gate_max_confidence:g}: the cascade's reply)")
         out.text = reply.text
         out.projector_time_s = t["projector_s"]
         out.llm_prefill_time_s = t["prefill_s"]

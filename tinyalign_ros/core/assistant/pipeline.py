@@ -40,6 +40,7 @@ class Reply:
     generation: Generation
     projector_s: float = 0.0
     projector_version: str = ""
+    gate_shut: bool = False    # a gated projector's audio was left out: the cascade's reply
 
     @property
     def timings(self) -> dict:
@@ -196,13 +197,15 @@ class Assistant:
     def respond_with(self, projector: Projector, features: np.ndarray,
                      transcript: str | None = None,
                      on_token: Callable[[str], None] | None = None,
-                     max_new_tokens: int | None = None) -> Reply:
+                     max_new_tokens: int | None = None,
+                     confidence: float | None = None) -> Reply:
         """Aligned response with a given projector (callers that swap projectors pass theirs
         per request, so a swap never changes a request in flight). A projector with a gate was
-        trained as the hybrid input and is served that way (respond_hybrid)."""
+        trained as the hybrid input and is served that way (respond_hybrid), given the
+        recogniser's ``confidence`` in the transcript where it is known."""
         if projector.model.config.gate != "none":
             return self.respond_hybrid(projector, features, transcript or "", None, on_token,
-                                       max_new_tokens)
+                                       max_new_tokens, confidence)
         return self.respond_aligned(projector, features, transcript, on_token, max_new_tokens)
 
     def respond_aligned(self, projector: Projector, features: np.ndarray,
@@ -223,14 +226,21 @@ class Assistant:
     def respond_hybrid(self, projector: Projector, features: np.ndarray, transcript: str,
                        gate_bias: float | torch.Tensor | None = None,
                        on_token: Callable[[str], None] | None = None,
-                       max_new_tokens: int | None = None) -> Reply:
+                       max_new_tokens: int | None = None,
+                       confidence: float | None = None) -> Reply:
         """The cascade's prompt and transcript, plus the projector's audio tokens placed before
         the transcript and seen by the LLM only through an attention gate (llm.Gate): bias 0
         is open, -inf closed, per audio token or one for all; None: the projector's own learned
         gate (closed for a projector trained without one). With the gate closed the reply is
         the cascade's (the same tokens); the audio can only add to what the transcript says.
-        Each audio token takes the position of the transcript stretch it accompanies."""
+        Each audio token takes the position of the transcript stretch it accompanies. With its
+        own gate, a ``confidence`` at or above the projector's gate_max_confidence shuts it:
+        the cascade answers, without the projector's cost."""
         from .llm import Gate
+
+        if gate_bias is None and projector.model.gate_shut(confidence):
+            reply = self.respond_text(transcript, on_token, max_new_tokens)
+            return Reply(reply.text, reply.generation, 0.0, projector.version, gate_shut=True)
 
         ids = self.llm.tokenizer(transcript, add_special_tokens=False).input_ids
         t0 = time.perf_counter()

@@ -45,12 +45,19 @@ class ProjectorConfig:
                         choices=("none", "scalar", "token"))
     gate_init: float = setting(-4.0, "initial gate logit (sigmoid(-4) = 0.018: nearly closed, "
                                      "so the hybrid starts as the cascade)")
+    gate_max_confidence: float = setting(
+        1.0, "the audio enters only while the recogniser's confidence in its transcript is "
+             "below this; at or above it the gate is shut and the reply is the cascade's "
+             "(1.0: it always enters). The base recipe sets it on held-out speech")
 
     def __post_init__(self):
         if self.pooling not in ("fixed", "length"):
             raise ValueError(f"pooling must be 'fixed' or 'length', got {self.pooling!r}")
         if self.gate not in ("none", "scalar", "token"):
             raise ValueError(f"gate must be none, scalar or token, got {self.gate!r}")
+        if not 0.0 <= self.gate_max_confidence <= 1.0:
+            raise ValueError(f"gate_max_confidence must be in [0, 1], got "
+                             f"{self.gate_max_confidence}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         if min(self.asr_dim, self.llm_dim, self.hidden, self.layers, self.num_tokens,
@@ -119,6 +126,12 @@ class BridgeFormer(nn.Module):
         if self.config.gate == "token":
             logit = logit + self.gate_head(tokens).squeeze(-1)
         return nn.functional.logsigmoid(logit)
+
+    def gate_shut(self, confidence: float | None) -> bool:
+        """True when the recogniser is confident enough that the audio is left out (the
+        cascade answers); an unknown confidence (None) leaves it to the learned gate."""
+        return (self.config.gate != "none" and confidence is not None
+                and confidence >= self.config.gate_max_confidence)
 
     def stack_frames(self, features: torch.Tensor, frame_mask: torch.Tensor):
         """(B, L, D), (B, L) -> (B, ceil(L/k), k*D), (B, ceil(L/k)); padding frames are zeroed

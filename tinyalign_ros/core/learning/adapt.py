@@ -147,10 +147,13 @@ def user_items(store: UtteranceStore, user_id: str, config: AdaptConfig,
                               f"or confident enough for pseudo-labels); at least "
                               f"{config.min_utterances} are needed")
     hints = {u.utterance_id: (hint(u) if hint else u.transcript) for u in logged}
-    corrected = [FeatureItem(u.features(), u.label, u.utterance_id, hints[u.utterance_id])
+    # the logged confidence belongs to the logged transcript, not to a re-recognised hint
+    confidence = {u.utterance_id: None if hint else u.confidence for u in logged}
+    corrected = [FeatureItem(u.features(), u.label, u.utterance_id, hints[u.utterance_id],
+                             confidence[u.utterance_id])
                  for u in logged if u.corrected_text is not None]
     pseudo = [FeatureItem(u.features(), hints[u.utterance_id], u.utterance_id,
-                          hints[u.utterance_id])
+                          hints[u.utterance_id], confidence[u.utterance_id])
               for u in logged if u.corrected_text is None]
     if len(corrected) >= 4:
         train_c, val = split(corrected, config.val_fraction, config.seed)
@@ -168,7 +171,8 @@ def score(assistant, projector: Projector, items: list[FeatureItem],
         if cancel is not None and cancel.is_set():
             raise AdaptationError("cancelled")
         refs.append(it.text)
-        hyps.append(assistant.respond_with(projector, it.features, it.transcript).text)
+        hyps.append(assistant.respond_with(projector, it.features, it.transcript,
+                                           confidence=it.confidence).text)
     return wer(refs, hyps)
 
 

@@ -34,6 +34,7 @@ class FeatureItem:
     text: str
     id: str = ""
     transcript: str = ""     # ASR transcript, for the hint variant and the cascade
+    confidence: float | None = None   # the recogniser's in that transcript (None: unknown)
 
 
 def load_examples(spec: str | os.PathLike) -> list[Example]:
@@ -84,28 +85,32 @@ def encode_examples(examples: list[Example], asr, cache_dir: str | os.PathLike |
     items = []
     for i, ex in enumerate(examples):
         key = cache_key(ex.audio, asr.model_id) if cache else None
-        feats = transcript = None
+        feats = transcript = confidence = None
         if cache and (cache / f"{key}.npy").is_file():
             try:
                 feats = np.load(cache / f"{key}.npy").astype(np.float32)
                 meta_path = cache / f"{key}.json"
                 if meta_path.is_file():
-                    transcript = json.loads(meta_path.read_text()).get("transcript")
+                    meta = json.loads(meta_path.read_text())
+                    transcript, confidence = meta.get("transcript"), meta.get("confidence")
             except (ValueError, OSError):
                 feats = None  # a damaged cache entry is recomputed
-        if feats is None or (with_transcripts and transcript is None):
+        # entries cached before confidences were kept are transcribed again
+        if feats is None or (with_transcripts and (transcript is None or confidence is None)):
             audio = load_audio(ex.audio)
             if feats is None:
                 feats = asr.encode(audio)
             if with_transcripts:
-                transcript = asr.transcribe(audio).text
+                t = asr.transcribe(audio)
+                transcript, confidence = t.text, t.confidence
             if cache:
                 tmp = cache / f".{key}.tmp.npy"
                 np.save(tmp, feats.astype(np.float16))
                 os.replace(tmp, cache / f"{key}.npy")
                 if transcript is not None:
-                    (cache / f"{key}.json").write_text(json.dumps({"transcript": transcript}))
-        items.append(FeatureItem(feats, ex.text, ex.id, transcript or ""))
+                    (cache / f"{key}.json").write_text(json.dumps(
+                        {"transcript": transcript, "confidence": confidence}))
+        items.append(FeatureItem(feats, ex.text, ex.id, transcript or "", confidence))
         if progress:
             progress(i + 1, len(examples))
     return items
