@@ -417,3 +417,29 @@ def test_adapting_a_gated_projector_trains_the_hybrid_it_is_served_as():
     gated = AdaptConfig(epochs=3).train_config(gated=True)
     assert gated.objective == "hybrid" and gated.ce_epochs == 3 and gated.micro_batch == 2
     assert AdaptConfig(objective="embedlink").train_config(gated=True).objective == "embedlink"
+
+
+def test_adapting_a_gated_base_opens_its_confidence_limit_for_the_user(tiny_llm_dir, tmp_path):
+    """A base whose gate is shut for every confidence (it answers as the cascade) is adapted
+    with the user's own audio let in (AdaptConfig.gate_max_confidence); the logged confidences
+    reach the validation, where the base scores exactly as the cascade."""
+    from tinyalign_ros.core.assistant.pipeline import Assistant
+    from tinyalign_ros.core.learning.adapt import AdaptConfig, adapt_user, user_items
+    from tinyalign_ros.core.learning.store import UtteranceStore
+
+    llm = FrozenLLM(tiny_llm_dir, device="cpu")
+    assistant = Assistant(llm, PromptConfig(), max_new_tokens=4)
+    store = UtteranceStore(tmp_path)
+    for it in items(2):
+        store.log(it.id, "erin", it.features, it.text, 0.9, "asr:16")
+        store.correct("erin", it.id, it.text)
+    config = AdaptConfig(epochs=1, min_utterances=4, require_improvement=False)
+    train, val = user_items(store, "erin", config, "asr:16")
+    assert [it.confidence for it in train + val] == [pytest.approx(0.9)] * len(items(2))
+    base = value(projector(llm.dim, gate="scalar", gate_max_confidence=0.0), version="base")
+    result = adapt_user(store, "erin", base, assistant, EmbeddingTable(tiny_llm_dir), "asr:16",
+                        config)
+    assert result.metrics["wer_before"] == result.metrics["cascade_wer"]
+    adapted = result.projector
+    assert adapted.model.config.gate_max_confidence == 1.0
+    assert from_bytes(result.checkpoint).model.config.gate_max_confidence == 1.0

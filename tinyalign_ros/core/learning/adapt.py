@@ -65,6 +65,10 @@ class AdaptConfig:
                                   live=True)
     require_improvement: bool = setting(True, "publish only projectors that beat the current "
                                               "one on held-out utterances", live=True)
+    gate_max_confidence: float = setting(
+        1.0, "a gated projector's confidence limit once adapted (the base's was picked on other "
+             "voices; 1.0: the user's own audio always enters, and validation against the "
+             "cascade decides whether it is published)", live=True)
     lora_rank: int = setting(0, "> 0 with a ce objective: also train a per-user LoRA adapter "
                                 "on the LLM, carried in the projector's checkpoint", live=True)
     target: str = setting("projector", "what a job adapts: projector, recognizer (a per-user "
@@ -233,6 +237,8 @@ def adapt_projector(train: list[FeatureItem], val: list[FeatureItem], current: P
                 "validation_wer": before})
 
     model = copy.deepcopy(current.model).train()
+    if model.config.gate != "none":
+        model.config.gate_max_confidence = config.gate_max_confidence
     train_config = config.train_config(gated=model.config.gate != "none")
     uses_llm = train_config.objective in LLM_OBJECTIVES
     trainer = Trainer(model, train_config, embeddings=embeddings,
