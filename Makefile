@@ -11,7 +11,7 @@ help:
 	@echo "make test-fast  the suite without the slow end-to-end tests (edit loop; no setup)"
 	@echo "make test-gpu   training and serving on a CUDA device (skipped without one; no setup)"
 	@echo "make faults  bad input, storage faults, concurrency and privacy against the running nodes"
-	@echo "make soak MINUTES=10  continuous speech + periodic Adapt; each node's memory and its slope"
+	@echo "make soak MINUTES=30  continuous speech + periodic Adapt; each node's memory and its slope"
 	@echo "make build   colcon build only"
 	@echo "make clean   remove build/ install/ log/ (and the -jazzy ones)"
 	@echo "make setup-jazzy  the same setup for ROS 2 Jazzy (LTS): a second venv, build-jazzy/ install-jazzy/"
@@ -38,7 +38,7 @@ faults: setup
 
 # Continuous speech into the four-process graph plus an Adapt call every 2 min (scripts/soak.py;
 # not in CI): prints each node's RSS over time and its slope after warm-up, which must be flat.
-MINUTES ?= 10
+MINUTES ?= 30
 soak: setup
 	$(ENV) && python scripts/soak.py --minutes $(MINUTES)
 
