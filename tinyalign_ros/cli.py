@@ -100,8 +100,11 @@ def cmd_respond(args) -> int:
             if assistant.projector is None:
                 print("tinyalign: error: aligned mode needs --projector", file=sys.stderr)
                 return 2
-            reply = assistant.respond_features(result.features, result.transcript.text)
+            reply = assistant.respond_features(result.features, result.transcript.text,
+                                               confidence=result.transcript.confidence)
             row["aligned"] = reply.text
+            if reply.gate_shut:
+                row["gate_shut"] = True   # a confident transcript: the cascade's reply
             row["timings"] = {k: round(v, 3) for k, v in reply.timings.items()}
         print(json.dumps(row))
     return 0

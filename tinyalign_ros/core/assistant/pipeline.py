@@ -189,10 +189,12 @@ class Assistant:
 
     def respond_features(self, features: np.ndarray, transcript: str | None = None,
                          on_token: Callable[[str], None] | None = None,
-                         max_new_tokens: int | None = None) -> Reply:
+                         max_new_tokens: int | None = None,
+                         confidence: float | None = None) -> Reply:
         if self.projector is None:
             raise RuntimeError("no projector loaded")
-        return self.respond_with(self.projector, features, transcript, on_token, max_new_tokens)
+        return self.respond_with(self.projector, features, transcript, on_token, max_new_tokens,
+                                 confidence)
 
     def respond_with(self, projector: Projector, features: np.ndarray,
                      transcript: str | None = None,
