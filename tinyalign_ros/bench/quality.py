@@ -16,11 +16,10 @@ recorded (``Assistant.prompt_for``), which can differ from the serving prompt of
 """
 from __future__ import annotations
 
-import copy
 import time
 
 from ..core.assistant.checkpoint import Projector, ProjectorMeta
-from ..core.learning.adapt import AdaptConfig
+from ..core.learning.adapt import AdaptConfig, trainable_copy
 from ..core.learning.train import LLM_OBJECTIVES, Trainer
 from ..core.metrics import wer
 
@@ -95,7 +94,7 @@ def adapt(base: Projector, items, assistant, embeddings, config: AdaptConfig,
     ``assistant`` serves ``base`` with. Returns (adapted projector, training seconds).
     ``progress(report, model)``: the trainer's progress reports, with the model in training."""
     prompt = assistant.prompt_for(base)
-    model = copy.deepcopy(base.model).train()
+    model = trainable_copy(base, config)
     train_config = config.train_config(gated=model.config.gate != "none")
     uses_llm = train_config.objective in LLM_OBJECTIVES
     t0 = time.perf_counter()

@@ -214,6 +214,16 @@ def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistan
     return result
 
 
+def trainable_copy(current: Projector, config: AdaptConfig):
+    """A copy of ``current``'s model in training mode, as the recipe adapts it: a gated one
+    with the user's own audio let in (``config.gate_max_confidence``; the base's limit was
+    picked on other voices)."""
+    model = copy.deepcopy(current.model).train()
+    if model.config.gate != "none":
+        model.config.gate_max_confidence = config.gate_max_confidence
+    return model
+
+
 def adapt_projector(train: list[FeatureItem], val: list[FeatureItem], current: Projector,
                     assistant, embeddings, config: AdaptConfig,
                     progress: Callable[[dict], None] | None = None,
@@ -236,9 +246,7 @@ def adapt_projector(train: list[FeatureItem], val: list[FeatureItem], current: P
         report({"stage": "validating", "step": 0, "total_steps": 0, "loss": 0.0, "eta_s": 0.0,
                 "validation_wer": before})
 
-    model = copy.deepcopy(current.model).train()
-    if model.config.gate != "none":
-        model.config.gate_max_confidence = config.gate_max_confidence
+    model = trainable_copy(current, config)
     train_config = config.train_config(gated=model.config.gate != "none")
     uses_llm = train_config.objective in LLM_OBJECTIVES
     trainer = Trainer(model, train_config, embeddings=embeddings,
