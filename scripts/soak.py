@@ -51,6 +51,10 @@ def main(argv=None) -> int:
     ap.add_argument("--adapt-utterances", type=int, default=0,
                     help="train each job on at most this many utterances (0: the node's "
                          "max_utterances), so that job size does not grow with the log")
+    ap.add_argument("--retention", type=int, default=0,
+                    help="the adaptation node's max_utterances_per_user (0: its default, 500): a "
+                         "smaller log reaches its cap sooner, so a run shows default-size jobs "
+                         "(the whole log) once they stop growing")
     ap.add_argument("--sample-every", type=float, default=15.0, help="seconds between RSS samples")
     ap.add_argument("--warmup", type=float, default=None,
                     help="minutes of warm-up left out of the slope (default: 20%% of the run, "
@@ -73,8 +77,10 @@ def main(argv=None) -> int:
     graph = Graph(work)
     graph.start("asr_node", cpu_threads=1, user_id="soak")
     graph.start("response_node", threads=1, mode="aligned", max_new_tokens=6)
+    retention = {"max_utterances_per_user": args.retention} if args.retention else {}
     graph.start("adaptation_node", store_dir=str(work / "store"), nice=0, max_new_tokens=4,
-                require_improvement="false", objective="embedlink", epochs=2, min_utterances=3)
+                require_improvement="false", objective="embedlink", epochs=2, min_utterances=3,
+                **retention)
     graph.start("capture_node", source="file", file_path=str(GOFORWARD), file_loop="true",
                 file_gap_s=0.6, file_wait_for_subscriber_s=60.0)
 
