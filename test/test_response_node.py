@@ -70,13 +70,13 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     torch.manual_seed(0)
     proj = BridgeFormer(ProjectorConfig(asr_dim=384, llm_dim=576))
 
-    def checkpoint(version, aligned_wer, cascade_wer):
+    def checkpoint(version, aligned_wer, cascade_wer, model=proj):
         meta = ProjectorMeta(asr_model_id=asr.model_id, llm_model_id=llm_id(resolve_llm()),
-                             projector=proj.config.to_dict(), version=version,
+                             projector=model.config.to_dict(), version=version,
                              metrics={"validation_aligned_wer": aligned_wer,
                                       "validation_cascade_wer": cascade_wer,
                                       "validation_utterances": 10})
-        return to_bytes(Projector(proj, meta))
+        return to_bytes(Projector(model, meta))
 
     def signed(update, with_key=key):
         update.header.stamp = ros_node.get_clock().now().to_msg()
@@ -113,9 +113,12 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     assert node.output().count("projector v-test-1 now serves user 'alice'") == 1
 
     # a newer projector that loses to the cascade: auto answers alice by the cascade and says
-    # why; an older signed update played back afterwards is refused
+    # why; an older signed update played back afterwards is refused. It is a gated one whose
+    # gate shuts at any confidence (a base calibrated to let no audio in)
     newer = ProjectorUpdate(user_id="alice", version="v-test-2")
-    newer.checkpoint = checkpoint("v-test-2", 0.30, 0.20)
+    gated = BridgeFormer(ProjectorConfig(asr_dim=384, llm_dim=576, gate="scalar",
+                                         gate_max_confidence=0.0))
+    newer.checkpoint = checkpoint("v-test-2", 0.30, 0.20, gated)
     update_pub.publish(signed(newer))
     assert node.wait_for_log("projector v-test-2 now serves user 'alice'", 30), node.output()
     update_pub.publish(update)
@@ -127,7 +130,7 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     assert lost.mode == "cascade" and lost.projector_version == ""
     assert "v-test-2 loses: aligned WER 30.0% vs cascade 20.0%" in lost.reason
 
-    # mode aligned serves her projector regardless
+    # mode aligned serves her projector regardless: here its shut gate, so the cascade's reply
     assert all(r.successful for r in set_parameters(ros_node, "/response", [node],
                                                     mode="aligned"))
     feat_pub.publish(features_msg(asr, load_audio(GOFORWARD), "utt-5"))
@@ -135,6 +138,8 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
                       60, [node]), node.output()
     forced = {r.utterance_id: r for r in responses}["utt-5"]
     assert forced.mode == "aligned" and forced.projector_version == "v-test-2"
+    assert "audio gate shut (ASR confidence" in forced.reason and forced.projector_time_s == 0
+    assert forced.text == r.text     # utt-1's cascade reply, the same recording
 
     # features of another encoder variant of the same width (ct2 instead of var): alice's
     # projector must not read them; the node answers in cascade mode and says why
