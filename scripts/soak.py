@@ -57,13 +57,13 @@ def main(argv=None) -> int:
                          "(the whole log) once they stop growing")
     ap.add_argument("--sample-every", type=float, default=15.0, help="seconds between RSS samples")
     ap.add_argument("--warmup", type=float, default=None,
-                    help="minutes of warm-up left out of the slope (default: 20%% of the run, "
-                         "at least 3; the adaptation node's RSS rises over its first jobs)")
+                    help="minutes of warm-up left out of the slope (default: a third of the "
+                         "run, at least 3; the adaptation node's RSS rises over its first jobs)")
     ap.add_argument("--max-slope", type=float, default=2.0,
                     help="MB/min after warm-up above which a node counts as growing (default 2)")
     args = ap.parse_args(argv)
     warmup = (args.warmup if args.warmup is not None
-              else min(max(3.0, 0.2 * args.minutes), 0.5 * args.minutes))
+              else min(max(3.0, args.minutes / 3), 0.5 * args.minutes))
 
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 200)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
