@@ -287,6 +287,7 @@ def test_both_adapts_the_recogniser_first_and_the_asr_node_serves_it(world):
     assert {"recognizer_wer_before", "recognizer_wer_after", "recognizer_train_s",
             "wer_before", "wer_after"} <= set(metrics), metrics
     assert metrics["recognizer_published"] == 1.0     # require_improvement is off here
+    assert metrics["recognizer_before_served"] == 1.0  # judged against the logged transcripts
     assert 400_000 < metrics["recognizer_bytes"] < 600_000
     stages = [f.stage for f in feedback]
     assert "recognizer_training" in stages and "training" in stages

@@ -107,6 +107,8 @@ def test_adapt_target_recognizer_writes_a_recogniser_adapter(installed, tmp_path
     m = row["metrics"]
     assert m["recognizer_train_utterances"] + m["recognizer_validation_utterances"] == 8
     assert {"recognizer_wer_before", "recognizer_wer_after"} <= set(m)
+    # the gate's before is what the ASR front end serves (transcribed here, logged by the node)
+    assert m["recognizer_before_served"] == 1.0
     adapter = RecognizerAdapter.from_bytes(out.read_bytes())
     assert adapter.metadata["user_id"] == "alice" and adapter.metadata["rank"] == 8
     assert 400_000 < out.stat().st_size < 600_000

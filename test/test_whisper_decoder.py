@@ -224,3 +224,33 @@ def test_the_nodes_recipe_gates_against_the_users_current_adapter(rec, croaky_it
     assert (result.adapter is current) == (not result.published)   # refused: she keeps hers
     meta = RecognizerAdapter.from_bytes(result.data).metadata
     assert (meta["user_id"], meta["parent_version"]) == ("alice", "rec-alice-old")
+
+
+def test_a_new_users_adapter_must_beat_what_they_were_served(rec, croaky_items):
+    """Without a current adapter the gate's "before" is the transcripts the user was served
+    (logged by the ASR node: faster-whisper, which a refusal keeps), not a torch decode; where
+    one is unknown it falls back to the unadapted decoder."""
+    import dataclasses
+
+    from tinyalign_ros.core.learning.adapt import AdaptConfig, adapt_recognizer_items
+    from tinyalign_ros.core.learning.recognizer_adapt import split_items
+
+    config = AdaptConfig(recognizer_epochs=1)
+    # served perfectly: nothing can beat it, so nothing is published
+    perfect = [dataclasses.replace(it, served=it.text) for it in croaky_items[:10]]
+    result = adapt_recognizer_items(rec, perfect, None, config, user_id="dave")
+    m = result.metrics
+    assert m["recognizer_before_served"] == 1.0 and m["recognizer_wer_before"] == 0.0
+    assert not result.published and result.adapter is None
+    assert "the transcripts the user was served" not in result.message   # refused
+    # served garbage: the before is that garbage's WER (1.0), not the decoder's
+    garbage = [dataclasses.replace(it, served="zzz") for it in croaky_items[:10]]
+    m = adapt_recognizer_items(rec, garbage, None, config, user_id="dave").metrics
+    assert m["recognizer_wer_before"] == 1.0
+    # one held-out transcript unknown: the unadapted decoder is the before
+    _, val = split_items(perfect, 0.2, 0)
+    partial = [dataclasses.replace(it, served=None) if it.id == val[0].id else it
+               for it in perfect]
+    m = adapt_recognizer_items(rec, partial, None, config, user_id="dave").metrics
+    assert m["recognizer_before_served"] == 0.0
+    assert m["recognizer_wer_before"] == m["recognizer_wer_base"] == evaluate(rec, val)["wer"]

@@ -199,12 +199,14 @@ def _adapt_recognizer_offline(args, config):
     examples = load_examples(args.data)
     if args.limit:
         examples = examples[:args.limit]
+    # what the ASR node would have served (and logged): the gate's "before" for a new user
+    served = {it.id: it.transcript for it in _load_items(args, _asr(args), True)}
     items = []
     for ex in examples:
         audio = load_audio(ex.audio)
         if audio.size <= 30 * SAMPLE_RATE:      # one padded window per utterance
             items.append(RecognizerItem(recognizer.encode(audio)[0].half().numpy(), ex.text,
-                                        ex.id, audio.size / SAMPLE_RATE))
+                                        ex.id, audio.size / SAMPLE_RATE, served.get(ex.id)))
     if config.max_utterances:
         items = items[-config.max_utterances:]
     need = config.recognizer_config().min_utterances + 1

@@ -133,10 +133,13 @@ class BenchContext:
 
     def users(self) -> list:
         """The quality section's users: the real speaker, the synthetic hard speakers, and
-        held-out sentences in the base voices (pools transcribed up to the largest hint K)."""
+        held-out sentences in the base voices (pools transcribed up to the largest K used)."""
         from . import speakers
 
-        c, n = self.config, max(self.config.hint_ks, default=0)
+        c = self.config
+        # transcribed: the hint K's pool, and every K's when the recogniser adapts (its gate
+        # compares with the transcripts the user was served)
+        n = max((*c.hint_ks, *(c.ks if c.recognizer else ())), default=0)
         users = [speakers.real_speaker(self.asr, c.real_pool, c.real_test, n)]
         users += [speakers.synthetic_speaker(name, self.asr, c.synthetic_pool, c.synthetic_test,
                                              transcribed_pool=n) for name in c.synthetic_users]

@@ -50,7 +50,7 @@ def recognizer_items(recognizer, items, audio_paths) -> list:
     for it, path in zip(items, audio_paths):
         audio = load_audio(path)
         out.append(RecognizerItem(recognizer.encode(audio)[0].half().numpy(), it.text, it.id,
-                                  audio.size / SAMPLE_RATE))
+                                  audio.size / SAMPLE_RATE, it.transcript or None))
     return out
 
 

@@ -349,7 +349,8 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
         if audio is None or audio.size > 30 * SAMPLE_RATE:
             continue
         memory = recognizer.encode(audio)[0].half().numpy()     # 1.1 MB per utterance
-        items.append(RecognizerItem(memory, u.label, u.utterance_id, audio.size / SAMPLE_RATE))
+        items.append(RecognizerItem(memory, u.label, u.utterance_id, audio.size / SAMPLE_RATE,
+                                    served=u.transcript))
         if report:
             report({"stage": "recognizer_encoding", "step": i + 1, "total_steps": len(usable),
                     "loss": 0.0, "eta_s": 0.0})
@@ -359,6 +360,20 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
 def recognizer_version(user_id: str, data: bytes) -> str:
     return (f"rec-{user_id}-{time.strftime('%Y%m%d-%H%M%S')}-"
             f"{hashlib.sha256(data).hexdigest()[:8]}")
+
+
+def served_wer(recognizer, val: list, current, unadapted_wer: float) -> tuple[float, str]:
+    """The held-out WER a new adapter must beat, and what it is of: the user's current adapter
+    ("adapter"); without one, the transcripts the user was served when the utterances were
+    logged ("served": faster-whisper as the ASR node runs it, which is what refusing keeps);
+    where some were logged without one, the unadapted torch decoder ("unadapted")."""
+    from .recognizer_adapt import evaluate
+
+    if current is not None:
+        return evaluate(recognizer, val, current)["wer"], "adapter"
+    if val and all(it.served is not None for it in val):
+        return wer([it.text for it in val], [it.served for it in val]), "served"
+    return unadapted_wer, "unadapted"
 
 
 def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig,
@@ -391,8 +406,7 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
         raise AdaptationError(f"recogniser adaptation refused: {m.get('reason')}")
     report({"stage": "recognizer_validating", "step": 0, "total_steps": 0, "loss": 0.0,
             "eta_s": 0.0, "validation_wer": m["val_wer"]})
-    before = evaluate(recognizer, val, current)["wer"] if current is not None \
-        else m["base_val_wer"]
+    before, versus = served_wer(recognizer, val, current, m["base_val_wer"])
     after = m["val_wer"]
     improved = after < before
     publish = improved or not config.require_improvement
@@ -403,15 +417,19 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
     data = adapter.to_bytes()
     version = recognizer_version(user_id or "offline", data)
     metrics = {"recognizer_wer_base": m["base_val_wer"], "recognizer_wer_before": before,
+               # 1: "before" is the transcripts the user was served (logged), not a decode
+               "recognizer_before_served": float(versus == "served"),
                "recognizer_wer_after": after, "recognizer_train_s": m["train_s"],
                "recognizer_total_s": time.perf_counter() - t0,
                "recognizer_bytes": len(data), "recognizer_best_epoch": m["best_epoch"],
                "recognizer_train_utterances": len(train),
                "recognizer_validation_utterances": len(val),
                "recognizer_published": float(publish)}
-    who = "the user's current adapter" if current is not None else "the unadapted recogniser"
+    who = {"adapter": "the user's current adapter", "served": "the recogniser the user is "
+           "served", "unadapted": "the unadapted recogniser"}[versus]
     if improved:
-        msg = (f"recogniser WER {before:.3f} -> {after:.3f} on {len(val)} held-out utterances")
+        msg = (f"recogniser WER {before:.3f} -> {after:.3f} on {len(val)} held-out utterances "
+               f"(before: {'the transcripts the user was served' if versus == 'served' else who})")
     elif publish:
         msg = (f"recogniser published without improvement (require_improvement off): WER "
                f"{before:.3f} -> {after:.3f}")

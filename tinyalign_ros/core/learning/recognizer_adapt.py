@@ -76,6 +76,7 @@ class RecognizerItem:
     text: str                # the corrected text
     id: str = ""
     duration_s: float = 0.0  # audio length: caps decoding like the ASR front end (8 tok/s + 16)
+    served: str | None = None  # the transcript the user was served (logged); None = unknown
 
     def max_new_tokens(self) -> int:
         return int(min(self.duration_s, 30) * 8) + 16 if self.duration_s > 0 else 96
