@@ -47,7 +47,7 @@ class RecognizerAdaptConfig:
     rank: int = 8
     alpha: float = 16.0
     targets: tuple = DEFAULT_TARGETS
-    learning_rate: float = 0.0          # 0 = the method's default (lora 2e-3, last_block 1e-4)
+    learning_rate: float = 0.0          # 0 = the method's default (lora 5e-4, last_block 1e-4)
     weight_decay: float = 0.0
     epochs: int = 8
     batch_size: int = 8
@@ -67,7 +67,7 @@ class RecognizerAdaptConfig:
 
     @property
     def lr(self) -> float:
-        return self.learning_rate or (2e-3 if self.method == "lora" else 1e-4)
+        return self.learning_rate or (5e-4 if self.method == "lora" else 1e-4)
 
 
 @dataclass
