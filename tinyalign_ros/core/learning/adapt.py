@@ -429,7 +429,7 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
            "served", "unadapted": "the unadapted recogniser"}[versus]
     if improved:
         msg = (f"recogniser WER {before:.3f} -> {after:.3f} on {len(val)} held-out utterances "
-               f"(before: {'the transcripts the user was served' if versus == 'served' else who})")
+               f"(before: {who})")
     elif publish:
         msg = (f"recogniser published without improvement (require_improvement off): WER "
                f"{before:.3f} -> {after:.3f}")
