@@ -1,8 +1,8 @@
 """`make faults` in the suite: bad input, storage faults, concurrent jobs and forget-user
 against the real node processes (scripts/faults.py prints each case). The whole set takes
-~15 min on 2 cores; the suite runs the input cases (as before) and, in a second run,
-`--ci`: one storage, concurrency and privacy case of each kind, and two concurrency cases
-against the single-process graph (~3.5 min)."""
+~15 min on 2 cores; the suite runs, in one run (the graphs start once), every input case and,
+through `--ci`, one storage, concurrency and privacy case of each kind, and two concurrency
+cases against the single-process graph."""
 import re
 import subprocess
 import sys
@@ -27,14 +27,12 @@ def run_faults(at_least: int, *args: str) -> str:
 
 
 def test_every_fault_case_is_survived_and_nothing_is_lost(installed):
-    run_faults(19, "--groups", "input")
-
-
-def test_jobs_forget_and_bad_checkpoints_are_survived(installed):
-    """kill -9 mid-training, a tampered checkpoint, two Adapt calls at once, forget-user
-    during training (in the four-process and the single-process graph), forget-user leaves
-    nothing on disk nor in an export, audio and recogniser adapters included (~3.5 min)."""
-    out = run_faults(7, "--groups", "storage,concurrency,privacy,concurrency-single", "--ci")
+    """One run of scripts/faults.py (one start of each graph, ~5 min): every bad-input case,
+    then kill -9 mid-training, a tampered checkpoint, two Adapt calls at once, forget-user
+    during training (in the four-process and the single-process graph), and forget-user
+    leaving nothing on disk nor in an export, audio and recogniser adapters included."""
+    out = run_faults(19 + 7, "--groups", "input,storage,concurrency,privacy,concurrency-single",
+                     "--ci")
     assert "'abandoned'" in out and "no byte of the store holds" in out
     assert "the single-process graph is up" in out
     assert re.search(r"survived  concurrency-single: forget-user during training", out)
