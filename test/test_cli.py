@@ -105,7 +105,9 @@ def test_adapt_target_recognizer_writes_a_recogniser_adapter(installed, tmp_path
     row = json.loads(res.stdout.strip().splitlines()[-1])["recognizer"]
     assert row["published"] and row["out"] == str(out) and row["version"].startswith("rec-alice")
     m = row["metrics"]
-    assert m["recognizer_train_utterances"] + m["recognizer_validation_utterances"] == 8
+    # cross-fitted (the default): every utterance held out once, the adapter trained on all 8
+    assert m["recognizer_crossfit"] == 1.0
+    assert m["recognizer_train_utterances"] == m["recognizer_validation_utterances"] == 8
     assert {"recognizer_wer_before", "recognizer_wer_after"} <= set(m)
     # the gate's before is what the ASR front end serves (transcribed here, logged by the node)
     assert m["recognizer_before_served"] == 1.0

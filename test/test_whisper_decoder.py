@@ -203,27 +203,62 @@ def test_the_asr_nodes_table_serves_fitting_adapters_only(rec):
     assert not table.remove("alice")
 
 
-def test_the_nodes_recipe_gates_against_the_users_current_adapter(rec, croaky_items):
+def test_cross_fitting_holds_every_utterance_out_once_then_trains_on_all(rec, croaky_items):
+    """recognizer_adapt.crossfit_recognizer (the node's default validation): each half's
+    adapter decodes the other half, so the gate's WER covers every utterance; the adapter it
+    returns trains on all of them for the folds' mean best epoch."""
+    from tinyalign_ros.core.metrics import wer
+    from tinyalign_ros.core.learning.recognizer_adapt import crossfit_recognizer
+
+    items = croaky_items[:12]
+    parts = []
+    adapter, m = crossfit_recognizer(rec, items, RecognizerAdaptConfig(epochs=3),
+                                     progress=lambda h: parts.append(h["part"]))
+    assert m["val_utterances"] == m["train_utterances"] == 12 and len(m["hypotheses"]) == 12
+    assert m["val_wer"] == wer([it.text for it in items], m["hypotheses"])
+    assert m["base_val_wer"] == evaluate(rec, items)["wer"]
+    assert parts[:6] == ["fold 1"] * 3 + ["fold 2"] * 3
+    assert m["best_epoch"] == round(sum(m["fold_best_epochs"]) / 2)
+    if m["best_epoch"] == 0:        # neither fold beat the unadapted loss: nothing to refit
+        assert adapter is None and not m["publish"] and "all" not in parts
+    else:
+        assert parts[6:] == ["all"] * m["best_epoch"]
+        assert adapter.metadata["train_utterances"] == 12             # refitted on all
+        assert adapter.metadata["validation"] == "crossfit"
+        assert m["publish"] == (m["val_wer"] < m["base_val_wer"])
+    with pytest.raises(ValueError, match="validation"):
+        RecognizerAdaptConfig(validation="holdout")
+
+
+@pytest.mark.parametrize("validation", ["crossfit", "split"])
+def test_the_nodes_recipe_gates_against_the_users_current_adapter(rec, croaky_items,
+                                                                  validation):
     """learning.adapt.adapt_recognizer_items (the adaptation node's and `tinyalign adapt`'s
     recogniser recipe): published only if the new adapter beats the user's *current* recogniser
-    on the held-out share; a refused one leaves the user on what they had."""
+    on the held-out utterances (all of them cross-fitted, or the held-out share); a refused one
+    leaves the user on what they had."""
     from tinyalign_ros.core.learning.adapt import AdaptConfig, adapt_recognizer_items
     from tinyalign_ros.core.learning.recognizer_adapt import split_items
 
     items = croaky_items[:10]
     current = _random_adapter(rec, "lora")
-    result = adapt_recognizer_items(rec, items, current, AdaptConfig(recognizer_epochs=1),
-                                    user_id="alice", parent_version="rec-alice-old")
+    config = AdaptConfig(recognizer_epochs=2, recognizer_validation=validation)
+    result = adapt_recognizer_items(rec, items, current, config, user_id="alice",
+                                    parent_version="rec-alice-old")
     m = result.metrics
-    _, val = split_items(items, 0.2, 0)
-    assert m["recognizer_validation_utterances"] == len(val) == 2
-    # measured against alice's current adapter on the same held-out share, not the base
+    val = items if validation == "crossfit" else split_items(items, 0.2, 0)[1]
+    assert m["recognizer_validation_utterances"] == len(val) == (10 if validation ==
+                                                                 "crossfit" else 2)
+    assert m["recognizer_crossfit"] == float(validation == "crossfit")
+    # measured against alice's current adapter on the same held-out utterances, not the base
     assert m["recognizer_wer_before"] == evaluate(rec, val, current)["wer"]
     assert m["recognizer_wer_base"] == evaluate(rec, val)["wer"]
-    assert result.published == (m["recognizer_wer_after"] < m["recognizer_wer_before"])
+    assert result.published == (bool(result.data) and
+                                m["recognizer_wer_after"] < m["recognizer_wer_before"])
     assert (result.adapter is current) == (not result.published)   # refused: she keeps hers
-    meta = RecognizerAdapter.from_bytes(result.data).metadata
-    assert (meta["user_id"], meta["parent_version"]) == ("alice", "rec-alice-old")
+    if result.data:              # cross-fitting makes none when no fold beat the base loss
+        meta = RecognizerAdapter.from_bytes(result.data).metadata
+        assert (meta["user_id"], meta["parent_version"]) == ("alice", "rec-alice-old")
 
 
 def test_a_new_users_adapter_must_beat_what_they_were_served(rec, croaky_items):
@@ -233,7 +268,6 @@ def test_a_new_users_adapter_must_beat_what_they_were_served(rec, croaky_items):
     import dataclasses
 
     from tinyalign_ros.core.learning.adapt import AdaptConfig, adapt_recognizer_items
-    from tinyalign_ros.core.learning.recognizer_adapt import split_items
 
     config = AdaptConfig(recognizer_epochs=1)
     # served perfectly: nothing can beat it, so nothing is published
@@ -247,10 +281,11 @@ def test_a_new_users_adapter_must_beat_what_they_were_served(rec, croaky_items):
     garbage = [dataclasses.replace(it, served="zzz") for it in croaky_items[:10]]
     m = adapt_recognizer_items(rec, garbage, None, config, user_id="dave").metrics
     assert m["recognizer_wer_before"] == 1.0
-    # one held-out transcript unknown: the unadapted decoder is the before
-    _, val = split_items(perfect, 0.2, 0)
-    partial = [dataclasses.replace(it, served=None) if it.id == val[0].id else it
-               for it in perfect]
+    # one held-out transcript unknown (cross-fitted: every utterance is held out once): the
+    # unadapted decoder is the before
+    partial = [dataclasses.replace(it, served=None) if i == 3 else it
+               for i, it in enumerate(perfect)]
     m = adapt_recognizer_items(rec, partial, None, config, user_id="dave").metrics
     assert m["recognizer_before_served"] == 0.0
-    assert m["recognizer_wer_before"] == m["recognizer_wer_base"] == evaluate(rec, val)["wer"]
+    assert m["recognizer_wer_before"] == m["recognizer_wer_base"] == \
+        evaluate(rec, perfect)["wer"]

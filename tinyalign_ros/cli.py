@@ -167,8 +167,12 @@ def cmd_adapt(args) -> int:
         raise ValueError(f"--target {config.target} adapts the recogniser: --recognizer-out is "
                          f"needed")
     row, rec_result, recognizer = {}, None, None
+    # encoded once for both targets: the projector's features, and the transcripts the ASR node
+    # would have served (the recogniser gate's "before"; the projector's hints)
+    asr = _asr(args)
+    items = _load_items(args, asr, with_transcripts=True)
     if wants_recognizer:
-        rec_result, recognizer = _adapt_recognizer_offline(args, config)
+        rec_result, recognizer = _adapt_recognizer_offline(args, config, items)
         if rec_result.published:
             Path(args.recognizer_out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.recognizer_out).write_bytes(rec_result.data)
@@ -179,12 +183,12 @@ def cmd_adapt(args) -> int:
             "metrics": {k: round(v, 4) if isinstance(v, float) else v
                         for k, v in rec_result.metrics.items()}}
     if wants_projector:
-        row.update(_adapt_projector_offline(args, config, rec_result, recognizer))
+        row.update(_adapt_projector_offline(args, config, asr, items, rec_result, recognizer))
     print(json.dumps(row))
     return 0
 
 
-def _adapt_recognizer_offline(args, config):
+def _adapt_recognizer_offline(args, config, feature_items):
     from .core.learning.adapt import adapt_recognizer_items
     from .core.learning.data import load_examples
     from .core.learning.recognizer_adapt import RecognizerAdapter, RecognizerItem
@@ -200,7 +204,7 @@ def _adapt_recognizer_offline(args, config):
     if args.limit:
         examples = examples[:args.limit]
     # what the ASR node would have served (and logged): the gate's "before" for a new user
-    served = {it.id: it.transcript for it in _load_items(args, _asr(args), True)}
+    served = {it.id: it.transcript for it in feature_items}
     items = []
     for ex in examples:
         audio = load_audio(ex.audio)
@@ -222,7 +226,7 @@ def _adapt_recognizer_offline(args, config):
     return result, recognizer
 
 
-def _adapt_projector_offline(args, config, rec_result, recognizer) -> dict:
+def _adapt_projector_offline(args, config, asr, items, rec_result, recognizer) -> dict:
     from .core.assistant.checkpoint import load_checkpoint
     from .core.assistant.llm import EmbeddingTable
     from .core.learning.adapt import adapt_projector
@@ -230,8 +234,6 @@ def _adapt_projector_offline(args, config, rec_result, recognizer) -> dict:
     from .core.learning.recognizer_adapt import transcribe_items
     from .core.models import default_projector
 
-    asr = _asr(args)
-    items = _load_items(args, asr, with_transcripts=True)
     if len(items) < config.min_utterances:
         raise ValueError(f"{len(items)} utterances in {args.data}; at least "
                          f"{config.min_utterances} are needed (--min-utterances)")
@@ -395,7 +397,8 @@ ASR_FLAGS = ("whisper_model", "device")
 ADAPT_FLAGS = ("objective", "epochs", "ce_epochs", "learning_rate", "batch_size", "micro_batch",
                "val_fraction", "min_utterances", "use_pseudo_labels", "pseudo_label_confidence",
                "max_utterances", "require_improvement", "lora_rank", "target",
-               "recognizer_epochs", "recognizer_rank", "recognizer_time_budget_s")
+               "recognizer_epochs", "recognizer_rank", "recognizer_validation",
+               "recognizer_time_budget_s")
 PROMPT_FLAGS = ("task", "transcript_hint")
 # every TrainConfig setting but threads (the shared --threads flag)
 TRAIN_FLAGS = ("objective", "embedlink_epochs", "ce_epochs", "batch_size", "lr", "ce_lr",

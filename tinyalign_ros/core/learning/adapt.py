@@ -80,6 +80,11 @@ class AdaptConfig:
     recognizer_epochs: int = setting(8, "recogniser adaptation epochs (the best by held-out "
                                         "loss is kept)", live=True)
     recognizer_rank: int = setting(8, "LoRA rank of the recogniser adapter", live=True)
+    recognizer_validation: str = setting(
+        "crossfit", "crossfit: an adapter trained on each half of the utterances decodes the "
+                    "other half, the gate judges all of them, and the adapter published trains "
+                    "on all (about 2x the training time); split: one adapter on the rest, judged "
+                    "on val_fraction of them", live=True, choices=("crossfit", "split"))
     recognizer_time_budget_s: float = setting(50.0, "recogniser training stops after this "
                                                     "many seconds", live=True)
     whisper_model: str = setting("", "the CTranslate2 Whisper folder the ASR node serves (its "
@@ -112,6 +117,7 @@ class AdaptConfig:
         return RecognizerAdaptConfig(rank=self.recognizer_rank, alpha=2.0 * self.recognizer_rank,
                                      epochs=self.recognizer_epochs, batch_size=self.batch_size,
                                      val_fraction=self.val_fraction,
+                                     validation=self.recognizer_validation,
                                      min_utterances=max(1, self.min_utterances - 1),
                                      time_budget_s=self.recognizer_time_budget_s,
                                      require_improvement=self.require_improvement, seed=self.seed)
@@ -381,41 +387,54 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
                            cancel: threading.Event | None = None, user_id: str = "",
                            parent_version: str = "") -> RecognizerResult:
     """The recogniser recipe (the node's and `tinyalign adapt --target recognizer`'s): a fresh
-    LoRA on ``items`` minus a held-out share; published only if its held-out greedy WER is below
-    ``current``'s (the user's current RecognizerAdapter, or None: the unadapted decoder)."""
-    from .recognizer_adapt import adapt_recognizer, evaluate, split_items
+    LoRA on ``items``, validated on held-out utterances (``recognizer_validation``: cross-fitted
+    over all of them, or a held-out share); published only if its held-out greedy WER is below
+    what the user is served now (``served_wer``)."""
+    from .recognizer_adapt import adapt_recognizer, crossfit_recognizer, split_items
 
     cancel = cancel or threading.Event()
     report = progress or (lambda p: None)
     rconf = config.recognizer_config()
-    train, val = split_items(items, rconf.val_fraction, rconf.seed)
+    crossfit = rconf.validation == "crossfit"
+    total = 3 * rconf.epochs if crossfit else rconf.epochs   # 2 folds + the refit (at most)
+    done = [0]
 
     def on_epoch(h):
         if cancel.is_set():
             raise _Cancelled
-        report({"stage": "recognizer_training", "step": h["epoch"],
-                "total_steps": rconf.epochs, "loss": h["train_loss"], "eta_s": 0.0})
+        done[0] += 1
+        report({"stage": "recognizer_training", "step": done[0], "total_steps": total,
+                "loss": h["train_loss"], "eta_s": 0.0})
 
     t0 = time.perf_counter()
     try:
-        adapter, m = adapt_recognizer(recognizer, train, rconf, val_items=val, progress=on_epoch)
+        if crossfit:
+            train = val = items
+            adapter, m = crossfit_recognizer(recognizer, items, rconf, progress=on_epoch)
+        else:
+            train, val = split_items(items, rconf.val_fraction, rconf.seed)
+            adapter, m = adapt_recognizer(recognizer, train, rconf, val_items=val,
+                                          progress=on_epoch)
     except _Cancelled:
         return RecognizerResult(False, False, message="cancelled; the current recogniser is "
                                                       "kept", adapter=current)
-    if adapter is None:
+    if "val_wer" not in m:        # too few utterances to train and validate on
         raise AdaptationError(f"recogniser adaptation refused: {m.get('reason')}")
     report({"stage": "recognizer_validating", "step": 0, "total_steps": 0, "loss": 0.0,
             "eta_s": 0.0, "validation_wer": m["val_wer"]})
     before, versus = served_wer(recognizer, val, current, m["base_val_wer"])
     after = m["val_wer"]
-    improved = after < before
-    publish = improved or not config.require_improvement
-    adapter.metadata.update(user_id=user_id, parent_version=parent_version,
-                            adapt={k: v for k, v in config.to_dict().items()
-                                   if k.startswith("recognizer_") or k in (
-                                       "val_fraction", "min_utterances", "batch_size", "seed")})
-    data = adapter.to_bytes()
-    version = recognizer_version(user_id or "offline", data)
+    improved = adapter is not None and after < before
+    publish = adapter is not None and (improved or not config.require_improvement)
+    data, version = b"", ""
+    if adapter is not None:       # None: cross-fitting never beat the unadapted loss
+        adapter.metadata.update(user_id=user_id, parent_version=parent_version,
+                                adapt={k: v for k, v in config.to_dict().items()
+                                       if k.startswith("recognizer_") or k in (
+                                           "val_fraction", "min_utterances", "batch_size",
+                                           "seed")})
+        data = adapter.to_bytes()
+        version = recognizer_version(user_id or "offline", data)
     metrics = {"recognizer_wer_base": m["base_val_wer"], "recognizer_wer_before": before,
                # 1: "before" is the transcripts the user was served (logged), not a decode
                "recognizer_before_served": float(versus == "served"),
@@ -424,18 +443,20 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
                "recognizer_bytes": len(data), "recognizer_best_epoch": m["best_epoch"],
                "recognizer_train_utterances": len(train),
                "recognizer_validation_utterances": len(val),
+               "recognizer_crossfit": float(crossfit),
                "recognizer_published": float(publish)}
     who = {"adapter": "the user's current adapter", "served": "the recogniser the user is "
            "served", "unadapted": "the unadapted recogniser"}[versus]
+    how = "cross-fitted " if crossfit else ""
     if improved:
-        msg = (f"recogniser WER {before:.3f} -> {after:.3f} on {len(val)} held-out utterances "
-               f"(before: {who})")
+        msg = (f"recogniser WER {before:.3f} -> {after:.3f} on {len(val)} {how}held-out "
+               f"utterances (before: {who})")
     elif publish:
         msg = (f"recogniser published without improvement (require_improvement off): WER "
                f"{before:.3f} -> {after:.3f}")
     else:
         msg = (f"kept {who}: the new adapter's WER {after:.3f} is not below {before:.3f} on "
-               f"{len(val)} held-out utterances")
+               f"{len(val)} {how}held-out utterances")
     if cancel.is_set():
         return RecognizerResult(False, False, message="cancelled; the current recogniser is "
                                                       "kept", adapter=current)
@@ -468,7 +489,7 @@ def adapt_user_recognizer(store: UtteranceStore, user_id: str, recognizer, confi
                                                       "kept", adapter=current)
     result = adapt_recognizer_items(recognizer, items, current, config, progress, cancel,
                                     user_id, record.version if record else "")
-    if result.success:      # a refused adapter is stored too (not current), as projectors
+    if result.success and result.data:   # a refused adapter is stored too (not current)
         store.add_recognizer(user_id, result.version, result.parent_version, result.data,
                              result.metrics, make_current=result.published, job_id=job_id)
     return result
