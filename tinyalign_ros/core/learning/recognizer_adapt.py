@@ -412,7 +412,9 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
     position = {id(it): i for i, it in enumerate(items)}
     hyps, best_epochs, history, train_s = [None] * len(items), [], [], 0.0
     # each fold may use 30 % of the time budget; refitting on all gets what is left
-    fold_config = dataclasses.replace(config, time_budget_s=0.3 * config.time_budget_s)
+    # (min_utterances counts the whole set, checked above; a fold trains on half of it)
+    fold_config = dataclasses.replace(config, time_budget_s=0.3 * config.time_budget_s,
+                                      min_utterances=1)
     for n, (train, held) in enumerate(folds, 1):
         report = (lambda h, part=f"fold {n}": progress(dict(h, part=part))) if progress else None
         adapter, m = adapt_recognizer(recognizer, train, fold_config, val_items=held,
@@ -437,7 +439,8 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
         left = max(config.time_budget_s - (time.perf_counter() - t0), 0.2 * config.time_budget_s)
         report = (lambda h: progress(dict(h, part="all"))) if progress else None
         adapter, m = adapt_recognizer(recognizer, items, dataclasses.replace(
-            config, epochs=epochs, time_budget_s=left), val_items=[], progress=report)
+            config, epochs=epochs, time_budget_s=left, min_utterances=1), val_items=[],
+            progress=report)
         train_s += m["train_s"]
         history += [dict(h, part="all") for h in m["history"]]
         metrics["bytes"] = m["bytes"]
