@@ -115,7 +115,8 @@ def test_build_is_resumable_after_kill(tmp_path, asr):
 @pytest.mark.real_models
 def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr):
     """`make-base-projector --corpus` on a 16-utterance espeak corpus with the real encoder and
-    LLM: first audio-only (no gate), then `--init` from it runs only the hybrid stage and ships a
+    LLM: first audio-only (no gate; stopped after its CE epoch, then run again, which resumes
+    from the saved stages), then `--init` from it runs only the hybrid stage and ships a
     gated projector whose held-out numbers (Whisper's real transcripts as hints) are what mode
     auto weighs, with the confidence limit of its gate picked on held-out sentences; a gated
     projector is refused as the start of a hybrid stage, and calibrated and scored again
@@ -133,9 +134,24 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr)
     corpus = Corpus.create(root, config, voices)
     corpus.build(["synth", "encode", "transcribe"], asr, log=lambda m: None)
     small = dict(embedlink_epochs=1, ce_utterances=8, batch_size=8, eval_max_new_tokens=6)
-    audio_only = make_base_projector(root, tmp_path / "a.safetensors",
-                                     BaseRecipe(hybrid_utterances=0, eval_utterances=0, **small),
-                                     log=lambda m: None)
+    recipe = BaseRecipe(hybrid_utterances=0, eval_utterances=0, **small)
+
+    class Stopped(Exception):
+        pass
+
+    def stop_when_the_ce_epoch_ends(line):    # as a kill would stop it, after a saved epoch
+        if '"stage": "ce"' in line and "val_loss" in line:
+            raise Stopped
+    with pytest.raises(Stopped):
+        make_base_projector(root, tmp_path / "a.safetensors", recipe,
+                            log=stop_when_the_ce_epoch_ends)
+    stages = tmp_path / "a.safetensors.stages"
+    assert sorted(p.name for p in stages.iterdir()) == ["ce.pt", "embedlink.pt"]
+    lines = []
+    audio_only = make_base_projector(root, tmp_path / "a.safetensors", recipe, log=lines.append)
+    assert lines[0].startswith(f"resuming from the stages saved in {stages}: ce, embedlink")
+    assert not [m for m in lines if "val_loss" in m]         # both stages were done: none ran
+    assert not stages.exists()                                # written: nothing to resume
     first = load_checkpoint(tmp_path / "a.safetensors")
     assert first.model.config.gate == "none" and "eval-sentences" not in audio_only
     assert set(first.meta.training["stages"]) == {"embedlink", "finish_ce"}

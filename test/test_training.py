@@ -1,4 +1,5 @@
 """Trainers, masks and checkpoints on a tiny random LLM (real SmolLM2 tokenizer, random weights)."""
+import dataclasses
 import threading
 
 import numpy as np
@@ -443,3 +444,52 @@ def test_adapting_a_gated_base_opens_its_confidence_limit_for_the_user(tiny_llm_
     adapted = result.projector
     assert adapted.model.config.gate_max_confidence == 1.0
     assert from_bytes(result.checkpoint).model.config.gate_max_confidence == 1.0
+
+
+def test_a_stopped_training_resumes_where_it_stopped(tiny_llm_dir, tmp_path):
+    """Trainer(checkpoint_dir=...): each epoch's state is saved (atomically), so a run that
+    was stopped goes on from its last whole epoch in a new Trainer and ends exactly where an
+    uninterrupted run ends; a finished stage is not trained again; other settings or other
+    utterances are refused with what differs."""
+    emb = EmbeddingTable(tiny_llm_dir)
+    cfg = TrainConfig(objective="embedlink", embedlink_epochs=4, batch_size=8, lr=3e-3,
+                      time_mask=0.2)                  # random masks: the RNGs are resumed too
+    data, val = items(), items(seed=1)[:6]
+
+    def train(model, checkpoint_dir=None, **kw):
+        return Trainer(model, cfg, embeddings=emb, show_progress_bar=False, device="cpu",
+                       checkpoint_dir=checkpoint_dir, **kw).fit(data, val)
+
+    straight = projector(emb.dim)
+    train(straight)
+    folder = tmp_path / "stages"
+    cancel, epochs_seen = threading.Event(), []
+
+    def stop_after_two_epochs(p):      # as a kill after epoch 2 would leave it
+        if "val_loss" in p:
+            epochs_seen.append(p)
+            if len(epochs_seen) == 2:
+                cancel.set()
+    assert train(projector(emb.dim), folder, cancel=cancel,
+                 progress=stop_after_two_epochs).cancelled
+    assert (folder / "embedlink.pt").is_file() and not list(folder.glob("*.tmp"))
+
+    resumed, seen = projector(emb.dim), []
+    result = train(resumed, folder, progress=seen.append)
+    assert seen[0]["resumed_epochs"] == 2
+    assert len([p for p in seen if "val_loss" in p]) == 2       # epochs 3 and 4 only
+    assert result.stages[0].epochs == 4 and len(result.stages[0].history) == 4
+    for name, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+
+    again, seen = projector(emb.dim), []
+    train(again, folder, progress=seen.append)                  # finished: nothing trains
+    assert not [p for p in seen if "val_loss" in p]
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in straight.state_dict().items())
+
+    with pytest.raises(ValueError, match="other config"):
+        Trainer(projector(emb.dim), dataclasses.replace(cfg, lr=1e-3), embeddings=emb,
+                show_progress_bar=False, device="cpu", checkpoint_dir=folder).fit(data, val)
+    with pytest.raises(ValueError, match="other train"):
+        Trainer(projector(emb.dim), cfg, embeddings=emb, show_progress_bar=False,
+                device="cpu", checkpoint_dir=folder).fit(data[:-1], val)

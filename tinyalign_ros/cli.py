@@ -513,7 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "projector (the shipped one's recipe)")
     p.add_argument("--out", default="tinyalign_ros/data/base_projector.safetensors")
     p.add_argument("--corpus", help="train on this built corpus (tinyalign corpus build); "
-                                    "without it, the espeak-only recipe of the shipped base")
+                                    "without it, the espeak-only recipe of the shipped base. "
+                                    "Resumable: each stage's state is kept in <out>.stages "
+                                    "after every epoch, and the same command goes on from "
+                                    "there after a stop")
     p.add_argument("--utterances", type=int, default=1500, help="espeak recipe: corpus size")
     p.add_argument("--epochs", type=int, help="EmbedLink epochs (default 10 with --corpus, "
                                               "else 12)")

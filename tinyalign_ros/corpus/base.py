@@ -55,7 +55,12 @@ class BaseRecipe:
 
 
 def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRecipe | None = None,
-                        log=print) -> dict:
+                        log=print, stages_dir: str | Path | None = None) -> dict:
+    """``stages_dir`` (default ``<out>.stages``): each training stage's state after every epoch,
+    so a run that was stopped (kill, reboot, end of a session) goes on from its last whole
+    epoch when run again with the same recipe and corpus; removed once ``out`` is written."""
+    import shutil
+
     import torch
 
     from ..core.assistant.checkpoint import (Projector, ProjectorMeta, load_checkpoint,
@@ -71,6 +76,11 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
 
     r = recipe or BaseRecipe()
     t_start = time.perf_counter()
+    stages_dir = Path(stages_dir) if stages_dir else Path(out).with_name(Path(out).name +
+                                                                        ".stages")
+    if stages_dir.is_dir() and any(stages_dir.glob("*.pt")):
+        log(f"resuming from the stages saved in {stages_dir}: "
+            f"{', '.join(sorted(p.stem for p in stages_dir.glob('*.pt')))}")
     init_gated = bool(r.init) and load_checkpoint(r.init).model.config.gate != "none"
     if init_gated and r.hybrid_utterances:   # checked before the models load
         raise ValueError(f"{r.init} already has a gate: init takes an audio-only projector "
@@ -106,13 +116,14 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
         cfg = TrainConfig(objective="embedlink", embedlink_epochs=r.embedlink_epochs,
                           batch_size=r.batch_size, lr=r.lr, seed=r.seed, threads=r.threads)
         result = Trainer(model, cfg, emb, progress=progress, show_progress_bar=False,
-                         device=str(llm.device)).fit(train, val)
+                         device=str(llm.device), checkpoint_dir=stages_dir).fit(train, val)
         stages.update(result.summary())
         if r.ce_utterances and r.ce_epochs:
             ce_cfg = TrainConfig(objective="ce", ce_epochs=r.ce_epochs, batch_size=r.batch_size,
                                  lr=r.ce_lr, seed=r.seed, threads=r.threads)
             result = Trainer(model, ce_cfg, emb, llm, PromptBuilder(llm.tokenizer, prompt_cfg),
-                             progress=progress, show_progress_bar=False).fit(
+                             progress=progress, show_progress_bar=False,
+                             checkpoint_dir=stages_dir).fit(
                 train[:r.ce_utterances], val[:200])
             stages.update({f"finish_{k}": v for k, v in result.summary().items()})
     audio_only = Projector(model.eval(), ProjectorMeta(
@@ -120,7 +131,8 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
         projector=model.config.to_dict(), prompt=prompt_cfg.to_dict()))
     gated = model if init_gated else None
     if not init_gated and r.hybrid_utterances and r.hybrid_epochs:
-        gated, result = hybrid_stage(model, train, val, llm, prompt_cfg, r, progress)
+        gated, result = hybrid_stage(model, train, val, llm, prompt_cfg, r, progress,
+                                     stages_dir)
         stages.update({f"hybrid_{k}": v for k, v in result.summary().items()})
 
     shipped = gated or model
@@ -153,11 +165,13 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
                      "voice_catalogue": "tinyalign_ros/corpus/VOICES.md"}
     meta.metrics = metrics
     save_checkpoint(projector, Path(out), int8=True)
+    shutil.rmtree(stages_dir, ignore_errors=True)     # written: nothing left to resume
     log(json.dumps(metrics))
     return metrics
 
 
-def hybrid_stage(model, train, val, llm, prompt_cfg, r: BaseRecipe, progress):
+def hybrid_stage(model, train, val, llm, prompt_cfg, r: BaseRecipe, progress,
+                 stages_dir: Path | None = None):
     """Stage 4: a copy of ``model`` with a scalar gate (nearly closed), trained with the hybrid
     objective on hints with simulated recogniser errors. Returns (gated model, TrainResult)."""
     import dataclasses
@@ -184,7 +198,8 @@ def hybrid_stage(model, train, val, llm, prompt_cfg, r: BaseRecipe, progress):
     tc = TrainConfig(objective="hybrid", ce_epochs=r.hybrid_epochs, lr=r.hybrid_lr,
                      batch_size=8, seed=r.seed, threads=r.threads)
     result = Trainer(gated, tc, llm=llm, prompt=PromptBuilder(llm.tokenizer, prompt_cfg),
-                     progress=progress, show_progress_bar=False).fit(
+                     progress=progress, show_progress_bar=False,
+                     checkpoint_dir=stages_dir).fit(
         hinted(train[-r.hybrid_utterances:]), hinted(val[:200]))
     return gated.eval(), result
 

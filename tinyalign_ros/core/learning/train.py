@@ -20,9 +20,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import hashlib
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -129,8 +131,15 @@ class Trainer:
     def __init__(self, projector: BridgeFormer, config: TrainConfig, embeddings=None, llm=None,
                  prompt=None, progress: Callable[[dict], None] | None = None,
                  cancel: threading.Event | None = None, show_progress_bar: bool = True,
-                 device: str | None = None):
+                 device: str | None = None, checkpoint_dir: str | Path | None = None):
         self.projector, self.config = projector, config
+        # resumable training: each stage's state is saved there after every epoch, and a
+        # Trainer given the same folder, settings and data goes on from the last saved epoch
+        # (a finished stage is not trained again)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        if self.checkpoint_dir is not None and config.lora_rank:
+            raise ValueError("resumable training (checkpoint_dir) does not cover an LLM LoRA "
+                             "adapter")
         # where the projector trains: beside the LLM when there is one (its activations and the
         # projector's tokens must meet on one device), else CUDA when torch sees one
         if llm is not None:
@@ -422,13 +431,27 @@ class Trainer:
         rng = np.random.default_rng(cfg.seed)
         best_state = {k: v.detach().clone() for k, v in self.projector.state_dict().items()}
         t0 = time.perf_counter()
+        step, start_epoch = 0, 0
+        saved = self._saved_stage(name, epochs, lr, train, val)
+        if saved is not None:       # resume: everything as it was at the end of that epoch
+            self.projector.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+            rng.bit_generator.state = saved["numpy_rng"]
+            torch.set_rng_state(saved["torch_rng"])
+            best_state, step = saved["best"], saved["step"]
+            result = StageResult(**saved["result"])
+            start_epoch = result.epochs if not saved["done"] else epochs
+            t0 -= result.wall_s
+            if self.progress:
+                self.progress({"stage": name, "step": step, "total_steps": total, "loss": 0.0,
+                               "eta_s": 0.0, "resumed_epochs": result.epochs})
         # disable=None: a bar on a terminal, nothing in logs (tqdm checks for a TTY)
         bar = tqdm(total=total, desc=name, unit="step",
                    disable=None if self.show_progress_bar else True,
                    leave=False)
-        step = 0
         try:
-            for epoch in range(epochs):
+            for epoch in range(start_epoch, epochs):
                 self.projector.train()
                 t_epoch = time.perf_counter()
                 for batch in self._batches(train, rng):
@@ -458,11 +481,15 @@ class Trainer:
                     result.time_to_best_s = time.perf_counter() - t0
                     best_state = {k: v.detach().clone()
                                   for k, v in self.projector.state_dict().items()}
+                result.epochs = epoch + 1
+                result.wall_s = time.perf_counter() - t0
+                # saved before it is reported: whoever stops the run on this report keeps it
+                self._save_stage(name, epochs, lr, train, val, opt, sched, rng, best_state,
+                                 step, result, done=step >= total or epoch + 1 == epochs)
                 if self.progress:
                     self.progress({"stage": name, "step": step, "total_steps": total,
                                    "loss": loss_value, "val_loss": val_loss,
                                    "eta_s": (time.perf_counter() - t0) / step * (total - step)})
-                result.epochs = epoch + 1
                 if step >= total:
                     break
         finally:
@@ -473,6 +500,50 @@ class Trainer:
             result.wall_s = time.perf_counter() - t0
             result.step_s = result.wall_s / max(step, 1)
         return result
+
+    # -- resuming ------------------------------------------------------------------------
+
+    def _stage_file(self, name: str) -> Path | None:
+        return self.checkpoint_dir / f"{name}.pt" if self.checkpoint_dir else None
+
+    def _fingerprint(self, name, epochs, lr, train, val) -> dict:
+        """What must match for a saved stage to be resumed: the settings (threads aside), the
+        projector's shape and the utterances, in order."""
+        def ids(items):
+            return [len(items), hashlib.sha256("\n".join(
+                it.id or it.text for it in items).encode()).hexdigest()[:16]]
+        config = {k: v for k, v in self.config.to_dict().items() if k != "threads"}
+        return {"stage": name, "epochs": epochs, "lr": lr, "config": config,
+                "projector": self.projector.config.to_dict(), "train": ids(train),
+                "val": ids(val)}
+
+    def _saved_stage(self, name, epochs, lr, train, val) -> dict | None:
+        path = self._stage_file(name)
+        if path is None or not path.is_file():
+            return None
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        want = self._fingerprint(name, epochs, lr, train, val)
+        if saved.get("fingerprint") != want:
+            diff = sorted(k for k in want if saved.get("fingerprint", {}).get(k) != want[k])
+            raise ValueError(f"{path} was saved by training with other {', '.join(diff)}; "
+                             f"run with the same settings and data to resume, or delete "
+                             f"{self.checkpoint_dir} to start over")
+        return saved
+
+    def _save_stage(self, name, epochs, lr, train, val, opt, sched, rng, best_state, step,
+                    result, done: bool) -> None:
+        path = self._stage_file(name)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {"fingerprint": self._fingerprint(name, epochs, lr, train, val),
+                 "model": self.projector.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
+                 "torch_rng": torch.get_rng_state(), "best": best_state, "step": step,
+                 "result": asdict(result), "done": done}
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)     # a kill mid-write leaves the last whole epoch
 
     def fit(self, train: list[FeatureItem], val: list[FeatureItem]) -> TrainResult:
         if not train:
