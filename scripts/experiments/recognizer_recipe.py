@@ -21,24 +21,11 @@ CACHE = Path("/tmp/recexp")
 
 
 def bench_examples(name, pool_n=100, test_n=25):
+    """The bench's users (bench.speakers.examples): "real" is the Asterisk speaker (40 test)."""
     from tinyalign_ros.bench import speakers
-    from tinyalign_ros.core.learning.data import load_examples, split
     if name == "real":
-        from tinyalign_ros.corpus.corpora import asterisk_examples
-        ex = [e for e in asterisk_examples() if len(e.text.split()) <= 12]
-        pool, test = split(ex, 0.3, seed=1)
-        return pool[:pool_n], test[:40]
-    if name == "piper:joe":
-        from tinyalign_ros.corpus.build import speak_to_folder
-        texts = speakers.held_out_texts(pool_n + test_n, 400)
-        work = speakers.corpus_dir("piper-joe", texts, 400)
-        ex = load_examples(speak_to_folder(work, texts, "piper:joe", 400))
-    else:
-        from tinyalign_ros.corpus.synth import HARD_SPEAKERS, make_corpus
-        texts = speakers.held_out_texts(pool_n + test_n, 100)
-        work = speakers.corpus_dir(name, texts, 100)
-        ex = load_examples(make_corpus(work, texts, HARD_SPEAKERS[name], 100))
-    return ex[:pool_n], ex[pool_n:]
+        return speakers.examples(speakers.REAL, pool_n, 40)
+    return speakers.examples(name, pool_n, test_n)
 
 
 def items_of(recognizer, name):

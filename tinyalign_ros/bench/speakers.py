@@ -44,63 +44,68 @@ def corpus_dir(name: str, texts: list[str], seed: int):
     return data_dir() / "corpora" / f"bench-{name}-{len(texts)}-{seed}-{digest}"
 
 
-def real_speaker(asr, pool_n: int, test_n: int, transcribed_pool: int = 0) -> BenchUser:
-    """Asterisk prompts (one real voice, 8 kHz telephone band), <= 12 words."""
-    from ..corpus.corpora import asterisk_examples
+#: the corpus's held-out voice family (corpus.build.CorpusConfig): never in any training corpus
+HELD_OUT_FAMILY = "piper:joe"
+REAL = "asterisk (real)"
 
-    examples = [e for e in asterisk_examples() if len(e.text.split()) <= 12]
-    pool_ex, test_ex = split(examples, 0.3, seed=1)
+
+def examples(name: str, pool_n: int, test_n: int, seed: int | None = None) -> tuple[list, list]:
+    """A bench user's (pool, test) Examples (audio files + true text), before any encoding:
+    ``name`` is REAL (Asterisk prompts, one real voice, 8 kHz telephone band, <= 12 words), a
+    synthetic hard speaker of HARD, or HELD_OUT_FAMILY (a voice no corpus trains on, all its
+    augmentations too). ``seed`` picks the synthetic users' sentences (default: the bench's)."""
+    if name == REAL:
+        from ..corpus.corpora import asterisk_examples
+
+        real = [e for e in asterisk_examples() if len(e.text.split()) <= 12]
+        pool_ex, test_ex = split(real, 0.3, seed=1)
+        return pool_ex[:pool_n], test_ex[:test_n]
+    if name == HELD_OUT_FAMILY:
+        from ..corpus.build import speak_to_folder
+
+        seed = 400 if seed is None else seed
+        texts = held_out_texts(pool_n + test_n, seed)
+        work = corpus_dir(HELD_OUT_FAMILY.replace(":", "-"), texts, seed)
+        made = load_examples(speak_to_folder(work, texts, HELD_OUT_FAMILY, seed))
+    else:
+        from ..corpus.synth import HARD_SPEAKERS, make_corpus
+
+        seed = 100 if seed is None else seed
+        texts = held_out_texts(pool_n + test_n, seed)
+        work = corpus_dir(name, texts, seed)
+        made = load_examples(make_corpus(work, texts, HARD_SPEAKERS[name], seed))
+    return made[:pool_n], made[pool_n:]
+
+
+def _user(name: str, kind: str, pool_ex, test_ex, asr, transcribed_pool: int) -> BenchUser:
     cache = data_dir() / "cache" / "features"
-    pool_ex, test_ex = pool_ex[:pool_n], test_ex[:test_n]
-    return BenchUser("asterisk (real)", "real", _pool(pool_ex, asr, transcribed_pool),
+    return BenchUser(name, kind, _pool(pool_ex, asr, transcribed_pool),
                      encode_examples(test_ex, asr, cache, with_transcripts=True),
-                     *_audio(pool_ex, test_ex))
+                     [e.audio for e in pool_ex], [e.audio for e in test_ex])
 
 
-def _audio(pool_ex, test_ex) -> tuple[list, list]:
-    return [e.audio for e in pool_ex], [e.audio for e in test_ex]
-
-
-def _pool(examples, asr, transcribed: int) -> list[FeatureItem]:
+def _pool(pool_ex, asr, transcribed: int) -> list[FeatureItem]:
     """Pool features; the first ``transcribed`` also with ASR transcripts (for the hint)."""
     cache = data_dir() / "cache" / "features"
-    return (encode_examples(examples[:transcribed], asr, cache, with_transcripts=True) +
-            encode_examples(examples[transcribed:], asr, cache))
+    return (encode_examples(pool_ex[:transcribed], asr, cache, with_transcripts=True) +
+            encode_examples(pool_ex[transcribed:], asr, cache))
+
+
+def real_speaker(asr, pool_n: int, test_n: int, transcribed_pool: int = 0) -> BenchUser:
+    return _user(REAL, "real", *examples(REAL, pool_n, test_n), asr, transcribed_pool)
 
 
 def synthetic_speaker(name: str, asr, pool_n: int, test_n: int, seed: int = 100,
                       transcribed_pool: int = 0) -> BenchUser:
-    from ..corpus.synth import HARD_SPEAKERS, make_corpus
-
-    texts = held_out_texts(pool_n + test_n, seed)
-    work = corpus_dir(name, texts, seed)
-    examples = load_examples(make_corpus(work, texts, HARD_SPEAKERS[name], seed))
-    pool_ex, test_ex = examples[:pool_n], examples[pool_n:]
-    cache = data_dir() / "cache" / "features"
-    return BenchUser(name, "synthetic", _pool(pool_ex, asr, transcribed_pool),
-                     encode_examples(test_ex, asr, cache, with_transcripts=True),
-                     *_audio(pool_ex, test_ex))
-
-
-#: the corpus's held-out voice family (corpus.build.CorpusConfig): never in any training corpus
-HELD_OUT_FAMILY = "piper:joe"
+    return _user(name, "synthetic", *examples(name, pool_n, test_n, seed), asr,
+                 transcribed_pool)
 
 
 def heldout_voice_family(asr, pool_n: int, test_n: int, seed: int = 400,
                          transcribed_pool: int = 0) -> BenchUser:
-    """A voice no corpus trains on (all its augmentations too), on test sentences: how the base
-    generalises to a new voice, and how adaptation helps it."""
-    from ..corpus.build import speak_to_folder
-
-    texts = held_out_texts(pool_n + test_n, seed)
-    work = corpus_dir(HELD_OUT_FAMILY.replace(":", "-"), texts, seed)
-    examples = load_examples(speak_to_folder(work, texts, HELD_OUT_FAMILY, seed))
-    pool_ex, test_ex = examples[:pool_n], examples[pool_n:]
-    cache = data_dir() / "cache" / "features"
-    return BenchUser(f"held-out voice ({HELD_OUT_FAMILY})", "synthetic-heldout-voice",
-                     _pool(pool_ex, asr, transcribed_pool),
-                     encode_examples(test_ex, asr, cache, with_transcripts=True),
-                     *_audio(pool_ex, test_ex))
+    """How the base generalises to a new voice, and how adaptation helps it."""
+    return _user(f"held-out voice ({HELD_OUT_FAMILY})", "synthetic-heldout-voice",
+                 *examples(HELD_OUT_FAMILY, pool_n, test_n, seed), asr, transcribed_pool)
 
 
 def heldout_base_voices(asr, test_n: int, seed: int = 300) -> BenchUser:
@@ -111,7 +116,5 @@ def heldout_base_voices(asr, test_n: int, seed: int = 300) -> BenchUser:
 
     texts = held_out_texts(test_n, seed)
     work = corpus_dir("heldout", texts, seed)
-    examples = load_examples(make_corpus(work, texts, CONDITIONS[0], seed))
-    return BenchUser("held-out sentences (base voices)", "synthetic-base", [],
-                     encode_examples(examples, asr, data_dir() / "cache" / "features",
-                                     with_transcripts=True), *_audio([], examples))
+    made = load_examples(make_corpus(work, texts, CONDITIONS[0], seed))
+    return _user("held-out sentences (base voices)", "synthetic-base", [], made, asr, 0)
