@@ -253,8 +253,12 @@ def test_the_nodes_recipe_gates_against_the_users_current_adapter(rec, croaky_it
     # measured against alice's current adapter on the same held-out utterances, not the base
     assert m["recognizer_wer_before"] == evaluate(rec, val, current)["wer"]
     assert m["recognizer_wer_base"] == evaluate(rec, val)["wer"]
-    assert result.published == (bool(result.data) and
-                                m["recognizer_wer_after"] < m["recognizer_wer_before"])
+    # published only if it saves at least recognizer_min_gain_words word errors
+    from tinyalign_ros.core.metrics import normalize
+    words = sum(len(normalize(it.text).split()) for it in val)
+    gain = round((m["recognizer_wer_before"] - m["recognizer_wer_after"]) * words)
+    assert m["recognizer_gain_words"] == gain
+    assert result.published == (bool(result.data) and gain >= config.recognizer_min_gain_words)
     assert (result.adapter is current) == (not result.published)   # refused: she keeps hers
     if result.data:              # cross-fitting makes none when no fold beat the base loss
         meta = RecognizerAdapter.from_bytes(result.data).metadata

@@ -104,6 +104,7 @@ def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, k
             "validation_utterances": m.get("recognizer_validation_utterances"),
             "val_wer_before": _r(m.get("recognizer_wer_before")),
             "val_wer_after": _r(m.get("recognizer_wer_after")),
+            "gain_words": m.get("recognizer_gain_words"),
             "best_epoch": m.get("recognizer_best_epoch"),
             "train_s": _r(m.get("recognizer_train_s"), 2),
             "job_s": _r(m.get("recognizer_total_s"), 2),   # + the held-out WER decode
