@@ -34,7 +34,9 @@ input, disk and stream groups, which run against the four-process graph only.
 Measured here (2 cores shared with a training job and two other jobs): `--groups
 concurrency,concurrency-single,privacy` 15 cases in 5 min 20 s and 4 min 46 s (two runs; the
 graphs up in 29-31 s and 13-22 s); `--groups storage,concurrency,privacy,concurrency-single
---ci` (test_faults.py) 7 cases in 3 min 27 s (3 min 35 s under pytest); every group but stream was ~12 min before concurrency-single and the recogniser
+--ci` 7 cases in 3 min 27 s (3 min 35 s under pytest); test_faults.py runs `--groups
+input,storage,concurrency,privacy,concurrency-single --ci` as one run: 26 cases in 4 min 18 s
+under pytest (beside a corpus job at nice 19); every group but stream was ~12 min before concurrency-single and the recogniser
 in the privacy case, which add ~2.5 min (not rerun as one run here); stream ~15 min more. Soak: scripts/soak.py. Run
 from `source scripts/env.sh`.
 """
