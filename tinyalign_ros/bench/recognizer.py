@@ -50,7 +50,10 @@ def recognizer_items(recognizer, items, audio_paths) -> list:
     for it, path in zip(items, audio_paths):
         audio = load_audio(path)
         out.append(RecognizerItem(recognizer.encode(audio)[0].half().numpy(), it.text, it.id,
-                                  audio.size / SAMPLE_RATE, it.transcript or None))
+                                  audio.size / SAMPLE_RATE,
+                                  # served: what the ASR front end gave, even if empty; None
+                                  # where it was not transcribed (no confidence)
+                                  it.transcript if it.confidence is not None else None))
     return out
 
 
