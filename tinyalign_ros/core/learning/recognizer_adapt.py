@@ -376,10 +376,11 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
                "train_utterances": len(train), "val_utterances": len(val)}
     if val:
         t1 = time.perf_counter()
-        metrics["base_val_wer"] = evaluate(recognizer, val)["wer"]
-        metrics["val_wer"] = evaluate(recognizer, val, adapter)["wer"] if best[1] > 0 \
-            else metrics["base_val_wer"]
-        metrics["validate_s"] = time.perf_counter() - t1
+        base = evaluate(recognizer, val)
+        adapted = evaluate(recognizer, val, adapter) if best[1] > 0 else base
+        metrics.update(base_val_wer=base["wer"], base_val_hypotheses=base["hypotheses"],
+                       val_wer=adapted["wer"], val_hypotheses=adapted["hypotheses"],
+                       validate_s=time.perf_counter() - t1)
         improved = metrics["val_wer"] < metrics["base_val_wer"]
     else:
         improved = False
@@ -415,22 +416,22 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
     # (min_utterances counts the whole set, checked above; a fold trains on half of it)
     fold_config = dataclasses.replace(config, time_budget_s=0.3 * config.time_budget_s,
                                       min_utterances=1)
+    base_hyps = [None] * len(items)
     for n, (train, held) in enumerate(folds, 1):
         report = (lambda h, part=f"fold {n}": progress(dict(h, part=part))) if progress else None
-        adapter, m = adapt_recognizer(recognizer, train, fold_config, val_items=held,
-                                      progress=report)
+        # its held-out transcripts, unadapted and adapted (the unadapted ones where the fold
+        # never beat the unadapted loss), come back with its metrics
+        _, m = adapt_recognizer(recognizer, train, fold_config, val_items=held, progress=report)
         train_s += m["train_s"]
         best_epochs.append(m["best_epoch"])
         history += [dict(h, part=f"fold {n}") for h in m["history"]]
-        # a fold that never beat the unadapted loss keeps the unadapted decoder's transcripts
-        fold_hyps = transcribe_items(recognizer, held, adapter if m["best_epoch"] > 0 else None)
-        for it, h in zip(held, fold_hyps):
-            hyps[position[id(it)]] = h
-    base = evaluate(recognizer, items)
+        for it, h, b in zip(held, m["val_hypotheses"], m["base_val_hypotheses"]):
+            hyps[position[id(it)]], base_hyps[position[id(it)]] = h, b
     refs = [it.text for it in items]
-    metrics = {"base_val_wer": base["wer"], "val_wer": wer(refs, hyps), "hypotheses": hyps,
-               "base_hypotheses": base["hypotheses"], "fold_best_epochs": best_epochs,
-               "train_utterances": len(items), "val_utterances": len(items)}
+    metrics = {"base_val_wer": wer(refs, base_hyps), "val_wer": wer(refs, hyps),
+               "hypotheses": hyps, "base_hypotheses": base_hyps,
+               "fold_best_epochs": best_epochs, "train_utterances": len(items),
+               "val_utterances": len(items)}
     adapter = None
     epochs = round(sum(best_epochs) / len(best_epochs))
     if epochs == 0 and not config.require_improvement:    # published whatever it scores
