@@ -429,7 +429,7 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
             hyps[position[id(it)]], base_hyps[position[id(it)]] = h, b
     refs = [it.text for it in items]
     metrics = {"base_val_wer": wer(refs, base_hyps), "val_wer": wer(refs, hyps),
-               "hypotheses": hyps, "base_hypotheses": base_hyps,
+               "hypotheses": hyps,
                "fold_best_epochs": best_epochs, "train_utterances": len(items),
                "val_utterances": len(items)}
     adapter = None
@@ -446,7 +446,7 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
         history += [dict(h, part="all") for h in m["history"]]
         metrics["bytes"] = m["bytes"]
     improved = adapter is not None and metrics["val_wer"] < metrics["base_val_wer"]
-    metrics.update(train_s=train_s, job_s=time.perf_counter() - t0, history=history,
+    metrics.update(train_s=train_s, history=history,
                    best_epoch=epochs, publish=bool(adapter is not None and (
                        improved or not config.require_improvement)),
                    reason="cross-fitted held-out WER below the unadapted one" if improved else
