@@ -211,8 +211,8 @@ def _adapt_recognizer_offline(args, config, feature_items):
     for ex in examples:
         audio = load_audio(ex.audio)
         if audio.size <= 30 * SAMPLE_RATE:      # one padded window per utterance
-            items.append(RecognizerItem(recognizer.encode(audio)[0].half().numpy(), ex.text,
-                                        ex.id, audio.size / SAMPLE_RATE, served.get(ex.id)))
+            items.append(RecognizerItem.of_audio(recognizer, audio, ex.text, ex.id,
+                                                 served.get(ex.id)))
     if config.max_utterances:
         items = items[-config.max_utterances:]
     need = config.recognizer_config().min_utterances + 1

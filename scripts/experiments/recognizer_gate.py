@@ -12,12 +12,11 @@ same utterances; the test set is the bench's 25 test utterances plus the pool ut
 drawn (75; 90 for the real speaker). Prints one JSON line per draw and gate: the decision, the
 test WER the user is then served (the adapted decoder if published, else the unadapted one) and
 of the adapter it trained, training seconds. Encoder states come from recognizer_recipe.py's
-cache (/tmp/recexp).
+cache.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python scripts/experiments/recognizer_gate.py --draws 3
 """
 import argparse
-import dataclasses
 import json
 import random
 import sys
@@ -33,11 +32,12 @@ def main():
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--users", default="croaky,whisper,slow_telephone,real")
-    ap.add_argument("--out", default="/tmp/recexp/gate.jsonl")
+    ap.add_argument("--out", default="/tmp/recexp2/gate.jsonl")
     a = ap.parse_args()
     from tinyalign_ros.core.metrics import wer
     from tinyalign_ros.core.learning.recognizer_adapt import (RecognizerAdaptConfig,
-                                                              adapt_recognizer, split_items,
+                                                              adapt_recognizer,
+                                                              crossfit_recognizer, split_items,
                                                               transcribe_items)
     from tinyalign_ros.core.speech.whisper_decoder import WhisperRecognizer
     rec = WhisperRecognizer()
@@ -65,15 +65,14 @@ def main():
             test_base = wer(truth, [plain[it.id] for it in test])
 
             def served(adapter, published):
-                hyp = decode(test, adapter) if adapter is not None else None
-                trained = wer(truth, hyp)
+                trained = wer(truth, decode(test, adapter)) if adapter is not None else test_base
                 return (trained if published else test_base), trained
 
             # the node's split gate
             t0 = time.perf_counter()
             train, val = split_items(pool, cfg.val_fraction, cfg.seed)
             adapter, m = adapt_recognizer(rec, train, cfg, val_items=val)
-            publish = m["val_wer"] < m["base_val_wer"]
+            publish = m["publish"]
             got, trained = served(adapter, publish)
             emit({"user": user, "draw": draw, "gate": "split", "held_out": len(val),
                   "before": round(m["base_val_wer"], 4), "after": round(m["val_wer"], 4),
@@ -81,32 +80,17 @@ def main():
                   "test_served": round(got, 4), "test_adapter": round(trained, 4),
                   "train_s": round(m["train_s"], 1), "job_s": round(time.perf_counter() - t0, 1)})
 
-            # two-fold cross-fitting, then a refit on all K
+            # two-fold cross-fitting, then a refit on all K (the node's crossfit_recognizer)
             t0 = time.perf_counter()
-            halves = split_items(pool, 0.5, cfg.seed)
-            hyps, refs, base_hyps, epochs, train_s = [], [], [], [], 0.0
-            for fit, held in (halves, halves[::-1]):
-                ad_i, m_i = adapt_recognizer(rec, fit, cfg, val_items=held)
-                train_s += m_i["train_s"]
-                epochs.append(m_i["best_epoch"])
-                hyps += decode(held, ad_i) if m_i["best_epoch"] > 0 else \
-                    [plain[it.id] for it in held]
-                refs += [it.text for it in held]
-                base_hyps += [plain[it.id] for it in held]
-            before, after = wer(refs, base_hyps), wer(refs, hyps)
-            publish = after < before
-            refit_epochs = max(1, round(sum(epochs) / len(epochs)))
-            final, m_f = adapt_recognizer(rec, pool, dataclasses.replace(cfg, epochs=refit_epochs),
-                                          val_items=[])
-            train_s += m_f["train_s"]
-            got, trained = served(final, publish)
-            emit({"user": user, "draw": draw, "gate": "crossfit", "held_out": len(refs),
-                  "before": round(before, 4), "after": round(after, 4), "publish": publish,
-                  "fold_epochs": epochs, "refit_epochs": refit_epochs,
-                  "test_base": round(test_base, 4), "test_served": round(got, 4),
-                  "test_adapter": round(trained, 4), "train_s": round(train_s, 1),
+            final, m = crossfit_recognizer(rec, pool, cfg)
+            got, trained = served(final, m["publish"])
+            emit({"user": user, "draw": draw, "gate": "crossfit", "held_out": len(pool),
+                  "before": round(m["base_val_wer"], 4), "after": round(m["val_wer"], 4),
+                  "publish": m["publish"], "fold_epochs": m["fold_best_epochs"],
+                  "refit_epochs": m["best_epoch"], "test_base": round(test_base, 4),
+                  "test_served": round(got, 4), "test_adapter": round(trained, 4),
+                  "train_s": round(m["train_s"], 1),
                   "job_s": round(time.perf_counter() - t0, 1)})
-
 
 if __name__ == "__main__":
     main()

@@ -14,10 +14,9 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-CACHE = Path("/tmp/recexp")
+CACHE = Path("/tmp/recexp2")   # items with the encoder's top inputs
 
 
 def bench_examples(name, pool_n=100, test_n=25):
@@ -30,7 +29,7 @@ def bench_examples(name, pool_n=100, test_n=25):
 
 def items_of(recognizer, name):
     from tinyalign_ros.core.learning.recognizer_adapt import RecognizerItem
-    from tinyalign_ros.core.speech.audio import SAMPLE_RATE, load_audio
+    from tinyalign_ros.core.speech.audio import load_audio
     CACHE.mkdir(exist_ok=True)
     f = CACHE / (name.replace(":", "-") + ".pt")
     if f.is_file():
@@ -40,12 +39,13 @@ def items_of(recognizer, name):
         out[split_name] = []
         for e in exs:
             a = load_audio(e.audio)
-            out[split_name].append(RecognizerItem(recognizer.encode(a)[0].half().numpy(), e.text,
-                                                  str(e.id), a.size / SAMPLE_RATE))
+            out[split_name].append(RecognizerItem.of_audio(recognizer, a, e.text, str(e.id)))
     torch.save(out, f)
     return out
 
 
+DEC = ("self_qkv", "self_out", "cross_q", "cross_out", "ffn1", "ffn2")
+ENC = ("encoder.top.out", "encoder.top.ffn1", "encoder.top.ffn2")
 VARIANTS = {
     "node": {},
     "lr5e-4x16": {"learning_rate": 5e-4, "epochs": 16},
@@ -56,6 +56,16 @@ VARIANTS = {
     "wd0.1": {"weight_decay": 0.1},
     "last_block": {"method": "last_block"},
     "r4_lr1e-3x12": {"rank": 4, "alpha": 8.0, "learning_rate": 1e-3, "epochs": 12},
+    # the encoder's last layer (attention output + FFN, frames with audio), alone and beside
+    # the decoder's LoRA
+    "enc": {"targets": ENC},
+    "enc_lr1e-3": {"targets": ENC, "learning_rate": 1e-3},
+    "dec+enc": {"targets": DEC + ENC},
+    "dec+enc_lr1e-3": {"targets": DEC + ENC, "learning_rate": 1e-3},
+    "dec+enc2e-3": {"targets": DEC + ENC, "encoder_learning_rate": 2e-3},
+    "dec+enc1e-3": {"targets": DEC + ENC, "encoder_learning_rate": 1e-3},
+    "dec+enc2e-3r16": {"targets": DEC + ENC, "encoder_learning_rate": 2e-3, "rank": 16,
+                       "alpha": 32.0},
 }
 # variants that, after the gate's run picked the best epoch, train again on all K utterances
 # for that many epochs (the gate's decision stays the first run's)

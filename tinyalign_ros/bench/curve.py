@@ -7,9 +7,14 @@ length pooling: the design section's picks) on the first n training utterances o
 Scored on the corpus's held-out sentences (eval-sentences: training voices), its held-out voice
 family (eval-voice) and the real speaker: "read" WER (each projected vector read as its nearest
 token embedding, no LLM) and the paper's audio-only WER through the LLM.
+
+Each finished row is kept in ``<corpus>/curve/`` (keyed by everything that makes it), so the
+section, hours long on 2 cores, goes on from its last whole row when run again.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 
 import torch
@@ -57,8 +62,19 @@ def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: i
     plan += [(f"all but {e}", None, frozenset({e})) for e in leave_out]
     skipped = [n for n in sizes if n > len(train_all)]
     rows = []
+    cache = corpus.root / "curve"
+    cache.mkdir(exist_ok=True)
     for label, n, exclude in plan:
         train, val = train_rows(train_all, engine_of, n, exclude or frozenset())
+        key = hashlib.sha256(json.dumps(
+            [asr.model_id, embeddings.dim, epochs, RECIPE, eval_n,
+             sorted(it.id for it in train), {k: [it.id for it in v] for k, v in tests.items()}],
+            sort_keys=True, default=str).encode()).hexdigest()[:16]
+        kept = cache / f"{key}.json"
+        if kept.is_file():
+            rows.append(json.loads(kept.read_text()))
+            log(f"  curve {label}: kept from {kept}")
+            continue
         torch.manual_seed(0)
         model = BridgeFormer(ProjectorConfig(asr_dim=asr.dim, llm_dim=embeddings.dim,
                                              **RECIPE["projector"]))
@@ -78,6 +94,8 @@ def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: i
             row[f"{name}_wer"] = round(systems.wer("aligned", items, served), 4)
         log(f"  curve {label}: {len(train)} utt, {row['train_s']} s, " + ", ".join(
             f"{k} {v:.3f}" for k, v in row.items() if k.endswith("wer")))
+        kept.with_suffix(".tmp").write_text(json.dumps(row))
+        kept.with_suffix(".tmp").rename(kept)
         rows.append(row)
     cascade = {name: round(systems.wer("cascade", items), 4) for name, items in tests.items()}
     return {"corpus": str(corpus.root), "epochs": epochs, "recipe": RECIPE,

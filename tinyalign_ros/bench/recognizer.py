@@ -44,16 +44,14 @@ def recognizer_items(recognizer, items, audio_paths) -> list:
     """RecognizerItems (padded-window encoder states, fp16) of FeatureItems whose audio files
     are ``audio_paths`` (as the adaptation node re-encodes logged audio)."""
     from ..core.learning.recognizer_adapt import RecognizerItem
-    from ..core.speech.audio import SAMPLE_RATE, load_audio
+    from ..core.speech.audio import load_audio
 
     out = []
     for it, path in zip(items, audio_paths):
-        audio = load_audio(path)
-        out.append(RecognizerItem(recognizer.encode(audio)[0].half().numpy(), it.text, it.id,
-                                  audio.size / SAMPLE_RATE,
-                                  # served: what the ASR front end gave, even if empty; None
-                                  # where it was not transcribed (no confidence)
-                                  it.transcript if it.confidence is not None else None))
+        # served: what the ASR front end gave, even if empty; None where it was not
+        # transcribed (no confidence)
+        out.append(RecognizerItem.of_audio(recognizer, load_audio(path), it.text, it.id,
+                                           it.transcript if it.confidence is not None else None))
     return out
 
 

@@ -358,9 +358,8 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
         audio = u.audio()
         if audio is None or audio.size > 30 * SAMPLE_RATE:
             continue
-        memory = recognizer.encode(audio)[0].half().numpy()     # 1.1 MB per utterance
-        items.append(RecognizerItem(memory, u.label, u.utterance_id, audio.size / SAMPLE_RATE,
-                                    served=u.transcript))
+        items.append(RecognizerItem.of_audio(recognizer, audio, u.label, u.utterance_id,
+                                             served=u.transcript))
         if report:
             report({"stage": "recognizer_encoding", "step": i + 1, "total_steps": len(usable),
                     "loss": 0.0, "eta_s": 0.0})
@@ -411,14 +410,18 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
                 "loss": h["train_loss"], "eta_s": 0.0})
 
     t0 = time.perf_counter()
+    train, val = (items, items) if crossfit else split_items(items, rconf.val_fraction,
+                                                             rconf.seed)
+    # the unadapted decoder's held-out transcripts are the gate's "before" only for a user
+    # without an adapter some of whose utterances were logged without a transcript
+    unadapted = current is None and not all(it.served is not None for it in val)
     try:
         if crossfit:
-            train = val = items
-            adapter, m = crossfit_recognizer(recognizer, items, rconf, progress=on_epoch)
+            adapter, m = crossfit_recognizer(recognizer, items, rconf, progress=on_epoch,
+                                             decode_unadapted=unadapted)
         else:
-            train, val = split_items(items, rconf.val_fraction, rconf.seed)
             adapter, m = adapt_recognizer(recognizer, train, rconf, val_items=val,
-                                          progress=on_epoch)
+                                          progress=on_epoch, decode_unadapted=unadapted)
     except _Cancelled:
         return RecognizerResult(False, False, message="cancelled; the current recogniser is "
                                                       "kept", adapter=current)
@@ -426,7 +429,7 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
         raise AdaptationError(f"recogniser adaptation refused: {m.get('reason')}")
     report({"stage": "recognizer_validating", "step": 0, "total_steps": 0, "loss": 0.0,
             "eta_s": 0.0, "validation_wer": m["val_wer"]})
-    before, versus = served_wer(recognizer, val, current, m["base_val_wer"])
+    before, versus = served_wer(recognizer, val, current, m.get("base_val_wer"))
     after = m["val_wer"]
     words = sum(len(normalize(it.text).split()) for it in val)
     gain = round((before - after) * words)         # word errors saved on the held-out set
@@ -441,7 +444,7 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
                                            "seed")})
         data = adapter.to_bytes()
         version = recognizer_version(user_id or "offline", data)
-    metrics = {"recognizer_wer_base": m["base_val_wer"], "recognizer_wer_before": before,
+    metrics = {"recognizer_wer_before": before,
                # 1: "before" is the transcripts the user was served (logged), not a decode
                "recognizer_before_served": float(versus == "served"),
                "recognizer_wer_after": after, "recognizer_gain_words": float(gain),
@@ -452,6 +455,8 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
                "recognizer_validation_utterances": len(val),
                "recognizer_crossfit": float(crossfit),
                "recognizer_published": float(publish)}
+    if "base_val_wer" in m:        # decoded only where it is the "before"
+        metrics["recognizer_wer_base"] = m["base_val_wer"]
     who = {"adapter": "the user's current adapter", "served": "the recogniser the user is "
            "served", "unadapted": "the unadapted recogniser"}[versus]
     how = "cross-fitted " if crossfit else ""
@@ -525,7 +530,6 @@ def redecoded_hints(recognizer, result: RecognizerResult, cancel=None):
             audio = u.audio()
             if audio is None or audio.size > 30 * SAMPLE_RATE:
                 return u.transcript
-            it = RecognizerItem(recognizer.encode(audio)[0].numpy(), "", u.utterance_id,
-                                audio.size / SAMPLE_RATE)
+            it = RecognizerItem.of_audio(recognizer, audio, "", u.utterance_id)
         return transcribe_items(recognizer, [it], ad)[0]
     return hint

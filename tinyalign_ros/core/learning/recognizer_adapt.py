@@ -35,13 +35,18 @@ import torch.nn.functional as F
 
 from ..metrics import wer
 from ..speech.whisper_decoder import DecodeOptions, DecoderAdapter, WhisperRecognizer
+from ..speech.whisper_encoder import TOP_KEYS
 
 METHODS = ("lora", "last_block")
 VALIDATIONS = ("crossfit", "split")
-LORA_TARGETS = ("self_qkv", "self_out", "cross_q", "cross_kv", "cross_out", "ffn1", "ffn2")
+DECODER_TARGETS = ("self_qkv", "self_out", "cross_q", "cross_kv", "cross_out", "ffn1", "ffn2")
+# the encoder's last layer (attention output projection and FFN, over the frames that hold
+# audio): acoustics the decoder's LoRA cannot reach; its keys and values stay the base's, so the
+# layer's inputs are computed once per utterance (RecognizerItem.top)
+LORA_TARGETS = DECODER_TARGETS + TOP_KEYS
 # cross_kv is left out by default: LoRA on it means recomputing the 1500 encoder-side keys and
 # values of every layer at every step (measured ~3x the training time for no gain needed here)
-DEFAULT_TARGETS = tuple(t for t in LORA_TARGETS if t != "cross_kv")
+DEFAULT_TARGETS = tuple(t for t in DECODER_TARGETS if t != "cross_kv")
 FORMAT = "tinyalign-recognizer-adapter/1"
 
 
@@ -52,6 +57,7 @@ class RecognizerAdaptConfig:
     alpha: float = 16.0
     targets: tuple = DEFAULT_TARGETS
     learning_rate: float = 0.0          # 0 = the method's default (lora 5e-4, last_block 1e-4)
+    encoder_learning_rate: float = 0.0  # for the encoder targets (0 = learning_rate's)
     weight_decay: float = 0.0
     epochs: int = 8
     batch_size: int = 8
@@ -75,6 +81,12 @@ class RecognizerAdaptConfig:
         unknown = set(self.targets) - set(LORA_TARGETS)
         if unknown:
             raise ValueError(f"unknown LoRA targets {sorted(unknown)}")
+        if self.encoder_targets and ("cross_kv" in self.targets or self.method != "lora"):
+            raise ValueError("encoder LoRA targets go with method lora and without cross_kv")
+
+    @property
+    def encoder_targets(self) -> tuple:
+        return tuple(t for t in self.targets if t in TOP_KEYS)
 
     @property
     def lr(self) -> float:
@@ -88,6 +100,33 @@ class RecognizerItem:
     id: str = ""
     duration_s: float = 0.0  # audio length: caps decoding like the ASR front end (8 tok/s + 16)
     served: str | None = None  # the transcript the user was served (logged); None = unknown
+    # (residual input, attention context) of the encoder's last layer for the frames that hold
+    # audio, each (n, dim): what encoder LoRA targets train on; None = not kept
+    top: tuple | None = None
+
+    @classmethod
+    def of_audio(cls, recognizer: WhisperRecognizer, audio: np.ndarray, text: str, id: str = "",
+                 served: str | None = None) -> "RecognizerItem":
+        """The first 30 s window of ``audio`` (16 kHz float), states kept in float16
+        (~1.1 MB + ~0.3 MB for a 3 s utterance)."""
+        from ..speech.audio import SAMPLE_RATE
+
+        memory, (x, context) = recognizer.encode_top(audio)[0]
+        return cls(memory[0].half().numpy(), text, id, audio.size / SAMPLE_RATE, served,
+                   (x.half().numpy(), context.half().numpy()))
+
+    def memory_for(self, recognizer: WhisperRecognizer, ad: DecoderAdapter | None = None):
+        """(1500, dim) float32 encoder states, with ``ad``'s encoder LoRA pairs applied."""
+        memory = torch.from_numpy(np.asarray(self.memory, dtype=np.float32))
+        if ad is None or not any(k in ad.lora for k in TOP_KEYS):
+            return memory
+        if self.top is None:
+            raise ValueError(f"utterance {self.id!r}: an encoder adapter needs the encoder's "
+                             "top inputs (build items with RecognizerItem.of_audio)")
+        x, context = (torch.from_numpy(np.asarray(t, dtype=np.float32))[None] for t in self.top)
+        memory = memory.clone()
+        memory[:x.shape[1]] = recognizer.encoder.top(x, context, ad)[0]
+        return memory
 
     def max_new_tokens(self) -> int:
         return int(min(self.duration_s, 30) * 8) + 16 if self.duration_s > 0 else 96
@@ -173,8 +212,15 @@ class _Prepared:
         self.items = items
         self.start_layer = start_layer
         self.inp, self.tgt, self.cross, self.x0, self.mem = [], [], [], [], []
+        self.top = [] if config.encoder_targets else None   # (x, context, unadapted output)
         with torch.inference_mode():
             for it in items:
+                if self.top is not None:
+                    if it.top is None:
+                        raise ValueError(f"utterance {it.id!r}: encoder LoRA targets need the "
+                                         "encoder's top inputs (RecognizerItem.of_audio)")
+                    x, c = (torch.from_numpy(np.asarray(t, dtype=np.float32)) for t in it.top)
+                    self.top.append((x, c, recognizer.encoder.top(x[None], c[None])[0]))
                 mem = torch.from_numpy(np.asarray(it.memory, dtype=np.float32))[None]
                 cross = dec.cross_kv(mem)
                 inp, tgt = _batch_tokens(recognizer, [it.text])
@@ -210,6 +256,18 @@ class _Prepared:
         mem = torch.stack([self.mem[i] for i in idx]) if self.mem[idx[0]] is not None else None
         return inp, tgt, cross, x0, mem
 
+    def top_batch(self, idx):
+        """Zero-padded (x, context, unadapted output, mask) of the encoder frames with audio."""
+        n = max(len(self.top[i][0]) for i in idx)
+        d = self.top[idx[0]][0].shape[-1]
+        x, c, base = (torch.zeros(len(idx), n, d) for _ in range(3))
+        mask = torch.zeros(len(idx), n, 1)
+        for j, i in enumerate(idx):
+            k = len(self.top[i][0])
+            x[j, :k], c[j, :k], base[j, :k] = self.top[i]
+            mask[j, :k] = 1
+        return x, c, base, mask
+
 
 def _loss(recognizer, prep: _Prepared, idx, ad: DecoderAdapter | None):
     dec = recognizer.decoder
@@ -224,6 +282,18 @@ def _loss(recognizer, prep: _Prepared, idx, ad: DecoderAdapter | None):
                 h = layer.heads
                 cross[i] = (cross[i][0] + dk.view(b, s, h, d // h).transpose(1, 2),
                             cross[i][1] + dv.view(b, s, h, d // h).transpose(1, 2))
+    if prep.top is not None and ad is not None:   # LoRA on the encoder's last layer
+        x, c, base, mask = prep.top_batch(idx)
+        delta = (recognizer.encoder.top(x, c, ad) - base) * mask
+        cross, n = list(cross), delta.shape[1]
+        for i, layer in enumerate(dec.layers):
+            # keys/values are linear in the encoder states: only the changed frames move
+            dk, dv = F.linear(delta, layer.cross_kv.weight).chunk(2, -1)
+            h = layer.heads
+            dk, dv = (z.view(z.shape[0], n, h, -1).transpose(1, 2) for z in (dk, dv))
+            k, v = cross[i]
+            cross[i] = (torch.cat([k[:, :, :n] + dk, k[:, :, n:]], 2),
+                        torch.cat([v[:, :, :n] + dv, v[:, :, n:]], 2))
     if prep.start_layer > 0:
         full = [None] * prep.start_layer + list(cross)
         h, _ = dec.hidden(inp, full, ad=ad, start_layer=prep.start_layer, x=x0)
@@ -250,7 +320,8 @@ def transcribe_items(recognizer: WhisperRecognizer, items, adapter=None,
     out = []
     for it in items:
         o = options or DecodeOptions(max_new_tokens=it.max_new_tokens())
-        mem = torch.from_numpy(np.asarray(it.memory, dtype=np.float32))
+        with torch.inference_mode():
+            mem = it.memory_for(recognizer, ad)
         out.append(recognizer.decode(mem, o, ad).text.strip())
     return out
 
@@ -268,14 +339,16 @@ def _init_params(recognizer, config: RecognizerAdaptConfig, gen):
     dec = recognizer.decoder
     params = {}
     if config.method == "lora":
-        for layer in dec.layers:
-            for name in config.targets:
-                lin = getattr(layer, name)
-                a = torch.empty(config.rank, lin.in_features)
-                torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=gen)
-                params[lin.key + ".lora_a"] = a.requires_grad_(True)
-                params[lin.key + ".lora_b"] = torch.zeros(lin.out_features, config.rank,
-                                                          requires_grad=True)
+        linears = [(lin.key, lin) for layer in dec.layers for name in config.targets
+                   if name in DECODER_TARGETS for lin in [getattr(layer, name)]]
+        top = recognizer.encoder.adaptable()
+        linears += [(key, top[key]) for key in config.encoder_targets]
+        for key, lin in linears:
+            a = torch.empty(config.rank, lin.in_features)
+            torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=gen)
+            params[key + ".lora_a"] = a.requires_grad_(True)
+            params[key + ".lora_b"] = torch.zeros(lin.out_features, config.rank,
+                                                  requires_grad=True)
         start_layer = 0
     else:
         last = len(dec.layers) - 1
@@ -310,9 +383,13 @@ def split_items(items, val_fraction: float, seed: int = 0):
 
 def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
                      config: RecognizerAdaptConfig | None = None, val_items=None,
-                     progress=None) -> tuple[RecognizerAdapter | None, dict]:
+                     progress=None, decode_unadapted: bool = True
+                     ) -> tuple[RecognizerAdapter | None, dict]:
     """Train a per-user adapter; returns (adapter, metrics). metrics["publish"] says whether the
-    gate passed (adapted held-out WER < unadapted). ``val_items`` overrides the split."""
+    gate passed (adapted held-out WER < unadapted). ``val_items`` overrides the split.
+    ``decode_unadapted`` False: the caller judges against something else (the transcripts the
+    user was served), so the unadapted decoder does not decode the held-out utterances (no
+    ``base_val_wer``, and ``publish`` is False)."""
     config = config or RecognizerAdaptConfig()
     if len(items) < config.min_utterances:
         return None, {"publish": False, "reason": f"{len(items)} utterances < "
@@ -330,7 +407,10 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
     vprep = _Prepared(recognizer, val, config, start_layer) if val else None
     t_prep = time.perf_counter() - t0
     ad = _adapter_of(params, config, scale)
-    opt = torch.optim.AdamW(list(params.values()), lr=config.lr,
+    encoder = [v for k, v in params.items() if k.startswith(TOP_KEYS)]
+    groups = [{"params": [v for k, v in params.items() if not k.startswith(TOP_KEYS)]},
+              {"params": encoder, "lr": config.encoder_learning_rate or config.lr}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr,
                             weight_decay=config.weight_decay)
     base_val_loss = _mean_loss(recognizer, vprep, None, config.batch_size) if vprep else None
     best = (base_val_loss if base_val_loss is not None else math.inf, -1,
@@ -376,12 +456,16 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
                "train_utterances": len(train), "val_utterances": len(val)}
     if val:
         t1 = time.perf_counter()
-        base = evaluate(recognizer, val)
-        adapted = evaluate(recognizer, val, adapter) if best[1] > 0 else base
-        metrics.update(base_val_wer=base["wer"], base_val_hypotheses=base["hypotheses"],
-                       val_wer=adapted["wer"], val_hypotheses=adapted["hypotheses"],
+        base = evaluate(recognizer, val) if decode_unadapted else None
+        if best[1] > 0:
+            adapted = evaluate(recognizer, val, adapter)
+        else:                        # never beat the unadapted loss: the adapter is the base
+            adapted = base if base is not None else evaluate(recognizer, val)
+        metrics.update(val_wer=adapted["wer"], val_hypotheses=adapted["hypotheses"],
                        validate_s=time.perf_counter() - t1)
-        improved = metrics["val_wer"] < metrics["base_val_wer"]
+        if base is not None:
+            metrics.update(base_val_wer=base["wer"], base_val_hypotheses=base["hypotheses"])
+        improved = base is not None and metrics["val_wer"] < metrics["base_val_wer"]
     else:
         improved = False
     metrics["publish"] = bool(improved or not config.require_improvement)
@@ -394,7 +478,8 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
 
 def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
                         config: RecognizerAdaptConfig | None = None,
-                        progress=None) -> tuple[RecognizerAdapter | None, dict]:
+                        progress=None, decode_unadapted: bool = True
+                        ) -> tuple[RecognizerAdapter | None, dict]:
     """Two-fold cross-fitting. An adapter trained on each half (its best epoch picked by the
     other half's loss) decodes the other half, so every utterance has a held-out transcript:
     ``metrics["val_wer"]`` is their pooled WER, ``base_val_wer`` the unadapted decoder's on the
@@ -402,7 +487,8 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
     adapters are pessimistic (half the data), which suits a gate. The returned adapter trains on
     all ``items`` for the folds' mean best epoch (if the folds never beat the unadapted loss, it
     is None and nothing is refitted). ``progress`` gets each epoch's history row with "part":
-    "fold 1", "fold 2" or "all"."""
+    "fold 1", "fold 2" or "all". ``decode_unadapted``: as in ``adapt_recognizer`` (False: no
+    ``base_val_wer``, ``publish`` False; the caller has another "before")."""
     config = config or RecognizerAdaptConfig()
     if len(items) < max(config.min_utterances, 2):
         return None, {"publish": False, "reason": f"{len(items)} utterances < "
@@ -421,17 +507,21 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
         report = (lambda h, part=f"fold {n}": progress(dict(h, part=part))) if progress else None
         # its held-out transcripts, unadapted and adapted (the unadapted ones where the fold
         # never beat the unadapted loss), come back with its metrics
-        _, m = adapt_recognizer(recognizer, train, fold_config, val_items=held, progress=report)
+        _, m = adapt_recognizer(recognizer, train, fold_config, val_items=held, progress=report,
+                                decode_unadapted=decode_unadapted)
         train_s += m["train_s"]
         best_epochs.append(m["best_epoch"])
         history += [dict(h, part=f"fold {n}") for h in m["history"]]
-        for it, h, b in zip(held, m["val_hypotheses"], m["base_val_hypotheses"]):
+        for it, h, b in zip(held, m["val_hypotheses"],
+                            m.get("base_val_hypotheses", [None] * len(held))):
             hyps[position[id(it)]], base_hyps[position[id(it)]] = h, b
     refs = [it.text for it in items]
-    metrics = {"base_val_wer": wer(refs, base_hyps), "val_wer": wer(refs, hyps),
+    metrics = {"val_wer": wer(refs, hyps),
                "hypotheses": hyps,
                "fold_best_epochs": best_epochs, "train_utterances": len(items),
                "val_utterances": len(items)}
+    if decode_unadapted:
+        metrics["base_val_wer"] = wer(refs, base_hyps)
     adapter = None
     epochs = round(sum(best_epochs) / len(best_epochs))
     if epochs == 0 and not config.require_improvement:    # published whatever it scores
@@ -445,7 +535,8 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
         train_s += m["train_s"]
         history += [dict(h, part="all") for h in m["history"]]
         metrics["bytes"] = m["bytes"]
-    improved = adapter is not None and metrics["val_wer"] < metrics["base_val_wer"]
+    improved = adapter is not None and decode_unadapted and \
+        metrics["val_wer"] < metrics["base_val_wer"]
     metrics.update(train_s=train_s, history=history,
                    best_epoch=epochs, publish=bool(adapter is not None and (
                        improved or not config.require_improvement)),
@@ -454,5 +545,6 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
     if adapter is not None:
         adapter.metadata.update(validation="crossfit", fold_best_epochs=best_epochs,
                                 val_utterances=len(items),
-                                **{k: metrics[k] for k in ("base_val_wer", "val_wer", "train_s")})
+                                **{k: metrics[k] for k in ("base_val_wer", "val_wer", "train_s")
+                                   if k in metrics})
     return adapter, metrics

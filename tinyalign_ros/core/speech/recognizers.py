@@ -63,6 +63,7 @@ class RecognizerTable:
         adapter.check_base(rec)
         params = dict(rec.decoder.named_parameters())
         linears = {m.key: m for m in rec.decoder.modules() if hasattr(m, "key")}
+        linears.update(rec.encoder.adaptable())
         for name, t in adapter.tensors.items():
             if name.endswith((".lora_a", ".lora_b")):
                 key = name.rsplit(".", 1)[0]
@@ -144,7 +145,7 @@ class RecognizerTable:
             ad = adapter.decoder_adapter()        # fp32 copy, for this utterance only
             texts, weights, logprobs = [], [], []
             window = WINDOW_S * SAMPLE_RATE
-            for i, memory in enumerate(rec.encode(audio)):
+            for i, memory in enumerate(rec.encode(audio, ad)):
                 seconds = min(audio.size - i * window, window) / SAMPLE_RATE
                 opts = DecodeOptions(beam_size=self.beam_size,
                                      max_new_tokens=int(min(seconds, WINDOW_S) * 8) + 16)

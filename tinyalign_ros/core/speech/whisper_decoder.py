@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .whisper_encoder import TorchWhisperEncoder, read_ct2_variables
+from .whisper_encoder import TOP_KEYS, TorchWhisperEncoder, read_ct2_variables
 
 N_FRAMES = 3000          # mel frames in one 30 s window
 MAX_LENGTH = 448         # Whisper's decoder context
@@ -277,18 +277,38 @@ class WhisperRecognizer:
 
     def mel_windows(self, audio: np.ndarray) -> list[np.ndarray]:
         """faster-whisper's input: log-mel, last frame dropped, 30 s windows zero-padded."""
+        return [m for m, _ in self._windows(audio)]
+
+    def _windows(self, audio: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        """(padded log-mel window, encoder frames that hold audio) per 30 s window."""
         from faster_whisper.audio import pad_or_trim
 
         mel = self.feature_extractor(np.asarray(audio, dtype=np.float32))
         content = mel.shape[-1] - 1
-        return [pad_or_trim(mel[:, s:min(s + N_FRAMES, content)])
+        return [(pad_or_trim(mel[:, s:min(s + N_FRAMES, content)]),
+                 max(1, math.ceil((min(s + N_FRAMES, content) - s) / 2)))
                 for s in range(0, max(content, 1), N_FRAMES)]
 
     @torch.inference_mode()
-    def encode(self, audio: np.ndarray) -> torch.Tensor:
-        """(windows, 1500, dim) encoder states of the padded windows."""
-        mels = np.stack(self.mel_windows(audio)).astype(np.float32)
-        return torch.cat([self.encoder(torch.from_numpy(m[None])) for m in mels])
+    def encode(self, audio: np.ndarray, adapter: DecoderAdapter | None = None) -> torch.Tensor:
+        """(windows, 1500, dim) encoder states of the padded windows. An adapter with encoder
+        LoRA pairs (whisper_encoder.TOP_KEYS) changes the frames that hold audio only, as it
+        was trained (learning/recognizer_adapt.py)."""
+        return torch.cat([m for m, _ in self.encode_top(audio, adapter)])
+
+    @torch.inference_mode()
+    def encode_top(self, audio: np.ndarray, adapter: DecoderAdapter | None = None) -> list:
+        """Per window: ((1, 1500, dim) encoder states, (residual input, attention context) of
+        the last encoder layer for the frames that hold audio, each (n, dim)): what an
+        encoder adapter trains on."""
+        out = []
+        for mel, n in self._windows(audio):
+            x, context = self.encoder.top_inputs(torch.from_numpy(mel[None].astype(np.float32)))
+            memory = self.encoder.top(x, context)
+            if adapter is not None and any(k in adapter.lora for k in TOP_KEYS):
+                memory[:, :n] = self.encoder.top(x[:, :n], context[:, :n], adapter)
+            out.append((memory, (x[0, :n], context[0, :n])))
+        return out
 
     # -- decoding -------------------------------------------------------------------------------
 
@@ -412,7 +432,7 @@ class WhisperRecognizer:
         """Text of the audio, window by window (faster-whisper without timestamps)."""
         o = options or DecodeOptions(**overrides)
         texts = []
-        for memory in self.encode(audio):
+        for memory in self.encode(audio, adapter):
             r = self.decode(memory, o, adapter)
             if r.text.strip():
                 texts.append(r.text.strip())

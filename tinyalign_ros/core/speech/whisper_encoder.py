@@ -59,6 +59,17 @@ def read_ct2_variables(path: Path, prefix: str = "encoder/") -> dict[str, np.nda
     return out
 
 
+#: LoRA keys of the encoder's last layer a per-user recogniser adapter may carry
+TOP_KEYS = ("encoder.top.out", "encoder.top.ffn1", "encoder.top.ffn2")
+
+
+def _lora(y, x, adapter, key):
+    pair = adapter.lora.get(key) if adapter is not None else None
+    if pair is None:
+        return y
+    return y + adapter.scale * F.linear(F.linear(x, pair[0]), pair[1])
+
+
 class _Layer(nn.Module):
     def __init__(self, dim: int, heads: int, ff: int):
         super().__init__()
@@ -124,14 +135,41 @@ class TorchWhisperEncoder(nn.Module):
     @torch.inference_mode()
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, n) log-mel -> (B, ceil(n/2), dim); n at most 3000."""
+        return self.top(*self.top_inputs(mel))
+
+    @torch.inference_mode()
+    def top_inputs(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the last layer's attention output projection and FFN read, frame by frame:
+        (residual input, attention context before the output projection), each (B, T, dim).
+        A per-user adapter of those two (``TOP_KEYS``) changes no key or value of the
+        attention, so these are computed once and the adapted frames cost only ``top``."""
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         if x.shape[1] > self.positions.shape[0]:
             raise ValueError(f"at most {2 * self.positions.shape[0]} mel frames per window")
         x = x + self.positions[:x.shape[1]]
-        for layer in self.layers:
+        for layer in self.layers[:-1]:
             x = layer(x)
-        return self.norm(x)
+        last = self.layers[-1]
+        B, T, D = x.shape
+        q, k, v = last.qkv(last.attn_norm(x)).view(B, T, 3, last.heads, D // last.heads) \
+            .permute(2, 0, 3, 1, 4)
+        return x, F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, D)
+
+    def top(self, x: torch.Tensor, context: torch.Tensor, adapter=None) -> torch.Tensor:
+        """The last layer from ``top_inputs`` on, and the final norm; ``adapter`` (a
+        DecoderAdapter whose ``lora`` may hold ``TOP_KEYS``) adds its LoRA pairs."""
+        last = self.layers[-1]
+        lin = lambda key, m, z: _lora(m(z), z, adapter, key)  # noqa: E731
+        x = x + lin("encoder.top.out", last.out, context)
+        h = F.gelu(lin("encoder.top.ffn1", last.ffn1, last.ffn_norm(x)))
+        return self.norm(x + lin("encoder.top.ffn2", last.ffn2, h))
+
+    def adaptable(self) -> dict:
+        """LoRA key -> the linear it adapts (``TOP_KEYS``)."""
+        last = self.layers[-1]
+        return {"encoder.top.out": last.out, "encoder.top.ffn1": last.ffn1,
+                "encoder.top.ffn2": last.ffn2}
 
     def encode(self, mel: np.ndarray) -> np.ndarray:
         """(n_mels, n) unpadded log-mel -> (ceil(n/2), dim) float32."""
