@@ -112,8 +112,20 @@ def test_build_is_resumable_after_kill(tmp_path, asr):
     assert json.loads(out)["synth"] == corpus.shards
 
 
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory, asr):
+    """16 training utterances over the espeak voices, one held out; 2 per test split, all
+    synthesised, encoded and transcribed."""
+    voices = _espeak_voices()
+    config = CorpusConfig(utterances=16, eval_utterances=2, held_out_family=voices[0].family,
+                          shard_size=8)
+    corpus = Corpus.create(tmp_path_factory.mktemp("tiny") / "corpus", config, voices)
+    corpus.build(["synth", "encode", "transcribe"], asr, log=lambda m: None)
+    return corpus
+
+
 @pytest.mark.real_models
-def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr):
+def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr, tiny_corpus):
     """`make-base-projector --corpus` on a 16-utterance espeak corpus with the real encoder and
     LLM: first audio-only (no gate; stopped after its CE epoch, then run again, which resumes
     from the saved stages), then `--init` from it runs only the hybrid stage and ships a
@@ -127,12 +139,7 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr)
 
     from tinyalign_ros.corpus.base import GATE_CONFIDENCE_GRID, BaseRecipe, make_base_projector
 
-    voices = _espeak_voices()
-    root = tmp_path / "corpus"
-    config = CorpusConfig(utterances=16, eval_utterances=2, held_out_family=voices[0].family,
-                          shard_size=8)
-    corpus = Corpus.create(root, config, voices)
-    corpus.build(["synth", "encode", "transcribe"], asr, log=lambda m: None)
+    root = tiny_corpus.root
     small = dict(embedlink_epochs=1, ce_utterances=8, batch_size=8, eval_max_new_tokens=6)
     recipe = BaseRecipe(hybrid_utterances=0, eval_utterances=0, **small)
 
@@ -187,3 +194,35 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr)
     assert again["gate_calibration"]["utterances"] == 1
     assert rescored.meta.training["init"]["version"] == gated.version
     assert torch.equal(rescored.model.gate_logit, gated.model.gate_logit)
+
+
+@pytest.mark.real_models
+def test_corpus_curve_rows_are_kept_and_their_projectors_load(asr, tiny_corpus):
+    """The bench's corpus-curve section on the tiny corpus with the real encoder and LLM: a
+    row per size that fits (a larger one is listed as skipped), scored on both test splits and
+    the real speaker; each finished row and its projector are kept in <corpus>/curve, so a
+    second run trains nothing; the kept projector loads against the same models."""
+    from tinyalign_ros.bench import speakers
+    from tinyalign_ros.bench.curve import corpus_curve
+    from tinyalign_ros.bench.quality import Systems
+    from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
+    from tinyalign_ros.core.assistant.llm import EmbeddingTable, FrozenLLM
+
+    llm, emb = FrozenLLM(threads=2), EmbeddingTable()
+    systems = Systems.on(llm, 6)
+    real = speakers.real_speaker(asr, 0, 1)
+    args = (tiny_corpus, asr, systems, emb, real, (6, 12, 10_000), 1)
+    lines = []
+    first = corpus_curve(*args, eval_n=1, log=lines.append)
+    assert [r["train_utterances"] for r in first["rows"]] == [5, 11]    # 3 % held for the epoch
+    assert first["sizes_skipped"] == [10_000]
+    for row in first["rows"]:
+        for split in ("eval-sentences", "eval-voice", "real"):
+            assert row[f"{split}_wer"] >= 0 and row[f"{split}_read_wer"] >= 0
+        kept = load_checkpoint(row["projector"], asr.model_id, llm.model_id)
+        assert kept.meta.training["train_utterances"] == row["train_utterances"]
+    assert len(list((tiny_corpus.root / "curve").glob("*.json"))) == 2
+    lines.clear()
+    again = corpus_curve(*args, eval_n=1, log=lines.append)
+    assert again["rows"] == first["rows"]
+    assert sum("kept from" in m for m in lines) == 2 and not any("utt," in m for m in lines)

@@ -46,6 +46,27 @@ def items_of(recognizer, name):
 
 DEC = ("self_qkv", "self_out", "cross_q", "cross_out", "ffn1", "ffn2")
 ENC = ("encoder.top.out", "encoder.top.ffn1", "encoder.top.ffn2")
+def speed_items(recognizer, name, factor, pool_n=100):
+    """The pool utterances, speed-perturbed by ``factor`` (tempo and pitch, resampled)."""
+    import numpy as np
+
+    from tinyalign_ros.core.learning.recognizer_adapt import RecognizerItem
+    from tinyalign_ros.core.speech.audio import load_audio
+    f = CACHE / f"{name.replace(':', '-')}-speed{factor}.pt"
+    if f.is_file():
+        return torch.load(f, weights_only=False)
+    out = []
+    for e in bench_examples(name, pool_n)[0]:
+        a = load_audio(e.audio)
+        a = np.interp(np.arange(0, a.size - 1, factor), np.arange(a.size), a).astype(np.float32)
+        out.append(RecognizerItem.of_audio(recognizer, a, e.text, f"{e.id}-s{factor}"))
+    torch.save(out, f)
+    return out
+
+
+# variants that also train on speed-perturbed copies of the training utterances
+AUGMENT = {"aug_speed": (0.9, 1.1), "aug_speed_x4": (0.9, 1.1)}
+
 VARIANTS = {
     "node": {},
     "lr5e-4x16": {"learning_rate": 5e-4, "epochs": 16},
@@ -66,6 +87,8 @@ VARIANTS = {
     "dec+enc1e-3": {"targets": DEC + ENC, "encoder_learning_rate": 1e-3},
     "dec+enc2e-3r16": {"targets": DEC + ENC, "encoder_learning_rate": 2e-3, "rank": 16,
                        "alpha": 32.0},
+    "aug_speed": {},
+    "aug_speed_x4": {"epochs": 4},
 }
 # variants that, after the gate's run picked the best epoch, train again on all K utterances
 # for that many epochs (the gate's decision stays the first run's)
@@ -95,7 +118,13 @@ def main():
         for v in a.variants.split(","):
             cfg = RecognizerAdaptConfig(**VARIANTS[REFIT.get(v, v)])
             t0 = time.perf_counter()
-            adapter, m = adapt_recognizer(rec, train, cfg, val_items=val)
+            fit = train
+            if v in AUGMENT:
+                ids = {it.id for it in train}
+                for factor in AUGMENT[v]:
+                    fit = fit + [it for it in speed_items(rec, user, factor)[:a.k]
+                                 if it.id.rsplit("-s", 1)[0] in ids]
+            adapter, m = adapt_recognizer(rec, fit, cfg, val_items=val)
             if v in REFIT and m["best_epoch"] > 0:
                 cfg2 = dataclasses.replace(cfg, epochs=m["best_epoch"])
                 adapter, m2 = adapt_recognizer(rec, pool, cfg2, val_items=[])

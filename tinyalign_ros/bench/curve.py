@@ -8,8 +8,9 @@ Scored on the corpus's held-out sentences (eval-sentences: training voices), its
 family (eval-voice) and the real speaker: "read" WER (each projected vector read as its nearest
 token embedding, no LLM) and the paper's audio-only WER through the LLM.
 
-Each finished row is kept in ``<corpus>/curve/`` (keyed by everything that makes it), so the
-section, hours long on 2 cores, goes on from its last whole row when run again.
+Each finished row is kept in ``<corpus>/curve/`` (keyed by everything that makes it), with its
+projector, so the section, hours long on 2 cores, goes on from its last whole row when run
+again.
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def train_rows(items, engine_of: dict, n: int | None = None, exclude_engines: se
 def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: int,
                  leave_out: tuple = (), eval_n: int = 100, threads: int = 2,
                  log=print) -> dict:
+    from ..core.assistant.checkpoint import Projector, ProjectorMeta, save_checkpoint
     from ..core.assistant.projector import BridgeFormer, ProjectorConfig
+    from ..core.assistant.prompt import PromptConfig
     from ..core.learning.train import TrainConfig, Trainer
     from ..core.metrics import wer
     from .footprint import read_text
@@ -94,6 +97,15 @@ def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: i
             row[f"{name}_wer"] = round(systems.wer("aligned", items, served), 4)
         log(f"  curve {label}: {len(train)} utt, {row['train_s']} s, " + ", ".join(
             f"{k} {v:.3f}" for k, v in row.items() if k.endswith("wer")))
+        # the row's projector too: the full-corpus row is an audio-only base that
+        # `tinyalign make-base-projector --init` can finish (the hybrid stage) without
+        # training EmbedLink again
+        row["projector"] = str(save_checkpoint(Projector(model.eval(), ProjectorMeta(
+            asr_model_id=asr.model_id, llm_model_id=embeddings.model_id,
+            projector=model.config.to_dict(),
+            prompt=PromptConfig(transcript_hint=False).to_dict(),
+            training={"corpus": str(corpus.root), "curve_row": label, "epochs": epochs,
+                      "train_utterances": len(train)})), kept.with_suffix(".safetensors")))
         kept.with_suffix(".tmp").write_text(json.dumps(row))
         kept.with_suffix(".tmp").rename(kept)
         rows.append(row)
