@@ -200,8 +200,9 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr,
 def test_corpus_curve_rows_are_kept_and_their_projectors_load(asr, tiny_corpus):
     """The bench's corpus-curve section on the tiny corpus with the real encoder and LLM: a
     row per size that fits (a larger one is listed as skipped), scored on both test splits and
-    the real speaker; each finished row and its projector are kept in <corpus>/curve, so a
-    second run trains nothing; the kept projector loads against the same models."""
+    the real speaker; each finished row and its projector are kept in <corpus>/curve (the
+    per-epoch state is gone once the row is), so a second run trains nothing; the kept
+    projector loads against the same models."""
     from tinyalign_ros.bench import speakers
     from tinyalign_ros.bench.curve import corpus_curve
     from tinyalign_ros.bench.quality import Systems
@@ -222,6 +223,8 @@ def test_corpus_curve_rows_are_kept_and_their_projectors_load(asr, tiny_corpus):
         kept = load_checkpoint(row["projector"], asr.model_id, llm.model_id)
         assert kept.meta.training["train_utterances"] == row["train_utterances"]
     assert len(list((tiny_corpus.root / "curve").glob("*.json"))) == 2
+    assert not list((tiny_corpus.root / "curve").glob("*.stages"))   # epochs: row written
+    assert not any(row["resumed"] for row in first["rows"])
     lines.clear()
     again = corpus_curve(*args, eval_n=1, log=lines.append)
     assert again["rows"] == first["rows"]

@@ -9,13 +9,14 @@ family (eval-voice) and the real speaker: "read" WER (each projected vector read
 token embedding, no LLM) and the paper's audio-only WER through the LLM.
 
 Each finished row is kept in ``<corpus>/curve/`` (keyed by everything that makes it), with its
-projector, so the section, hours long on 2 cores, goes on from its last whole row when run
-again.
+projector, and the row being trained saves its state after every epoch, so the section, hours
+long on 2 cores, goes on from its last whole epoch when run again.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 
 import torch
@@ -84,13 +85,18 @@ def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: i
         cfg = TrainConfig(objective="embedlink", embedlink_epochs=epochs, lr=RECIPE["lr"],
                           batch_size=RECIPE["batch_size"], seed=0, threads=threads)
         t0 = time.perf_counter()
-        stage = Trainer(model, cfg, embeddings=embeddings,
-                        show_progress_bar=False).fit(train, val).stages[0]
+        # each epoch's state too: a row of the whole corpus is an hour on 2 cores
+        stages = cache / f"{key}.stages"
+        resumed = stages.is_dir()
+        stage = Trainer(model, cfg, embeddings=embeddings, show_progress_bar=False,
+                        checkpoint_dir=stages).fit(train, val).stages[0]
         served = as_projector(model.eval())
         row = {"label": label, "train_utterances": len(train),
                "distinct_sentences": len({it.text for it in train}),
                "engines": sorted({engine_of[it.id] for it in train}),
-               "train_s": round(time.perf_counter() - t0, 1), "best_epoch": stage.best_epoch,
+               # a resumed row's train_s counts this run's epochs only
+               "train_s": round(time.perf_counter() - t0, 1), "resumed": resumed,
+               "best_epoch": stage.best_epoch,
                "val_loss": round(stage.best_val_loss, 4)}
         for name, items in tests.items():
             row[f"{name}_read_wer"] = read_wer(model, items)
@@ -108,6 +114,7 @@ def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: i
                       "train_utterances": len(train)})), kept.with_suffix(".safetensors")))
         kept.with_suffix(".tmp").write_text(json.dumps(row))
         kept.with_suffix(".tmp").rename(kept)
+        shutil.rmtree(stages, ignore_errors=True)
         rows.append(row)
     cascade = {name: round(systems.wer("cascade", items), 4) for name, items in tests.items()}
     return {"corpus": str(corpus.root), "epochs": epochs, "recipe": RECIPE,
