@@ -189,6 +189,13 @@ def test_encoder_lora_trains_on_the_top_inputs_and_serves_the_same_states(rec, c
         RecognizerItem(it.memory, it.text, "old").memory_for(rec, ad)
     with pytest.raises(ValueError, match="encoder LoRA"):
         RecognizerAdaptConfig(targets=TOP_KEYS + ("cross_kv",))
+    # the node's recipe (AdaptConfig.recognizer_lora_on) makes such adapters
+    from tinyalign_ros.core.learning.adapt import AdaptConfig, adapt_recognizer_items
+    result = adapt_recognizer_items(rec, croaky_items[:10], None, AdaptConfig(
+        recognizer_lora_on="encoder_top", recognizer_epochs=1, recognizer_validation="split"))
+    made = RecognizerAdapter.from_bytes(result.data)
+    assert {k.rsplit(".", 1)[0] for k in made.tensors} == set(TOP_KEYS)
+    assert made.metadata["targets"] == list(TOP_KEYS)
 
 
 def test_too_few_utterances_are_refused(rec):

@@ -400,7 +400,7 @@ ADAPT_FLAGS = ("objective", "epochs", "ce_epochs", "learning_rate", "batch_size"
                "val_fraction", "min_utterances", "use_pseudo_labels", "pseudo_label_confidence",
                "max_utterances", "require_improvement", "lora_rank", "target",
                "recognizer_epochs", "recognizer_rank", "recognizer_min_gain_words",
-               "recognizer_validation",
+               "recognizer_validation", "recognizer_lora_on",
                "recognizer_time_budget_s")
 PROMPT_FLAGS = ("task", "transcript_hint")
 # every TrainConfig setting but threads (the shared --threads flag)

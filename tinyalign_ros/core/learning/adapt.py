@@ -89,6 +89,12 @@ class AdaptConfig:
                     "other half, the gate judges all of them, and the adapter published trains "
                     "on all (about 2x the training time); split: one adapter on the rest, judged "
                     "on val_fraction of them", live=True, choices=("crossfit", "split"))
+    recognizer_lora_on: str = setting(
+        "decoder", "what the recogniser's LoRA adapts: decoder (its linears), encoder_top (the "
+                   "encoder's last layer over the frames with audio: acoustics; ~75 KB) or both. "
+                   "decoder was the best measured on the synthetic hard voices, encoder_top the "
+                   "only one that helped the real speaker (docs/RECOGNIZER.md)", live=True,
+        choices=("decoder", "encoder_top", "both"))
     recognizer_time_budget_s: float = setting(50.0, "recogniser training stops after this "
                                                     "many seconds", live=True)
     whisper_model: str = setting("", "the CTranslate2 Whisper folder the ASR node serves (its "
@@ -116,12 +122,13 @@ class AdaptConfig:
 
     def recognizer_config(self):
         """The recogniser adaptation settings of this recipe (recognizer_adapt.py)."""
-        from .recognizer_adapt import RecognizerAdaptConfig
+        from .recognizer_adapt import RecognizerAdaptConfig, lora_targets
 
         return RecognizerAdaptConfig(rank=self.recognizer_rank, alpha=2.0 * self.recognizer_rank,
                                      epochs=self.recognizer_epochs, batch_size=self.batch_size,
                                      val_fraction=self.val_fraction,
                                      validation=self.recognizer_validation,
+                                     targets=lora_targets(self.recognizer_lora_on),
                                      min_utterances=max(1, self.min_utterances - 1),
                                      time_budget_s=self.recognizer_time_budget_s,
                                      require_improvement=self.require_improvement, seed=self.seed)

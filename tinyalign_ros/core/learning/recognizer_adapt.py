@@ -50,6 +50,15 @@ DEFAULT_TARGETS = tuple(t for t in DECODER_TARGETS if t != "cross_kv")
 FORMAT = "tinyalign-recognizer-adapter/1"
 
 
+def lora_targets(lora_on: str) -> tuple:
+    """The LoRA targets of AdaptConfig.recognizer_lora_on (decoder, encoder_top or both)."""
+    parts = {"decoder": DEFAULT_TARGETS, "encoder_top": TOP_KEYS,
+             "both": DEFAULT_TARGETS + TOP_KEYS}
+    if lora_on not in parts:
+        raise ValueError(f"recognizer LoRA on {lora_on!r}: one of {sorted(parts)}")
+    return parts[lora_on]
+
+
 @dataclass
 class RecognizerAdaptConfig:
     method: str = "lora"
