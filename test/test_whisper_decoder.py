@@ -179,7 +179,7 @@ def test_encoder_lora_trains_on_the_top_inputs_and_serves_the_same_states(rec, c
     base = torch.from_numpy(it.memory.astype(np.float32))
     assert (kept[:n] - base[:n]).abs().max() > 1e-3            # the frames with audio moved
     assert torch.equal(kept[n:], base[n:])                    # the padding did not
-    audio = rec._windows(load_audio(GOFORWARD))[0][1]
+    audio = rec.windows(load_audio(GOFORWARD))[0][1]
     assert torch.allclose(served[audio:], rec.encode(load_audio(GOFORWARD))[0][audio:])
     # the item's fp16 top inputs give the states the node computes from the audio
     fresh = RecognizerItem.of_audio(rec, load_audio(GOFORWARD), "x")

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from ..metrics import wer
 from ..speech.whisper_decoder import DecodeOptions, DecoderAdapter, WhisperRecognizer
-from ..speech.whisper_encoder import TOP_KEYS
+from ..speech.whisper_encoder import TOP_KEYS, has_top_lora
 
 METHODS = ("lora", "last_block")
 VALIDATIONS = ("crossfit", "split")
@@ -127,15 +127,13 @@ class RecognizerItem:
     def memory_for(self, recognizer: WhisperRecognizer, ad: DecoderAdapter | None = None):
         """(1500, dim) float32 encoder states, with ``ad``'s encoder LoRA pairs applied."""
         memory = torch.from_numpy(np.asarray(self.memory, dtype=np.float32))
-        if ad is None or not any(k in ad.lora for k in TOP_KEYS):
+        if not has_top_lora(ad):
             return memory
         if self.top is None:
             raise ValueError(f"utterance {self.id!r}: an encoder adapter needs the encoder's "
                              "top inputs (build items with RecognizerItem.of_audio)")
         x, context = (torch.from_numpy(np.asarray(t, dtype=np.float32))[None] for t in self.top)
-        memory = memory.clone()
-        memory[:x.shape[1]] = recognizer.encoder.top(x, context, ad)[0]
-        return memory
+        return recognizer.encoder.adapt_frames(memory[None], x, context, ad)[0]
 
     def max_new_tokens(self) -> int:
         return int(min(self.duration_s, 30) * 8) + 16 if self.duration_s > 0 else 96

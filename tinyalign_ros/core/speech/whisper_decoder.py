@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .whisper_encoder import TOP_KEYS, TorchWhisperEncoder, read_ct2_variables
+from .whisper_encoder import TorchWhisperEncoder, read_ct2_variables
 
 N_FRAMES = 3000          # mel frames in one 30 s window
 MAX_LENGTH = 448         # Whisper's decoder context
@@ -275,12 +275,9 @@ class WhisperRecognizer:
 
     # -- features -------------------------------------------------------------------------------
 
-    def mel_windows(self, audio: np.ndarray) -> list[np.ndarray]:
-        """faster-whisper's input: log-mel, last frame dropped, 30 s windows zero-padded."""
-        return [m for m, _ in self._windows(audio)]
-
-    def _windows(self, audio: np.ndarray) -> list[tuple[np.ndarray, int]]:
-        """(padded log-mel window, encoder frames that hold audio) per 30 s window."""
+    def windows(self, audio: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        """faster-whisper's input, per 30 s window: (log-mel, last frame dropped, zero-padded to
+        the window; the encoder frames that hold audio)."""
         from faster_whisper.audio import pad_or_trim
 
         mel = self.feature_extractor(np.asarray(audio, dtype=np.float32))
@@ -302,12 +299,12 @@ class WhisperRecognizer:
         the last encoder layer for the frames that hold audio, each (n, dim)): what an
         encoder adapter trains on."""
         out = []
-        for mel, n in self._windows(audio):
+        for mel, n in self.windows(audio):
             x, context = self.encoder.top_inputs(torch.from_numpy(mel[None].astype(np.float32)))
             memory = self.encoder.top(x, context)
-            if adapter is not None and any(k in adapter.lora for k in TOP_KEYS):
-                memory[:, :n] = self.encoder.top(x[:, :n], context[:, :n], adapter)
-            out.append((memory, (x[0, :n], context[0, :n])))
+            x, context = x[:, :n], context[:, :n]          # the frames that hold audio
+            out.append((self.encoder.adapt_frames(memory, x, context, adapter),
+                        (x[0], context[0])))
         return out
 
     # -- decoding -------------------------------------------------------------------------------

@@ -63,6 +63,11 @@ def read_ct2_variables(path: Path, prefix: str = "encoder/") -> dict[str, np.nda
 TOP_KEYS = ("encoder.top.out", "encoder.top.ffn1", "encoder.top.ffn2")
 
 
+def has_top_lora(adapter) -> bool:
+    """Whether a DecoderAdapter carries LoRA pairs for the encoder's last layer."""
+    return adapter is not None and any(k in adapter.lora for k in TOP_KEYS)
+
+
 def _lora(y, x, adapter, key):
     pair = adapter.lora.get(key) if adapter is not None else None
     if pair is None:
@@ -164,6 +169,17 @@ class TorchWhisperEncoder(nn.Module):
         x = x + lin("encoder.top.out", last.out, context)
         h = F.gelu(lin("encoder.top.ffn1", last.ffn1, last.ffn_norm(x)))
         return self.norm(x + lin("encoder.top.ffn2", last.ffn2, h))
+
+    def adapt_frames(self, memory: torch.Tensor, x: torch.Tensor, context: torch.Tensor,
+                     adapter) -> torch.Tensor:
+        """``memory`` (B, T, dim) with its first ``x.shape[1]`` frames (those holding audio)
+        recomputed by ``top`` with the adapter's encoder LoRA pairs, as they were trained; the
+        same tensor when the adapter has none."""
+        if not has_top_lora(adapter):
+            return memory
+        memory = memory.clone()
+        memory[:, :x.shape[1]] = self.top(x, context, adapter)
+        return memory
 
     def adaptable(self) -> dict:
         """LoRA key -> the linear it adapts (``TOP_KEYS``)."""
