@@ -11,6 +11,7 @@ from tinyalign_ros.core.learning.recognizer_adapt import (
     RecognizerAdaptConfig, RecognizerAdapter, RecognizerItem, adapt_recognizer, base_id,
     evaluate)
 from tinyalign_ros.core.speech.audio import load_audio
+from tinyalign_ros.core.speech.asr import AsrConfig
 from tinyalign_ros.core.speech.whisper_decoder import (
     DecodeOptions, DecoderAdapter, TorchWhisperDecoder, WhisperRecognizer)
 
@@ -304,7 +305,10 @@ def test_the_nodes_recipe_gates_against_the_users_current_adapter(rec, croaky_it
                                                                  "crossfit" else 2)
     assert m["recognizer_crossfit"] == float(validation == "crossfit")
     # measured against alice's current adapter on the same held-out utterances, not the base
-    assert m["recognizer_wer_before"] == evaluate(rec, val, current)["wer"]
+    # (decoded with the beam the ASR node serves, as the adapter's "after" is)
+    assert config.recognizer_beam_size == AsrConfig().beam_size
+    assert m["recognizer_wer_before"] == evaluate(rec, val, current,
+                                                  beam_size=config.recognizer_beam_size)["wer"]
     assert "recognizer_wer_base" not in m       # the unadapted decoder is not the before
     # published only if it saves at least recognizer_min_gain_words word errors
     from tinyalign_ros.core.metrics import normalize
@@ -347,4 +351,5 @@ def test_a_new_users_adapter_must_beat_what_they_were_served(rec, croaky_items):
                for it in perfect]
     m = adapt_recognizer_items(rec, partial, None, config, user_id="dave").metrics
     assert m["recognizer_before_served"] == 0.0
-    assert m["recognizer_wer_before"] == m["recognizer_wer_base"] == evaluate(rec, val)["wer"]
+    assert m["recognizer_wer_before"] == m["recognizer_wer_base"] == evaluate(
+        rec, val, beam_size=config.recognizer_beam_size)["wer"]

@@ -247,7 +247,8 @@ def _adapt_projector_offline(args, config, asr, items, rec_result, recognizer) -
         ad = rec_result.adapter.decoder_adapter()
         for it in items:
             if it.id in by_id:
-                it.transcript = transcribe_items(recognizer, [by_id[it.id]], ad)[0]
+                it.transcript = transcribe_items(recognizer, [by_id[it.id]], ad,
+                                                 beam_size=config.recognizer_beam_size)[0]
     train, val = split(items, config.val_fraction, config.seed)
     llm = _llm(args)
     assistant = _assistant(args, llm)

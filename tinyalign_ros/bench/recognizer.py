@@ -75,12 +75,13 @@ def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, k
     if not ks:
         return out
     refs = [it.text for it in user.test]
+    beam = config.recognizer_beam_size     # decoded as the ASR node serves
     t0 = time.perf_counter()
     pool = recognizer_items(recognizer, user.pool[:max(ks)], user.pool_audio)
     test = recognizer_items(recognizer, user.test, user.test_audio)
     out["recognizer_encode_s"] = round(time.perf_counter() - t0, 2)
     out["wer_recognizer"]["recognizer (torch, unadapted)"] = round(
-        wer(refs, transcribe_items(recognizer, test)), 4)
+        wer(refs, transcribe_items(recognizer, test, beam_size=beam)), 4)
     for k in ks:
         t1 = time.perf_counter()
         try:
@@ -91,7 +92,7 @@ def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, k
         published = result is not None and result.published
         if published:
             adapter = result.adapter.decoder_adapter()
-            transcripts = transcribe_items(recognizer, test, adapter)
+            transcripts = transcribe_items(recognizer, test, adapter, beam_size=beam)
             rec_wer = wer(refs, transcripts)
             cascade = wer(refs, [systems.plain.respond_text(t).text for t in transcripts])
         else:   # the user keeps faster-whisper: the whisper and cascade columns
@@ -131,7 +132,7 @@ def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, k
                 "projector_s": row["adapt_ce_hint_train_s"][str(k)],
                 "recognizer_refused": True}
             continue
-        hints = transcribe_items(recognizer, pool[:k], adapter)
+        hints = transcribe_items(recognizer, pool[:k], adapter, beam_size=beam)
         train = [dataclasses.replace(it, transcript=h) for it, h in zip(user.pool[:k], hints)]
         adapted, train_s = adapt(base, train, systems.hinted, embeddings, hint_recipe)
         scored = [dataclasses.replace(it, transcript=t) for it, t in zip(user.test, transcripts)]

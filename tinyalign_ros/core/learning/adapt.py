@@ -26,6 +26,7 @@ from ..assistant.checkpoint import Projector, ProjectorMeta, to_bytes
 from ..assistant.routing import ALIGNED_WER, CASCADE_WER
 from ..metrics import normalize, wer
 from ..settings import check_choices, setting
+from ..speech.asr import SERVED_BEAM_SIZE
 from .data import FeatureItem, split
 from .store import LoggedUtterance, UtteranceStore
 from .train import LLM_OBJECTIVES, OBJECTIVES, TrainConfig, Trainer
@@ -97,6 +98,9 @@ class AdaptConfig:
         choices=("decoder", "encoder_top", "both"))
     recognizer_time_budget_s: float = setting(50.0, "recogniser training stops after this "
                                                     "many seconds", live=True)
+    recognizer_beam_size: int = setting(
+        SERVED_BEAM_SIZE, "the ASR node's beam_size: the gate decodes held-out utterances the "
+                          "way the user is served", live=True)
     whisper_model: str = setting("", "the CTranslate2 Whisper folder the ASR node serves (its "
                                      "decoder is what recogniser adaptation trains); '' = the "
                                      "bundled tiny.en", live=True)
@@ -131,7 +135,8 @@ class AdaptConfig:
                                      targets=lora_targets(self.recognizer_lora_on),
                                      min_utterances=max(1, self.min_utterances - 1),
                                      time_budget_s=self.recognizer_time_budget_s,
-                                     require_improvement=self.require_improvement, seed=self.seed)
+                                     require_improvement=self.require_improvement,
+                                     beam_size=self.recognizer_beam_size, seed=self.seed)
 
 
 @dataclass
@@ -378,7 +383,8 @@ def recognizer_version(user_id: str, data: bytes) -> str:
             f"{hashlib.sha256(data).hexdigest()[:8]}")
 
 
-def served_wer(recognizer, val: list, current, unadapted_wer: float) -> tuple[float, str]:
+def served_wer(recognizer, val: list, current, unadapted_wer: float,
+               beam_size: int = 1) -> tuple[float, str]:
     """The held-out WER a new adapter must beat, and what it is of: the user's current adapter
     ("adapter"); without one, the transcripts the user was served when the utterances were
     logged ("served": faster-whisper as the ASR node runs it, which is what refusing keeps);
@@ -386,7 +392,7 @@ def served_wer(recognizer, val: list, current, unadapted_wer: float) -> tuple[fl
     from .recognizer_adapt import evaluate
 
     if current is not None:
-        return evaluate(recognizer, val, current)["wer"], "adapter"
+        return evaluate(recognizer, val, current, beam_size=beam_size)["wer"], "adapter"
     if val and all(it.served is not None for it in val):
         return wer([it.text for it in val], [it.served for it in val]), "served"
     return unadapted_wer, "unadapted"
@@ -436,7 +442,8 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
         raise AdaptationError(f"recogniser adaptation refused: {m.get('reason')}")
     report({"stage": "recognizer_validating", "step": 0, "total_steps": 0, "loss": 0.0,
             "eta_s": 0.0, "validation_wer": m["val_wer"]})
-    before, versus = served_wer(recognizer, val, current, m.get("base_val_wer"))
+    before, versus = served_wer(recognizer, val, current, m.get("base_val_wer"),
+                                rconf.beam_size)
     after = m["val_wer"]
     words = sum(len(normalize(it.text).split()) for it in val)
     gain = round((before - after) * words)         # word errors saved on the held-out set
@@ -515,7 +522,7 @@ def adapt_user_recognizer(store: UtteranceStore, user_id: str, recognizer, confi
     return result
 
 
-def redecoded_hints(recognizer, result: RecognizerResult, cancel=None):
+def redecoded_hints(recognizer, result: RecognizerResult, cancel=None, beam_size: int = 1):
     """``hint`` for user_items after a recogniser step: the transcript of each logged
     utterance with audio by the adapter the user is served with now (``result.adapter``; None:
     the logged faster-whisper transcripts stay). Encoder states computed for training are
@@ -538,5 +545,5 @@ def redecoded_hints(recognizer, result: RecognizerResult, cancel=None):
             if audio is None or audio.size > 30 * SAMPLE_RATE:
                 return u.transcript
             it = RecognizerItem.of_audio(recognizer, audio, "", u.utterance_id)
-        return transcribe_items(recognizer, [it], ad)[0]
+        return transcribe_items(recognizer, [it], ad, beam_size=beam_size)[0]
     return hint

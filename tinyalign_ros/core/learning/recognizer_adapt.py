@@ -78,6 +78,9 @@ class RecognizerAdaptConfig:
     min_utterances: int = 5
     time_budget_s: float = 50.0         # training stops early past this (precompute included)
     require_improvement: bool = True
+    # held-out utterances are decoded with the beam the ASR node serves (AsrConfig.beam_size),
+    # so the gate compares an adapter with what the user actually gets
+    beam_size: int = 1
     save_dtype: str = "float16"
     seed: int = 0
 
@@ -322,11 +325,12 @@ def _mean_loss(recognizer, prep, ad, batch_size) -> float:
 
 
 def transcribe_items(recognizer: WhisperRecognizer, items, adapter=None,
-                     options: DecodeOptions | None = None) -> list[str]:
+                     options: DecodeOptions | None = None, beam_size: int = 1) -> list[str]:
+    """Each item's transcript (``options``, or ``beam_size`` with the item's token cap)."""
     ad = adapter.decoder_adapter() if isinstance(adapter, RecognizerAdapter) else adapter
     out = []
     for it in items:
-        o = options or DecodeOptions(max_new_tokens=it.max_new_tokens())
+        o = options or DecodeOptions(beam_size=beam_size, max_new_tokens=it.max_new_tokens())
         with torch.inference_mode():
             mem = it.memory_for(recognizer, ad)
         out.append(recognizer.decode(mem, o, ad).text.strip())
@@ -334,8 +338,8 @@ def transcribe_items(recognizer: WhisperRecognizer, items, adapter=None,
 
 
 def evaluate(recognizer: WhisperRecognizer, items, adapter=None,
-             options: DecodeOptions | None = None) -> dict:
-    hyps = transcribe_items(recognizer, items, adapter, options)
+             options: DecodeOptions | None = None, beam_size: int = 1) -> dict:
+    hyps = transcribe_items(recognizer, items, adapter, options, beam_size)
     return {"wer": wer([it.text for it in items], hyps), "hypotheses": hyps}
 
 
@@ -463,11 +467,12 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
                "train_utterances": len(train), "val_utterances": len(val)}
     if val:
         t1 = time.perf_counter()
-        base = evaluate(recognizer, val) if decode_unadapted else None
+        beam = config.beam_size
+        base = evaluate(recognizer, val, beam_size=beam) if decode_unadapted else None
         if best[1] > 0:
-            adapted = evaluate(recognizer, val, adapter)
+            adapted = evaluate(recognizer, val, adapter, beam_size=beam)
         else:                        # never beat the unadapted loss: the adapter is the base
-            adapted = base if base is not None else evaluate(recognizer, val)
+            adapted = base if base is not None else evaluate(recognizer, val, beam_size=beam)
         metrics.update(val_wer=adapted["wer"], val_hypotheses=adapted["hypotheses"],
                        validate_s=time.perf_counter() - t1)
         if base is not None:

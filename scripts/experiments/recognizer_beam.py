@@ -1,0 +1,63 @@
+"""Does beam search change the adapted cascade's ratio? (issue 12: the whisper voice at 0.76x)
+
+For each bench user (same pools and test sentences as `tinyalign bench`): the node's recogniser
+recipe (AdaptConfig defaults, cross-fitted gate) trains on the first K pool utterances; the test
+utterances are then decoded by the unadapted and the adapted decoder, greedy and with beam 5.
+Prints the recogniser WERs (no LLM) and each decode's seconds.
+
+    PYTHONPATH=. python scripts/experiments/recognizer_beam.py --k 50
+"""
+import argparse
+import json
+import time
+
+import torch
+
+from recognizer_recipe import bench_examples, items_of  # noqa: F401  (same cache, same users)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--users", default="whisper,croaky,slow_telephone,real")
+    ap.add_argument("--beams", default="1,5")
+    ap.add_argument("--wide-test", action="store_true",
+                    help="test on the bench's test set plus the pool beyond K (less noise)")
+    ap.add_argument("--out", default="/tmp/recexp/beam.jsonl")
+    a = ap.parse_args()
+    from tinyalign_ros.core.learning.adapt import AdaptConfig, adapt_recognizer_items
+    from tinyalign_ros.core.learning.recognizer_adapt import evaluate
+    from tinyalign_ros.core.speech.whisper_decoder import DecodeOptions, WhisperRecognizer
+
+    rec = WhisperRecognizer()
+    for user in a.users.split(","):
+        data = items_of(rec, user)
+        tests = data["test"] + data["pool"][a.k:] if a.wide_test else data["test"]
+        t0 = time.perf_counter()
+        result = adapt_recognizer_items(rec, data["pool"][:a.k], None, AdaptConfig(),
+                                        user_id=f"beam-{user}")
+        row = {"user": user, "k": a.k, "n_test": len(tests), "published": result.published,
+               "job_s": round(time.perf_counter() - t0, 1)}
+        adapter = result.adapter.decoder_adapter() if result.adapter is not None else None
+        for beam in (int(b) for b in a.beams.split(",")):
+            for name, ad in (("unadapted", None), ("adapted", adapter)):
+                if name == "adapted" and ad is None:
+                    continue
+                t1 = time.perf_counter()
+                wers = []
+                hyps = []
+                for it in tests:
+                    o = DecodeOptions(beam_size=beam, max_new_tokens=it.max_new_tokens())
+                    with torch.inference_mode():
+                        hyps.append(rec.decode(it.memory_for(rec, ad), o, ad).text.strip())
+                from tinyalign_ros.core.metrics import wer
+                w = wer([it.text for it in tests], hyps)
+                row[f"{name}_beam{beam}"] = round(w, 4)
+                row[f"{name}_beam{beam}_s"] = round(time.perf_counter() - t1, 1)
+        print(json.dumps(row), flush=True)
+        with open(a.out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
