@@ -2,16 +2,17 @@
 
 For each user with an adaptation pool, on the same pool and test utterances as the quality
 section's other rows:
-  recogniser (torch, unadapted)  Whisper's decoder in torch, greedy, no adapter: the starting
-                                 point of adaptation (tiny.en agrees with faster-whisper float32;
-                                 the "whisper" column is the ASR node's faster-whisper int8)
+  recogniser (torch, unadapted)  Whisper's decoder in torch at the served beam, no adapter: the
+                                 starting point of adaptation (tiny.en agrees with
+                                 faster-whisper float32; the "whisper" column is the ASR node's
+                                 faster-whisper int8)
   recogniser K                   the transcript the user is served after recogniser adaptation on
                                  the first K pool utterances: the adaptation node's recipe and
                                  settings (core.learning.adapt.adapt_recognizer_items: a fresh
                                  LoRA, ``val_fraction`` held out, the best epoch by held-out
-                                 loss, published only if its held-out greedy WER is below the
-                                 unadapted recogniser's). Published: the test utterances decoded
-                                 greedily with the adapter, as the ASR node serves an adapted
+                                 loss, published only if its held-out WER (served beam) is below
+                                 the served one). Published: the test utterances decoded with
+                                 the adapter at the served beam, as the ASR node serves an adapted
                                  user; refused: the user keeps faster-whisper, i.e. the
                                  "whisper" column (the row says "refused")
   adapted cascade K              that transcript -> LLM (the cascade's prompt)

@@ -8,8 +8,8 @@ not), and the new projector is kept as current only if its WER beats the current
 
 The recogniser (Whisper's decoder, a per-user LoRA: recognizer_adapt.py) trains on the user's
 corrected utterances whose audio was logged, re-encoded on the padded 30 s window; its adapter
-is kept as current only if its held-out greedy WER beats the user's current recogniser (their
-current adapter, else the unadapted decoder). With ``both`` the recogniser goes first and the
+is kept as current only if its held-out WER (decoded with the served beam) beats the user's
+current recogniser (their current adapter, else the unadapted decoder). With ``both`` the recogniser goes first and the
 projector then trains and validates on the hints (and pseudo-labels) the recogniser the user is
 now served with re-decodes.
 """
@@ -404,8 +404,8 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
                            parent_version: str = "") -> RecognizerResult:
     """The recogniser recipe (the node's and `tinyalign adapt --target recognizer`'s): a fresh
     LoRA on ``items``, validated on held-out utterances (``recognizer_validation``: cross-fitted
-    over all of them, or a held-out share); published only if its held-out greedy WER is below
-    what the user is served now (``served_wer``)."""
+    over all of them, or a held-out share); published only if its held-out WER (at the served
+    beam) is below what the user is served now (``served_wer``)."""
     from .recognizer_adapt import adapt_recognizer, crossfit_recognizer, split_items
 
     cancel = cancel or threading.Event()
