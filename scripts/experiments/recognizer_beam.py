@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from recognizer_recipe import bench_examples, items_of  # noqa: F401  (same cache, same users)
+from recognizer_recipe import items_of   # the same users and cache as the recipe experiment
 
 
 def main():
@@ -26,7 +26,7 @@ def main():
     ap.add_argument("--out", default="/tmp/recexp/beam.jsonl")
     a = ap.parse_args()
     from tinyalign_ros.core.learning.adapt import AdaptConfig, adapt_recognizer_items
-    from tinyalign_ros.core.learning.recognizer_adapt import evaluate
+    from tinyalign_ros.core.metrics import wer
     from tinyalign_ros.core.speech.whisper_decoder import DecodeOptions, WhisperRecognizer
 
     rec = WhisperRecognizer()
@@ -44,13 +44,11 @@ def main():
                 if name == "adapted" and ad is None:
                     continue
                 t1 = time.perf_counter()
-                wers = []
                 hyps = []
                 for it in tests:
                     o = DecodeOptions(beam_size=beam, max_new_tokens=it.max_new_tokens())
                     with torch.inference_mode():
                         hyps.append(rec.decode(it.memory_for(rec, ad), o, ad).text.strip())
-                from tinyalign_ros.core.metrics import wer
                 w = wer([it.text for it in tests], hyps)
                 row[f"{name}_beam{beam}"] = round(w, 4)
                 row[f"{name}_beam{beam}_s"] = round(time.perf_counter() - t1, 1)
