@@ -48,7 +48,8 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("whisper_model", "", "local CTranslate2 Whisper folder ('' = bundled tiny.en)",
                    {"asr": "whisper_model", "adaptation": "whisper_model"}),
     LaunchArgument("beam_size", "5", "Whisper beam size (1 = greedy); the recogniser gate "
-                   "decodes with it too", {"asr": "beam_size", "adaptation": "recognizer_beam_size"}),
+                   "decodes with it too",
+                   {"asr": "beam_size", "adaptation": "recognizer_beam_size"}),
     LaunchArgument("llm_model", "", "local transformers LLM folder ('' = prepared SmolLM2-135M)",
                    {"response": "llm_model", "adaptation": "llm_model"}),
     LaunchArgument("projector", "", "base projector checkpoint ('' = the one shipped)",

@@ -11,8 +11,6 @@ import argparse
 import json
 import time
 
-import torch
-
 from recognizer_recipe import items_of   # the same users and cache as the recipe experiment
 
 
@@ -26,8 +24,8 @@ def main():
     ap.add_argument("--out", default="/tmp/recexp/beam.jsonl")
     a = ap.parse_args()
     from tinyalign_ros.core.learning.adapt import AdaptConfig, adapt_recognizer_items
-    from tinyalign_ros.core.metrics import wer
-    from tinyalign_ros.core.speech.whisper_decoder import DecodeOptions, WhisperRecognizer
+    from tinyalign_ros.core.learning.recognizer_adapt import evaluate
+    from tinyalign_ros.core.speech.whisper_decoder import WhisperRecognizer
 
     rec = WhisperRecognizer()
     for user in a.users.split(","):
@@ -38,19 +36,13 @@ def main():
                                         user_id=f"beam-{user}")
         row = {"user": user, "k": a.k, "n_test": len(tests), "published": result.published,
                "job_s": round(time.perf_counter() - t0, 1)}
-        adapter = result.adapter.decoder_adapter() if result.adapter is not None else None
         for beam in (int(b) for b in a.beams.split(",")):
-            for name, ad in (("unadapted", None), ("adapted", adapter)):
-                if name == "adapted" and ad is None:
+            for name, adapter in (("unadapted", None), ("adapted", result.adapter)):
+                if name == "adapted" and adapter is None:
                     continue
                 t1 = time.perf_counter()
-                hyps = []
-                for it in tests:
-                    o = DecodeOptions(beam_size=beam, max_new_tokens=it.max_new_tokens())
-                    with torch.inference_mode():
-                        hyps.append(rec.decode(it.memory_for(rec, ad), o, ad).text.strip())
-                w = wer([it.text for it in tests], hyps)
-                row[f"{name}_beam{beam}"] = round(w, 4)
+                row[f"{name}_beam{beam}"] = round(
+                    evaluate(rec, tests, adapter, beam_size=beam)["wer"], 4)
                 row[f"{name}_beam{beam}_s"] = round(time.perf_counter() - t1, 1)
         print(json.dumps(row), flush=True)
         with open(a.out, "a") as f:

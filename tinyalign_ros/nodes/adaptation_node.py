@@ -478,7 +478,7 @@ class AdaptationNode(ManagedModels, LifecycleNode):
                                     "meanwhile")
         hint = None
         if config.target == "both" and rec.success:
-            hint = redecoded_hints(recognizer, rec, cancel, config.recognizer_beam_size)
+            hint = redecoded_hints(recognizer, rec, config.recognizer_beam_size, cancel)
         return rec, hint
 
     def on_adapt(self, req, res):

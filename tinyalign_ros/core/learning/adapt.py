@@ -9,9 +9,9 @@ not), and the new projector is kept as current only if its WER beats the current
 The recogniser (Whisper's decoder, a per-user LoRA: recognizer_adapt.py) trains on the user's
 corrected utterances whose audio was logged, re-encoded on the padded 30 s window; its adapter
 is kept as current only if its held-out WER (decoded with the served beam) beats the user's
-current recogniser (their current adapter, else the unadapted decoder). With ``both`` the recogniser goes first and the
-projector then trains and validates on the hints (and pseudo-labels) the recogniser the user is
-now served with re-decodes.
+current recogniser (their current adapter, else the unadapted decoder). With ``both`` the
+recogniser goes first and the projector then trains and validates on the hints (and
+pseudo-labels) the recogniser the user is now served with re-decodes.
 """
 from __future__ import annotations
 
@@ -384,7 +384,7 @@ def recognizer_version(user_id: str, data: bytes) -> str:
 
 
 def served_wer(recognizer, val: list, current, unadapted_wer: float,
-               beam_size: int = 1) -> tuple[float, str]:
+               beam_size: int) -> tuple[float, str]:
     """The held-out WER a new adapter must beat, and what it is of: the user's current adapter
     ("adapter"); without one, the transcripts the user was served when the utterances were
     logged ("served": faster-whisper as the ASR node runs it, which is what refusing keeps);
@@ -522,7 +522,7 @@ def adapt_user_recognizer(store: UtteranceStore, user_id: str, recognizer, confi
     return result
 
 
-def redecoded_hints(recognizer, result: RecognizerResult, cancel=None, beam_size: int = 1):
+def redecoded_hints(recognizer, result: RecognizerResult, beam_size: int, cancel=None):
     """``hint`` for user_items after a recogniser step: the transcript of each logged
     utterance with audio by the adapter the user is served with now (``result.adapter``; None:
     the logged faster-whisper transcripts stay). Encoder states computed for training are
