@@ -83,10 +83,10 @@ def adapted_cascade_table(rows: list[dict]) -> list[str]:
     return ["### Adapted cascade: the recogniser adapted per user (LoRA on Whisper's decoder, "
             "the adaptation node's recipe), WER (lower is better)", "",
             "\"recognizer K\" is the transcript the user is served after adapting on K pool "
-            "utterances (greedy, with the adapter; \"(refused)\": the gate kept faster-whisper, "
-            "the whisper column); \"adapted cascade K\" sends it to the LLM; \"adapted "
-            "rec.+proj.\" adds the projector adapted with CE on the hints that recogniser gives "
-            "(with a refused recogniser: the \"+hint (CE)\" row).", "", *lines, "",
+            "utterances (with the adapter, at the served beam; \"(refused)\": the gate kept "
+            "faster-whisper, the whisper column); \"adapted cascade K\" sends it to the LLM; "
+            "\"adapted rec.+proj.\" adds the projector adapted with CE on the hints that "
+            "recogniser gives (with a refused recogniser: the \"+hint (CE)\" row).", "", *lines, "",
             f"Recogniser adaptation: {'/'.join(map(str, sorted(epochs)))} epochs; the gate "
             f"refused {refusals} of {adapted} adapters. Training time (recogniser: precompute "
             f"+ epochs, without the held-out WER decode): " + "; ".join(times) + ".", ""]
