@@ -74,6 +74,27 @@ def spin_until(node, predicate, timeout: float, procs=()) -> bool:
     return predicate()
 
 
+def call_service(node, client, request, procs=(), timeout: float = 30, resend_after=None):
+    """Call ``client``'s service from the test node and return the response; fail with the
+    service's name (and early, with its output, if a node process died).
+
+    ``resend_after`` (seconds; idempotent requests only, e.g. the parameter services): send the
+    request again when no reply came in that time. A server can be seen as ready a moment before
+    its reply writer has matched this client, and a request sent then is never answered
+    (ros2/rclcpp#625); a one-off lost call would otherwise fail a test after its whole timeout."""
+    assert spin_until(node, client.service_is_ready, timeout, procs), \
+        f"{client.srv_name}: no server within {timeout} s"
+    deadline = time.monotonic() + timeout
+    while True:
+        future = client.call_async(request)
+        wait = min(resend_after or timeout, deadline - time.monotonic())
+        if spin_until(node, future.done, max(wait, 0.0), procs):
+            return future.result()
+        client.remove_pending_request(future)
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{client.srv_name}: no reply within {timeout} s")
+
+
 class NodeProcess:
     """A node executable from lib/tinyalign_ros, started as its own process."""
 

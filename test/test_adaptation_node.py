@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import NodeProcess, spin_until
+from conftest import NodeProcess, call_service, spin_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.real_models, pytest.mark.e2e]
 
@@ -49,10 +49,7 @@ def base_projector(path, asr_model_id):
 
 
 def call(node, client, request, procs, timeout=30):
-    assert spin_until(node, client.service_is_ready, timeout, procs), client.srv_name
-    future = client.call_async(request)
-    assert spin_until(node, future.done, timeout, procs)
-    return future.result()
+    return call_service(node, client, request, procs, timeout)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import GOFORWARD, LIBRIVOX, librivox_references, spin_until
+from conftest import GOFORWARD, LIBRIVOX, call_service, librivox_references, spin_until
 from tinyalign_ros.core.speech.audio import load_audio, resample
 
 pytestmark = [pytest.mark.ros, pytest.mark.real_models]
@@ -15,10 +15,9 @@ def list_parameters(node, fqn: str, timeout=20.0) -> set:
     from rcl_interfaces.srv import ListParameters
 
     client = node.create_client(ListParameters, f"{fqn}/list_parameters")
-    assert spin_until(node, client.service_is_ready, timeout), f"{fqn} has no parameter service"
-    future = client.call_async(ListParameters.Request())
-    assert spin_until(node, future.done, timeout)
-    return set(future.result().result.names) - {"use_sim_time", "start_type_description_service"}
+    names = call_service(node, client, ListParameters.Request(), timeout=timeout,
+                         resend_after=5).result.names
+    return set(names) - {"use_sim_time", "start_type_description_service"}
 
 
 def words(text):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import GOFORWARD, spin_until
+from conftest import GOFORWARD, call_service, spin_until
 from tinyalign_ros.core.speech.audio import load_audio
 
 pytestmark = [pytest.mark.ros, pytest.mark.real_models]
@@ -167,8 +167,6 @@ def set_parameters(ros_node, fqn, procs, **values):
     from rclpy.parameter import Parameter
 
     client = ros_node.create_client(SetParameters, f"{fqn}/set_parameters")
-    assert spin_until(ros_node, client.service_is_ready, 20, procs)
-    future = client.call_async(SetParameters.Request(
-        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]))
-    assert spin_until(ros_node, future.done, 20, procs)
-    return future.result().results
+    request = SetParameters.Request(
+        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    return call_service(ros_node, client, request, procs, 20, resend_after=5).results

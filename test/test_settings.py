@@ -4,7 +4,7 @@ show that `ros2 param set` either takes effect or is refused with a reason."""
 import pytest
 import yaml
 
-from conftest import ROOT, spin_until
+from conftest import ROOT, call_service
 from tinyalign_ros import graph
 from tinyalign_ros.core.settings import settings_of
 
@@ -91,11 +91,9 @@ def test_one_adaptation_recipe_everywhere():
 
 # ---- running nodes: declared parameters and `ros2 param set`
 def _call(node, srv_type, name, request, procs, timeout=30):
-    client = node.create_client(srv_type, name)
-    assert spin_until(node, client.service_is_ready, timeout, procs), name
-    future = client.call_async(request)
-    assert spin_until(node, future.done, timeout, procs), name
-    return future.result()
+    # parameter services only: idempotent, so a lost request is sent again
+    return call_service(node, node.create_client(srv_type, name), request, procs, timeout,
+                        resend_after=5)
 
 
 def _set(node, fqn, procs, **values):
