@@ -32,6 +32,19 @@ def test_held_out_texts_never_trained_the_base():
     assert not {t.lower() for t in texts} & {t.lower() for t in corpus_texts(1500, 0)}
 
 
+def test_the_flags_reach_the_bench_config():
+    from tinyalign_ros.bench import BenchConfig
+    from tinyalign_ros.cli import bench_config, build_parser
+
+    parse = build_parser().parse_args
+    assert bench_config(parse(["bench"])) == BenchConfig()
+    config = bench_config(parse(["bench", "--sections", "corpus-curve", "--curve-sizes",
+                                 "20000", "--curve-leave-out", "--ks", "50", "--threads", "1"]))
+    assert config.sections == ("corpus-curve",) and config.curve_sizes == (20000,)
+    assert config.curve_leave_out == () and config.ks == config.hint_ks == (50,)
+    assert config.threads == 1 and config.curve_epochs == BenchConfig().curve_epochs
+
+
 SHARED = ("whisper", "cascade", "ceiling", "base", "base+hint")
 FOOTPRINT = ["shipped base (EmbedLink + CE finish)", "full", "shared layers",
              "full, pruned 50 %", "full, int8", "shared layers, int8", "full, pruned 50 % + int8"]

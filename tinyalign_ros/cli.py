@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .bench import SECTIONS as BENCH_SECTIONS   # stdlib only at import: the parser stays fast
+from .bench import SECTIONS as BENCH_SECTIONS, BenchConfig  # stdlib only at import: a fast parser
 
 
 def cmd_prepare_models(args) -> int:
@@ -367,9 +367,9 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_bench(args) -> int:
+def bench_config(args):
+    """The BenchConfig the bench command's flags ask for."""
     from . import bench
-    from .bench.report import markdown
 
     config = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()
     config.threads = args.threads
@@ -381,6 +381,18 @@ def cmd_bench(args) -> int:
         config.ks = config.hint_ks = tuple(args.ks)
     if args.no_recognizer:
         config.recognizer = False
+    if args.curve_sizes is not None:
+        config.curve_sizes = tuple(args.curve_sizes)
+    if args.curve_leave_out is not None:
+        config.curve_leave_out = tuple(args.curve_leave_out)
+    return config
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+    from .bench.report import markdown
+
+    config = bench_config(args)
     t0 = time.perf_counter()
     try:
         report = bench.run(Path(args.out), config, "quick" if args.quick else "full",
@@ -589,6 +601,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "CE+hint at 50; none: the base rows only)")
     p.add_argument("--no-recognizer", action="store_true",
                    help="leave out the adapted-cascade rows (recogniser adaptation)")
+    p.add_argument("--curve-sizes", type=int, nargs="*",
+                   help="corpus-curve: training utterances of each row (default "
+                        f"{' '.join(map(str, BenchConfig.curve_sizes))}; finished rows are "
+                        "kept in <corpus>/curve/ and not trained again)")
+    p.add_argument("--curve-leave-out", nargs="*", metavar="ENGINE",
+                   help="corpus-curve: engines left out one at a time, a row each (default "
+                        f"{' '.join(BenchConfig.curve_leave_out)}; none: no such rows)")
     p.add_argument("--sections", nargs="+",
                    choices=tuple(BENCH_SECTIONS),
                    help="run only these sections, keeping the others' results from the last "

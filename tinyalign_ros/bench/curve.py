@@ -45,6 +45,10 @@ def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: i
     from .quality import as_projector
 
     engine_of = {r["id"]: r["engine"] for r in corpus.rows}
+    unknown = set(leave_out) - set(engine_of.values())
+    if unknown:
+        raise ValueError(f"corpus {corpus.root} has no engine {sorted(unknown)} to leave out "
+                         f"(its engines: {sorted(set(engine_of.values()))})")
     train_all = corpus.items(asr.model_id, "train")
     tests = {"eval-sentences": corpus.items(asr.model_id, "eval-sentences", limit=eval_n,
                                             with_transcripts=True),
