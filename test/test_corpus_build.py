@@ -132,7 +132,7 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr,
     gated projector whose held-out numbers (Whisper's real transcripts as hints) are what mode
     auto weighs, with the confidence limit of its gate picked on held-out sentences; a gated
     projector is refused as the start of a hybrid stage, and calibrated and scored again
-    without one."""
+    without one. The hybrid's hints are Whisper's own transcripts here (real_hint_share 1)."""
     from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
     from tinyalign_ros.core.assistant.routing import ALIGNED_WER, CASCADE_WER
     import torch
@@ -162,10 +162,16 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr,
     first = load_checkpoint(tmp_path / "a.safetensors")
     assert first.model.config.gate == "none" and "eval-sentences" not in audio_only
     assert set(first.meta.training["stages"]) == {"embedlink", "finish_ce"}
+    lines = []
     metrics = make_base_projector(root, tmp_path / "h.safetensors",
                                   BaseRecipe(hybrid_utterances=8, eval_utterances=1,
+                                             real_hint_share=1.0,
                                              init=str(tmp_path / "a.safetensors"), **small),
-                                  log=lambda m: None)
+                                  log=lines.append)
+    # every utterance is transcribed: all but the hint-free tenth train on Whisper's own hint
+    hints = next(m for m in lines if m.startswith("hybrid hints:")).split()
+    used, total, available = int(hints[2]), int(hints[4]), int(hints[-2].strip("("))
+    assert available == total and 0 < used <= total
     gated = load_checkpoint(tmp_path / "h.safetensors")
     assert gated.model.config.gate == "scalar" and 0.0 < metrics["gate"] < 0.5
     assert set(gated.meta.training["stages"]) == {"hybrid_hybrid"}

@@ -301,7 +301,8 @@ def cmd_make_base(args) -> int:
                             else args.ce_epochs, ce_utterances=args.ce_utterances,
                             train_utterances=args.train_utterances, threads=args.threads,
                             hybrid_utterances=args.hybrid_utterances,
-                            hint_error_rate=args.hint_error_rate, init=args.init or "",
+                            hint_error_rate=args.hint_error_rate,
+                            real_hint_share=args.real_hint_share, init=args.init or "",
                             calibration_utterances=args.calibration_utterances,
                             seed=args.seed)
         from_corpus(args.corpus, Path(args.out), recipe)
@@ -545,6 +546,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(0: ship the audio-only projector, no gate)")
     p.add_argument("--hint-error-rate", type=float, default=BaseRecipe.hint_error_rate,
                    help="--corpus: simulated recogniser errors per word in the hybrid's hints")
+    p.add_argument("--real-hint-share", type=float, default=BaseRecipe.real_hint_share,
+                   help="--corpus: the share of the hybrid's hints that are Whisper's own "
+                        "transcripts, where the corpus has them (tinyalign corpus build "
+                        "--stages transcribe); the rest simulated")
     p.add_argument("--calibration-utterances", type=int,
                    default=BaseRecipe.calibration_utterances,
                    help="--corpus: held-out sentences that pick the gate's confidence limit "

@@ -9,7 +9,9 @@
 4. the hybrid stage (issue 11): the same projector plus a scalar gate that starts nearly closed,
    trained with CE on the cascade's prompt and a hint that is wrong the way recognisers are
    (core.learning.hints: the true text with simulated substitutions, deletions and insertions;
-   no hint at all for a tenth), the true text as the target. The base this makes is the gated
+   or, for a share ``real_hint_share`` of the utterances the corpus's transcribe stage reached,
+   Whisper's own transcript with its own errors; no hint at all for a tenth), the true text as
+   the target. The base this makes is the gated
    projector, so its default aligned mode is the cascade plus whatever the audio adds;
 5. the gate's confidence limit: on held-out sentences not scored in 6, the recogniser
    confidence at or above which the audio is left out (ProjectorConfig.gate_max_confidence),
@@ -45,6 +47,9 @@ class BaseRecipe:
     hybrid_epochs: int = 1
     hybrid_lr: float = 2e-4
     hint_error_rate: float = 0.2       # simulated recogniser errors per word in training hints
+    # the share of the hybrid's hints that are Whisper's own transcript of the utterance, where
+    # the corpus has one (`tinyalign corpus build --stages transcribe`); the rest simulated
+    real_hint_share: float = 0.0
     gate_init: float = -4.0            # sigmoid(-4) = 0.018: the cascade, nearly
     calibration_utterances: int = 100  # held-out sentences that pick the confidence limit
     init: str = ""                     # an audio-only projector to start from (skips 1-3)
@@ -131,8 +136,9 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
         projector=model.config.to_dict(), prompt=prompt_cfg.to_dict()))
     gated = model if init_gated else None
     if not init_gated and r.hybrid_utterances and r.hybrid_epochs:
+        real = corpus.transcripts(asr.model_id) if r.real_hint_share else {}
         gated, result = hybrid_stage(model, train, val, llm, prompt_cfg, r, progress,
-                                     stages_dir)
+                                     stages_dir, real, log)
         stages.update({f"hybrid_{k}": v for k, v in result.summary().items()})
 
     shipped = gated or model
@@ -171,9 +177,11 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
 
 
 def hybrid_stage(model, train, val, llm, prompt_cfg, r: BaseRecipe, progress,
-                 stages_dir: Path | None = None):
+                 stages_dir: Path | None = None, real: dict | None = None, log=print):
     """Stage 4: a copy of ``model`` with a scalar gate (nearly closed), trained with the hybrid
-    objective on hints with simulated recogniser errors. Returns (gated model, TrainResult)."""
+    objective on hints with recogniser errors: simulated, or (``real``: utterance id ->
+    Whisper's transcript) Whisper's own for ``r.real_hint_share`` of the utterances it has.
+    Returns (gated model, TrainResult)."""
     import dataclasses
     import random
 
@@ -191,16 +199,30 @@ def hybrid_stage(model, train, val, llm, prompt_cfg, r: BaseRecipe, progress,
     rng = random.Random(r.seed)
     hints = HintCorruptor([it.text for it in train], r.hint_error_rate)
 
+    real = real or {}
+    used = []
+
+    def hint(it) -> str:
+        if rng.random() < 0.1:
+            return ""
+        # no draw without real transcripts: the simulated-only recipe's hints stay as they were
+        if it.id in real and r.real_hint_share and rng.random() < r.real_hint_share:
+            used.append(it.id)
+            return real[it.id]
+        return hints.corrupt(it.text, rng)
+
     def hinted(items):   # copies: the corpus items stay as they are
-        return [dataclasses.replace(it, transcript=hints.corrupt(it.text, rng)
-                                    if rng.random() >= 0.1 else "") for it in items]
+        return [dataclasses.replace(it, transcript=hint(it)) for it in items]
+    train_items, val_items = hinted(train[-r.hybrid_utterances:]), hinted(val[:200])
+    if r.real_hint_share:
+        log(f"hybrid hints: {len(used)} of {len(train_items) + len(val_items)} are Whisper's own "
+            f"transcripts ({sum(it.id in real for it in train_items + val_items)} available)")
     torch.manual_seed(r.seed)
     tc = TrainConfig(objective="hybrid", ce_epochs=r.hybrid_epochs, lr=r.hybrid_lr,
                      batch_size=8, seed=r.seed, threads=r.threads)
     result = Trainer(gated, tc, llm=llm, prompt=PromptBuilder(llm.tokenizer, prompt_cfg),
                      progress=progress, show_progress_bar=False,
-                     checkpoint_dir=stages_dir).fit(
-        hinted(train[-r.hybrid_utterances:]), hinted(val[:200]))
+                     checkpoint_dir=stages_dir).fit(train_items, val_items)
     return gated.eval(), result
 
 

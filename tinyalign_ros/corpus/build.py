@@ -312,6 +312,13 @@ class Corpus:
             out["transcribe"] = count(self.transcripts_path(k, asr_id) for k in ks)
         return out
 
+    def transcripts(self, asr_id: str) -> dict[str, str]:
+        """Utterance id -> the recogniser's transcript, for every shard transcribed so far."""
+        out = {}
+        for path in sorted(self.transcripts_path(0, asr_id).parent.glob("*.json")):
+            out.update((t["id"], t["transcript"]) for t in json.loads(path.read_text()))
+        return out
+
     def items(self, asr_id: str, split: str = "train", limit: int | None = None,
               families: set | None = None, exclude_families: set | None = None,
               with_transcripts: bool = False) -> list:
