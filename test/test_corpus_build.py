@@ -110,6 +110,19 @@ def test_build_is_resumable_after_kill(tmp_path, asr):
     out = subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", "corpus", "status",
                           str(root)], capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["synth"] == corpus.shards
+    # one shard range only (the CLI's --shards), e.g. the training shards a hybrid stage takes
+    last = corpus.shards - 1
+    out = subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", "corpus", "build",
+                          str(root), "--stages", "transcribe", "--shards", f"{last}-{last}"],
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.splitlines()[-1])["written"] == {"transcribe": 1}
+    assert set(corpus.transcripts(asr.model_id)) == {r["id"] for r in corpus.shard_rows(last)}
+    with pytest.raises(ValueError, match="this corpus has shards"):
+        corpus.build(["transcribe"], asr, shards=[corpus.shards], log=lambda m: None)
+    bad = subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", "corpus", "build",
+                          str(root), "--stages", "transcribe", "--shards", "3-1"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "--shards must be" in bad.stderr
 
 
 @pytest.fixture(scope="module")

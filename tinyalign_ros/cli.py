@@ -316,6 +316,16 @@ def cmd_make_base(args) -> int:
     return 0
 
 
+def _shard_range(spec: str | None) -> range | None:
+    """``--shards``: "K" or "A-B" (inclusive); None: every shard."""
+    if spec is None:
+        return None
+    a, _, b = spec.partition("-")
+    if not (a.isdigit() and (b or a).isdigit() and int(a) <= int(b or a)):
+        raise ValueError(f"--shards must be K or A-B with A <= B, got {spec!r}")
+    return range(int(a), int(b or a) + 1)
+
+
 def cmd_corpus(args) -> int:
     from .core.models import data_dir
     from .corpus.build import Corpus, CorpusConfig
@@ -348,7 +358,8 @@ def cmd_corpus(args) -> int:
         return 0
     asr = _asr(args) if set(args.stages) & {"encode", "transcribe"} else None
     done = corpus.build(args.stages, asr, (int(i), int(n)), args.splits,
-                        log=lambda m: print(time.strftime("%H:%M:%S ") + m, flush=True))
+                        log=lambda m: print(time.strftime("%H:%M:%S ") + m, flush=True),
+                        shards=_shard_range(args.shards))
     print(json.dumps({"written": done, **corpus.status(asr.model_id if asr else None)}))
     return 0
 
@@ -581,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only shards holding these splits (e.g. transcribe the test splits)")
     p.add_argument("--part", default="0/1", help="i/n: this process takes shards k with "
                                                  "k %% n == i (run n processes side by side)")
+    p.add_argument("--shards", metavar="A-B",
+                   help="only shards A to B (inclusive; or one shard K), e.g. transcribe the "
+                        "training shards the hybrid stage takes (the last ones)")
     p.add_argument("--with-asr", action="store_true", help="status: count encoded shards too")
     add_flags(p, AsrConfig, ASR_FLAGS)
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the encoder")

@@ -256,9 +256,10 @@ class Corpus:
 
     def build(self, stages: Iterable[str], asr=None, part: tuple[int, int] = (0, 1),
               splits: Iterable[str] = SPLITS, log: Callable[[str], None] = print,
-              stop: Callable[[], bool] = lambda: False) -> dict:
-        """Runs the named stages over this process's shards that hold any of ``splits``,
-        skipping what is already written."""
+              stop: Callable[[], bool] = lambda: False,
+              shards: Iterable[int] | None = None) -> dict:
+        """Runs the named stages over this process's shards that hold any of ``splits`` (and
+        are among ``shards``, if given), skipping what is already written."""
         stages = tuple(stages)
         unknown = set(stages) - {"synth", "encode", "transcribe"}
         if unknown:
@@ -267,7 +268,12 @@ class Corpus:
             raise ValueError("encode and transcribe need an ASR front end")
         i, n = part
         splits = set(splits)
-        mine = [k for k in range(self.shards) if k % n == i
+        if shards is not None:
+            shards = sorted(set(shards))
+            if shards and not 0 <= shards[0] <= shards[-1] < self.shards:
+                raise ValueError(f"shards {shards[0]}-{shards[-1]}: this corpus has shards "
+                                 f"0-{self.shards - 1}")
+        mine = [k for k in (range(self.shards) if shards is None else shards) if k % n == i
                 and any(r["split"] in splits for r in self.shard_rows(k))]
         done = {s: 0 for s in stages}
         t_start = time.perf_counter()
