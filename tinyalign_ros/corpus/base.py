@@ -11,8 +11,8 @@
    (core.learning.hints: the true text with simulated substitutions, deletions and insertions;
    or, for a share ``real_hint_share`` of the utterances the corpus's transcribe stage reached,
    Whisper's own transcript with its own errors; no hint at all for a tenth), the true text as
-   the target. The base this makes is the gated
-   projector, so its default aligned mode is the cascade plus whatever the audio adds;
+   the target. The base this makes is the gated projector, so its default aligned mode is the
+   cascade plus whatever the audio adds;
 5. the gate's confidence limit: on held-out sentences not scored in 6, the recogniser
    confidence at or above which the audio is left out (ProjectorConfig.gate_max_confidence),
    picked from a coarse grid as the one with the lowest WER, the lowest limit (the most
