@@ -145,7 +145,8 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr,
     gated projector whose held-out numbers (Whisper's real transcripts as hints) are what mode
     auto weighs, with the confidence limit of its gate picked on held-out sentences; a gated
     projector is refused as the start of a hybrid stage, and calibrated and scored again
-    without one. The hybrid's hints are Whisper's own transcripts here (real_hint_share 1)."""
+    without one; an EmbedLink-only init gets the CE finish. The hybrid's hints are Whisper's own
+    transcripts here (real_hint_share 1)."""
     from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
     from tinyalign_ros.core.assistant.routing import ALIGNED_WER, CASCADE_WER
     import torch
@@ -181,6 +182,7 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr,
                                              real_hint_share=1.0,
                                              init=str(tmp_path / "a.safetensors"), **small),
                                   log=lines.append)
+    assert any(m.endswith("EmbedLink skipped, the CE finish skipped") for m in lines)
     # every utterance is transcribed: all but the hint-free tenth train on Whisper's own hint
     hints = next(m for m in lines if m.startswith("hybrid hints:")).split()
     used, total, available = int(hints[2]), int(hints[4]), int(hints[-2].strip("("))
@@ -213,6 +215,21 @@ def test_base_recipe_on_a_tiny_corpus_then_its_gated_hybrid_stage(tmp_path, asr,
     assert again["gate_calibration"]["utterances"] == 1
     assert rescored.meta.training["init"]["version"] == gated.version
     assert torch.equal(rescored.model.gate_logit, gated.model.gate_logit)
+    # an EmbedLink-only init (a corpus-curve row, say) gets the CE finish it never had
+    make_base_projector(root, tmp_path / "e.safetensors",
+                        BaseRecipe(hybrid_utterances=0, eval_utterances=0,
+                                   **{**small, "ce_utterances": 0}), log=lambda m: None)
+    assert set(load_checkpoint(tmp_path / "e.safetensors").meta.training["stages"]) == {
+        "embedlink"}
+    lines = []
+    make_base_projector(root, tmp_path / "f.safetensors",
+                        BaseRecipe(hybrid_utterances=0, eval_utterances=0,
+                                   init=str(tmp_path / "e.safetensors"), **small),
+                        log=lines.append)
+    assert any(m.endswith("EmbedLink skipped, the CE finish runs") for m in lines)
+    finished = load_checkpoint(tmp_path / "f.safetensors")
+    assert set(finished.meta.training["stages"]) == {"finish_ce"}
+    assert finished.meta.training["stages"]["finish_ce"]["steps"] > 0
 
 
 @pytest.mark.real_models

@@ -566,9 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--corpus: held-out sentences that pick the gate's confidence limit "
                         "(0: the audio always enters)")
     p.add_argument("--init", help="--corpus: start from this audio-only projector (skips "
-                                  "EmbedLink and the CE finish; the hybrid stage and scoring "
-                                  "run), or a gated one with --hybrid-utterances 0 (calibrated "
-                                  "and scored)")
+                                  "EmbedLink, and the CE finish if it had one; the hybrid stage "
+                                  "and scoring run), or a gated one with --hybrid-utterances 0 "
+                                  "(calibrated and scored)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_base)

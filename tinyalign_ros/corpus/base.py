@@ -21,9 +21,10 @@
    transcript hint, the hybrid, and the cascade beside them, Whisper's real transcripts and
    confidences as the hints), stored int8 with every voice's source and licence in its
    metadata.
-``init`` starts from an audio-only projector made by stages 1-3 (its training record is kept
-in the metadata) and runs the hybrid stage and the rest only; from a gated one made by stage 4
-(with ``hybrid_utterances`` 0), stages 5 and 6 only.
+``init`` starts from an audio-only projector (its training record is kept in the metadata):
+EmbedLink is skipped, and so is the CE finish if the init's record shows one (a projector of
+stages 1-3); an EmbedLink-only init (a corpus-curve row) gets the finish here. From a gated one
+made by stage 4 (with ``hybrid_utterances`` 0), stages 5 and 6 only.
 """
 from __future__ import annotations
 
@@ -112,10 +113,15 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
             log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
                             for k, v in p.items()}))
     stages, init_record = {}, None
+    finish = bool(r.ce_utterances and r.ce_epochs)
     if r.init:
         start = load_checkpoint(r.init, asr.model_id, llm.model_id)
         model, init_record = start.model, {"version": start.version, **start.meta.training}
-        log(f"starting from {r.init} ({start.version}): EmbedLink and the CE finish skipped")
+        # a finish is run once: an init made by this recipe's stages 1-3 already had it
+        had_finish = any(k.startswith("finish_") for k in start.meta.training.get("stages", {}))
+        finish = finish and not had_finish and not init_gated
+        log(f"starting from {r.init} ({start.version}): EmbedLink skipped, the CE finish "
+            f"{'runs' if finish else 'skipped'}")
     else:
         model = BridgeFormer(ProjectorConfig(asr_dim=asr.dim, llm_dim=emb.dim, layers=r.layers))
         cfg = TrainConfig(objective="embedlink", embedlink_epochs=r.embedlink_epochs,
@@ -123,14 +129,13 @@ def make_base_projector(corpus_dir: str | Path, out: str | Path, recipe: BaseRec
         result = Trainer(model, cfg, emb, progress=progress, show_progress_bar=False,
                          device=str(llm.device), checkpoint_dir=stages_dir).fit(train, val)
         stages.update(result.summary())
-        if r.ce_utterances and r.ce_epochs:
-            ce_cfg = TrainConfig(objective="ce", ce_epochs=r.ce_epochs, batch_size=r.batch_size,
-                                 lr=r.ce_lr, seed=r.seed, threads=r.threads)
-            result = Trainer(model, ce_cfg, emb, llm, PromptBuilder(llm.tokenizer, prompt_cfg),
-                             progress=progress, show_progress_bar=False,
-                             checkpoint_dir=stages_dir).fit(
-                train[:r.ce_utterances], val[:200])
-            stages.update({f"finish_{k}": v for k, v in result.summary().items()})
+    if finish:
+        ce_cfg = TrainConfig(objective="ce", ce_epochs=r.ce_epochs, batch_size=r.batch_size,
+                             lr=r.ce_lr, seed=r.seed, threads=r.threads)
+        result = Trainer(model, ce_cfg, emb, llm, PromptBuilder(llm.tokenizer, prompt_cfg),
+                         progress=progress, show_progress_bar=False,
+                         checkpoint_dir=stages_dir).fit(train[:r.ce_utterances], val[:200])
+        stages.update({f"finish_{k}": v for k, v in result.summary().items()})
     audio_only = Projector(model.eval(), ProjectorMeta(
         asr_model_id=asr.model_id, llm_model_id=emb.model_id,
         projector=model.config.to_dict(), prompt=prompt_cfg.to_dict()))
