@@ -4,7 +4,7 @@ shipped base projector, the real default models."""
 import pytest
 import yaml
 
-from conftest import LIBRIVOX, ROOT, librivox_references, spin_until
+from conftest import LIBRIVOX, ROOT, call_service, librivox_references, spin_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.real_models, pytest.mark.e2e]
 
@@ -15,12 +15,10 @@ def correct_all(ros_node, user, features, files, procs):
 
     refs = librivox_references()
     client = ros_node.create_client(CorrectTranscript, "correct_transcript")
-    assert spin_until(ros_node, client.service_is_ready, 30, procs)
     for f, path in zip(features, files):
-        future = client.call_async(CorrectTranscript.Request(
-            user_id=user, utterance_id=f.utterance_id, text=refs[path.stem]))
-        assert spin_until(ros_node, future.done, 30, procs)
-        assert future.result().success, future.result().message
+        result = call_service(ros_node, client, CorrectTranscript.Request(
+            user_id=user, utterance_id=f.utterance_id, text=refs[path.stem]), procs)
+        assert result.success, result.message
 
 
 def test_four_nodes_answer_recorded_speech(ros_node, start_node, tmp_path):

@@ -7,18 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import GOFORWARD, spin_until
+from conftest import GOFORWARD, call_service, spin_until
 from tinyalign_ros.core.speech.audio import load_audio
 
 pytestmark = [pytest.mark.ros, pytest.mark.real_models]
 
 
 def _call(node, srv_type, name, request, procs, timeout=120):
-    client = node.create_client(srv_type, name)
-    assert spin_until(node, client.service_is_ready, 30, procs), name
-    future = client.call_async(request)
-    assert spin_until(node, future.done, timeout, procs), name
-    return future.result()
+    # no resend: a transition is not idempotent
+    return call_service(node, node.create_client(srv_type, name), request, procs, timeout)
 
 
 def transition(node, fqn, name, procs) -> bool:

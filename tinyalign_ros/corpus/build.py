@@ -318,11 +318,19 @@ class Corpus:
             out["transcribe"] = count(self.transcripts_path(k, asr_id) for k in ks)
         return out
 
+    def shard_transcripts(self, k: int, asr_id: str) -> dict[str, dict] | None:
+        """Utterance id -> {"transcript", "confidence"} of shard k; None if not transcribed."""
+        path = self.transcripts_path(k, asr_id)
+        if not path.is_file():
+            return None
+        return {t["id"]: t for t in json.loads(path.read_text())}
+
     def transcripts(self, asr_id: str) -> dict[str, str]:
         """Utterance id -> the recogniser's transcript, for every shard transcribed so far."""
         out = {}
-        for path in sorted(self.transcripts_path(0, asr_id).parent.glob("*.json")):
-            out.update((t["id"], t["transcript"]) for t in json.loads(path.read_text()))
+        for k in range(self.shards):
+            out.update((i, t["transcript"]) for i, t in
+                       (self.shard_transcripts(k, asr_id) or {}).items())
         return out
 
     def items(self, asr_id: str, split: str = "train", limit: int | None = None,
@@ -343,12 +351,9 @@ class Corpus:
                 continue
             with np.load(path) as z:
                 feats, offsets = z["features"], z["offsets"]
-            trans = {}
-            if with_transcripts:
-                tpath = self.transcripts_path(k, asr_id)
-                if not tpath.is_file():
-                    continue
-                trans = {t["id"]: t for t in json.loads(tpath.read_text())}
+            trans = self.shard_transcripts(k, asr_id) if with_transcripts else {}
+            if trans is None:
+                continue
             for j, row in enumerate(rows):
                 if row["split"] != split or offsets[j + 1] == offsets[j]:
                     continue
