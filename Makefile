@@ -67,9 +67,17 @@ test-jazzy: setup-jazzy
 
 .PHONY: help setup build demo test test-fast test-gpu faults soak clean setup-jazzy test-jazzy
 
-# The shipped base projector's recipe (synthesize, encode, train; see tinyalign_ros/recipe.py).
-base-projector: setup
-	$(ENV) && tinyalign make-base-projector --out tinyalign_ros/data/base_projector.safetensors
+# The shipped base projector's recipe (tinyalign_ros/corpus/base.py; docs/BENCHMARKS.md, "The
+# shipped base"): the corpus (make corpus), Whisper's transcripts of its test splits (the gate's
+# calibration and the scores) and of the last training shards (the hybrid stage's real hints),
+# then the training stages (~1.5 h on 2 cores beyond the corpus; resumable: run it again).
+CORPUS_DIR ?= $${TINYALIGN_HOME:-$$HOME/.local/share/tinyalign_ros}/corpora/main
+base-projector: corpus
+	$(ENV) && tinyalign corpus build "$(CORPUS_DIR)" --stages transcribe \
+	    --splits eval-sentences eval-voice --threads 2 \
+	  && tinyalign corpus build "$(CORPUS_DIR)" --stages transcribe --shards 73-81 --threads 2 \
+	  && tinyalign make-base-projector --corpus "$(CORPUS_DIR)" \
+	    --out tinyalign_ros/data/base_projector.safetensors
 
 # The benchmark report (quality, training cost, footprint, latency; ~50 min on 2 cores), written
 # where docs/BENCHMARKS.md shows it. bench-quick: every section on a few utterances (~4 min).

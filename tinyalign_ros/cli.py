@@ -278,7 +278,9 @@ def cmd_eval(args) -> int:
     for it in items:
         refs.append(it.text)
         asr_h.append(it.transcript)
-        aligned_h.append(assistant.respond_features(it.features, it.transcript).text)
+        # with its confidence, as the nodes serve it: a gated projector's limit applies
+        aligned_h.append(assistant.respond_features(it.features, it.transcript,
+                                                    confidence=it.confidence).text)
         if args.cascade:
             cascade_h.append(assistant.respond_text(it.transcript).text)
         if args.verbose:
@@ -544,10 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "after every epoch, and the same command goes on from "
                                     "there after a stop")
     p.add_argument("--utterances", type=int, default=1500, help="espeak recipe: corpus size")
-    p.add_argument("--epochs", type=int, help="EmbedLink epochs (default 10 with --corpus, "
+    p.add_argument("--epochs", type=int, help=f"EmbedLink epochs (default "
+                                              f"{BaseRecipe.embedlink_epochs} with --corpus, "
                                               "else 12)")
     p.add_argument("--ce-epochs", type=int, help="cross-entropy finish epochs (default 1)")
-    p.add_argument("--ce-utterances", type=int, default=3000,
+    p.add_argument("--ce-utterances", type=int, default=BaseRecipe.ce_utterances,
                    help="--corpus: the CE finish's share of the corpus")
     p.add_argument("--train-utterances", type=int, default=0,
                    help="--corpus: train on the first N training utterances in plan order "

@@ -36,9 +36,10 @@ from pathlib import Path
 
 @dataclass
 class BaseRecipe:
-    embedlink_epochs: int = 10
+    """The defaults are the shipped base's recipe (docs/BENCHMARKS.md, "The shipped base")."""
+    embedlink_epochs: int = 8
     train_utterances: int = 0          # the first N training utterances in plan order (0: all)
-    ce_utterances: int = 3000          # CE finish on this many training utterances (0: none)
+    ce_utterances: int = 2000          # CE finish on this many training utterances (0: none)
     ce_epochs: int = 1
     layers: int = 1
     batch_size: int = 16
@@ -50,7 +51,7 @@ class BaseRecipe:
     hint_error_rate: float = 0.2       # simulated recogniser errors per word in training hints
     # the share of the hybrid's hints that are Whisper's own transcript of the utterance, where
     # the corpus has one (`tinyalign corpus build --stages transcribe`); the rest simulated
-    real_hint_share: float = 0.0
+    real_hint_share: float = 0.8
     gate_init: float = -4.0            # sigmoid(-4) = 0.018: the cascade, nearly
     calibration_utterances: int = 100  # held-out sentences that pick the confidence limit
     init: str = ""                     # an audio-only projector to start from (skips 1-3)
