@@ -70,7 +70,8 @@ test-jazzy: setup-jazzy
 # The shipped base projector's recipe (tinyalign_ros/corpus/base.py; docs/BENCHMARKS.md, "The
 # shipped base"): the corpus (make corpus), Whisper's transcripts of its test splits (the gate's
 # calibration and the scores) and of the last training shards (the hybrid stage's real hints),
-# then the training stages (~1.5 h on 2 cores beyond the corpus; resumable: run it again).
+# then the training stages: ~2 h on 2 cores beyond the corpus by the stage times measured
+# separately (not yet run in one piece); resumable: run it again.
 CORPUS_DIR ?= $${TINYALIGN_HOME:-$$HOME/.local/share/tinyalign_ros}/corpora/main
 base-projector: corpus
 	$(ENV) && tinyalign corpus build "$(CORPUS_DIR)" --stages transcribe \
