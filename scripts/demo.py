@@ -7,7 +7,9 @@ pocketsphinx-testdata), ASR, response (projector + SmolLM2) and adaptation; prin
 on the topics for each utterance; then corrects the transcripts over the correct_transcript
 service, runs the Adapt action with its feedback, and says the first utterance again to show
 the response node serving the adapted projector. ``--single-process``: the same four nodes in
-one process (graph_node), sharing one LLM. Run from `source scripts/env.sh`.
+one process (graph_node), sharing one LLM. Then a hard synthetic speaker (``--hard-speaker``)
+corrects a few dozen utterances and adapts, and its next sentences are answered by the cascade
+and the aligned path side by side, with each one's WER. Run from `source scripts/env.sh`.
 """
 from __future__ import annotations
 
@@ -64,9 +66,7 @@ def call(node, client, request, timeout=60.0):
 def adapt_demo(node, got, refs, sources, responses, want_modes) -> None:
     """The user corrects what the robot heard, asks it to adapt, and speaks again."""
     import rclpy
-    from rclpy.action import ActionClient
 
-    from tinyalign_ros.action import Adapt
     from tinyalign_ros.msg import SpeechFeatures
     from tinyalign_ros.nodes.common import RELIABLE_QOS
     from tinyalign_ros.srv import CorrectTranscript
@@ -77,6 +77,29 @@ def adapt_demo(node, got, refs, sources, responses, want_modes) -> None:
         res = call(node, correct, CorrectTranscript.Request(
             user_id=f.user_id, utterance_id=f.utterance_id, text=refs[src.stem]))
         print(f"  correct_transcript {f.utterance_id}: {res.message if res else 'no answer'}")
+    result = run_adapt(node, got[0].user_id)
+    if result is None or not result.published:
+        return
+    # the response node hot-swaps to the new projector: say the first thing again
+    pub = node.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
+    again = got[0]
+    again.utterance_id = again.utterance_id + "-again"
+    time.sleep(1.0)
+    pub.publish(again)
+    deadline = time.monotonic() + 60
+    while len(responses.get(again.utterance_id, [])) < want_modes and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    for r in responses.get(again.utterance_id, []):
+        print(f"  again: {r.text!r} [{r.mode}; projector {r.projector_version or '-'}]")
+
+
+def run_adapt(node, user: str):
+    """The Adapt action for ``user``, its feedback printed; the result, or None after 300 s."""
+    import rclpy
+    from rclpy.action import ActionClient
+
+    from tinyalign_ros.action import Adapt
+
     client = ActionClient(node, Adapt, "adapt")
     client.wait_for_server(timeout_sec=30)
     t0 = time.monotonic()
@@ -91,8 +114,7 @@ def adapt_demo(node, got, refs, sources, responses, want_modes) -> None:
             print(f"  feedback: {fb.stage} step {fb.step}/{fb.total_steps} loss {fb.loss:.3f} "
                   f"validation WER {wer} eta {fb.eta_s:.0f} s")
 
-    goal_future = client.send_goal_async(Adapt.Goal(user_id=got[0].user_id),
-                                         feedback_callback=feedback)
+    goal_future = client.send_goal_async(Adapt.Goal(user_id=user), feedback_callback=feedback)
     while not goal_future.done():
         rclpy.spin_once(node, timeout_sec=0.1)
     result_future = goal_future.result().get_result_async()
@@ -101,22 +123,93 @@ def adapt_demo(node, got, refs, sources, responses, want_modes) -> None:
     result = result_future.result().result if result_future.done() else None
     if result is None:
         print("  no adaptation result within 300 s")
-        return
+        return None
     print(f"  result after {time.monotonic() - t0:.1f} s: success={result.success} "
           f"published={result.published} version={result.version!r}: {result.message}")
-    if not result.published:
-        return
-    # the response node hot-swaps to the new projector: say the first thing again
+    return result
+
+
+def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
+                      test_n: int) -> None:
+    """A hard synthetic speaker (a bench user: a voice Whisper often mishears) corrects
+    ``pool_n`` utterances and asks to adapt; then says ``test_n`` new sentences, answered by the
+    cascade and the aligned path side by side. Their features are made here with the ASR node's
+    own front end (AsrFrontEnd) and published as the ASR node would, to spare minutes of
+    real-time playback."""
+    import rclpy
+
+    from tinyalign_ros.bench.speakers import examples
+    from tinyalign_ros.core.metrics import wer
+    from tinyalign_ros.core.speech.asr import AsrFrontEnd
+    from tinyalign_ros.core.speech.audio import load_audio
+    from tinyalign_ros.msg import SpeechFeatures
+    from tinyalign_ros.nodes.common import RELIABLE_QOS
+    from tinyalign_ros.srv import CorrectTranscript
+
+    user = f"{speaker}_voice"
+    print(f"\n--- a hard speaker: user {user!r} (synthetic '{speaker}' voice), {pool_n} "
+          f"corrected utterances, then {test_n} new ones ---")
+    pool, test = examples(speaker, pool_n, test_n)
+    asr = AsrFrontEnd(cpu_threads=2)
     pub = node.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
-    again = got[0]
-    again.utterance_id = again.utterance_id + "-again"
-    time.sleep(1.0)
-    pub.publish(again)
-    deadline = time.monotonic() + 60
-    while len(responses.get(again.utterance_id, [])) < want_modes and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.1)
-    for r in responses.get(again.utterance_id, []):
-        print(f"  again: {r.text!r} [{r.mode}; projector {r.projector_version or '-'}]")
+
+    def say(ex, utterance_id: str, timeout: float = 60.0) -> SpeechFeatures:
+        r = asr.process(load_audio(ex.audio))
+        msg = SpeechFeatures(utterance_id=utterance_id, user_id=user, frames=r.frames,
+                             dim=r.dim, transcript=r.transcript.text,
+                             confidence=r.transcript.confidence, asr_model_id=asr.model_id,
+                             audio_duration_s=r.duration_s)
+        msg.data = r.features.reshape(-1)
+        msg.speech_end = node.get_clock().now().to_msg()
+        pub.publish(msg)
+        deadline = time.monotonic() + timeout
+        while len(responses.get(utterance_id, [])) < want_modes and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        return msg
+
+    t0 = time.monotonic()
+    said = [say(ex, f"{user}-{i:02d}") for i, ex in enumerate(pool)]
+    wrong = sum(wer([ex.text], [m.transcript]) > 0 for m, ex in zip(said, pool))
+    print(f"  {len(said)} utterances said and answered ({time.monotonic() - t0:.0f} s); Whisper "
+          f"heard {wer([e.text for e in pool], [m.transcript for m in said]):.1%} WER "
+          f"({wrong} of {len(pool)} with an error)")
+    correct = node.create_client(CorrectTranscript, "correct_transcript")
+    done = sum(bool((res := call(node, correct, CorrectTranscript.Request(
+        user_id=user, utterance_id=m.utterance_id, text=ex.text))) and res.success)
+        for m, ex in zip(said, pool))
+    print(f"  corrected: {done} of {len(said)}")
+    result = run_adapt(node, user)
+    if result is None:
+        return
+    if not result.published:
+        print("  not published, so this user keeps the base projector, which answers as the "
+              "cascade (its audio gate is shut)")
+    print(f"  {test_n} new sentences, each answered by both paths:")
+    refs, hyps = [e.text for e in test], {"cascade": [], "aligned": []}
+    firsts = {"cascade": [], "aligned": []}
+    for i, ex in enumerate(test):
+        uid = f"{user}-new-{i:02d}"
+        msg = say(ex, uid)
+        by_mode = {r.mode: r for r in responses.get(uid, [])}
+        print(f"  said:    {ex.text!r}\n  heard:   {msg.transcript!r}")
+        for mode in ("cascade", "aligned"):
+            r = by_mode.get(mode)
+            hyps[mode].append(r.text if r else "")
+            if r:
+                firsts[mode].append(r.first_token_latency_s)
+            print(f"  {mode + ':':8} {(r.text if r else '(no answer)')!r}")
+    scores = {mode: wer(refs, h) for mode, h in hyps.items()}
+    mean = {m: sum(v) / len(v) if v else 0.0 for m, v in firsts.items()}
+    # speech_end is stamped when the features are published here: no VAD wait, no ASR time
+    print(f"  WER on the {test_n} new sentences: cascade {scores['cascade']:.1%}, aligned "
+          f"{scores['aligned']:.1%}; first token (mean, from the features' publication, each "
+          f"as if it alone answered): cascade {mean['cascade']:.2f} s, aligned "
+          f"{mean['aligned']:.2f} s")
+    if scores["aligned"] < scores["cascade"]:
+        print("  the adapted aligned path beat the cascade on this speaker's new sentences")
+    else:
+        print("  the aligned path did NOT beat the cascade on this speaker's new sentences "
+              "(docs/BENCHMARKS.md, \"The shipped base\": the same, measured on more)")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -134,7 +227,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--speed", type=float, default=1.0, help="file playback speed")
     parser.add_argument("--user", default="demo_user")
-    parser.add_argument("--no-adapt", action="store_true", help="skip the adaptation part")
+    parser.add_argument("--no-adapt", action="store_true", help="skip the adaptation parts")
+    parser.add_argument("--hard-speaker", default="whisper",
+                        help="the bench's synthetic hard speaker who corrects and adapts after "
+                             "the recordings ('' to skip)")
+    parser.add_argument("--hard-pool", type=int, default=40,
+                        help="the hard speaker's corrected utterances")
+    parser.add_argument("--hard-test", type=int, default=10,
+                        help="the hard speaker's new sentences after adapting")
     parser.add_argument("--mode", default="both", choices=("auto", "aligned", "cascade", "both"),
                         help="response node mode")
     parser.add_argument("--single-process", action="store_true",
@@ -264,6 +364,9 @@ def main() -> int:
                           f"{r.first_token_latency_s:.2f} s after end of speech, {r.tokens} tokens]")
         if shown == len(sources) and not args.no_adapt:
             adapt_demo(node, got, refs, sources, responses, want_modes)
+            if args.hard_speaker and args.mode == "both":   # side by side needs both paths
+                hard_speaker_demo(node, responses, want_modes, args.hard_speaker,
+                                  args.hard_pool, args.hard_test)
         peaks = {name: peak_rss_mb(p.pid) for name, p in procs.items()}
         print("\npeak memory (VmHWM): " + ", ".join(f"{n} {v:.0f} MB" for n, v in peaks.items())
               + f"; whole graph {sum(peaks.values()):.0f} MB")

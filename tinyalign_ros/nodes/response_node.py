@@ -174,14 +174,20 @@ class ResponseNode(ManagedModels, LifecycleNode):
             prompt = self.p.config(PromptConfig)
             if prompt != self.assistant.prompt.config:   # task or hint changed live
                 self.assistant.set_prompt(prompt)
+            # mode both answers one mode after the other: each mode's first token leaves out
+            # the time spent on the modes before it, so both count from the end of speech as
+            # if that mode alone had answered
+            earlier_s = 0.0
             for mode in modes:
+                started = time.time()
                 try:
-                    self._respond(msg, features, mode)
+                    self._respond(msg, features, mode, earlier_s)
                 except Exception as exc:  # one bad request never kills the node
                     if not self.context.ok():   # Ctrl-C while answering: nothing to say
                         return
                     self.get_logger().error(f"{mode} response to {msg.utterance_id!r} "
                                             f"failed: {exc!r}")
+                earlier_s += time.time() - started
 
     def _projector_for(self, msg: SpeechFeatures):
         """The projector that may read these features, or None (answer in cascade)."""
@@ -195,8 +201,12 @@ class ResponseNode(ManagedModels, LifecycleNode):
                                       throttle_duration_sec=10.0)
             return None
 
-    def _respond(self, msg: SpeechFeatures, features: np.ndarray, mode: str) -> None:
-        speech_end = stamp_seconds(msg.speech_end) or time.time()
+    def _respond(self, msg: SpeechFeatures, features: np.ndarray, mode: str,
+                 earlier_s: float = 0.0) -> None:
+        """``earlier_s``: seconds this request spent answering in other modes first (both)."""
+        stamped = stamp_seconds(msg.speech_end)
+        # unstamped features (not from the ASR node): from when this mode started answering
+        speech_end = stamped + earlier_s if stamped else time.time()
         projector = self._projector_for(msg) if mode != "cascade" else None
         if mode == "auto":
             chosen = route(projector)
