@@ -143,7 +143,7 @@ def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
     from tinyalign_ros.core.speech.asr import AsrFrontEnd
     from tinyalign_ros.core.speech.audio import load_audio
     from tinyalign_ros.msg import SpeechFeatures
-    from tinyalign_ros.nodes.common import RELIABLE_QOS
+    from tinyalign_ros.nodes.common import RELIABLE_QOS, features_to_msg
     from tinyalign_ros.srv import CorrectTranscript
 
     user = f"{speaker}_voice"
@@ -154,13 +154,8 @@ def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
     pub = node.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
 
     def say(ex, utterance_id: str, timeout: float = 60.0) -> SpeechFeatures:
-        r = asr.process(load_audio(ex.audio))
-        msg = SpeechFeatures(utterance_id=utterance_id, user_id=user, frames=r.frames,
-                             dim=r.dim, transcript=r.transcript.text,
-                             confidence=r.transcript.confidence, asr_model_id=asr.model_id,
-                             audio_duration_s=r.duration_s)
-        msg.data = r.features.reshape(-1)
-        msg.speech_end = node.get_clock().now().to_msg()
+        msg = features_to_msg(asr.process(load_audio(ex.audio)), utterance_id, user,
+                              asr.model_id, speech_end=node.get_clock().now().to_msg())
         pub.publish(msg)
         deadline = time.monotonic() + timeout
         while len(responses.get(utterance_id, [])) < want_modes and time.monotonic() < deadline:

@@ -246,7 +246,8 @@ def main(argv=None) -> int:
     from tinyalign_ros.core.speech.audio import load_audio
     from tinyalign_ros.msg import (AudioChunk, ProjectorUpdate, RecognizerUpdate, Response,
                                    SpeechFeatures)
-    from tinyalign_ros.nodes.common import AUDIO_SUB_QOS, PROJECTOR_QOS, RELIABLE_QOS
+    from tinyalign_ros.nodes.common import (AUDIO_SUB_QOS, PROJECTOR_QOS, RELIABLE_QOS,
+                                            features_to_msg)
     from tinyalign_ros.srv import Adapt, ForgetUser, Rollback
 
     work = Path(tempfile.mkdtemp(prefix="tinyalign-faults-"))
@@ -341,10 +342,8 @@ def main(argv=None) -> int:
         print(f"the {kind} graph is up ({time.monotonic() - t0:.0f} s)", flush=True)
 
     def features_msg(uid, user="faults", r=good, **over):
-        m = SpeechFeatures(utterance_id=uid, user_id=user, frames=r.frames, dim=r.dim,
-                           transcript=r.transcript.text, confidence=0.9,
-                           asr_model_id=asr.model_id, audio_duration_s=r.duration_s)
-        m.data = r.features.reshape(-1)
+        m = features_to_msg(r, uid, user, asr.model_id)
+        m.confidence = 0.9
         for k, v in over.items():
             setattr(m, k, v)
         return m

@@ -41,14 +41,10 @@ def rss_mb(proc) -> float:
 
 
 def features_msg(asr, utterance_id, user_id="alice"):
-    from tinyalign_ros.msg import SpeechFeatures
+    from tinyalign_ros.nodes.common import features_to_msg
 
-    r = asr.process(load_audio(GOFORWARD))
-    msg = SpeechFeatures(utterance_id=utterance_id, user_id=user_id, frames=r.frames, dim=r.dim,
-                         transcript=r.transcript.text, confidence=r.transcript.confidence,
-                         asr_model_id=asr.model_id, audio_duration_s=r.duration_s)
-    msg.data = r.features.reshape(-1)
-    return msg
+    return features_to_msg(asr.process(load_audio(GOFORWARD)), utterance_id, user_id,
+                           asr.model_id)
 
 
 def test_response_node_transitions_serve_and_free_memory(ros_node, start_node):

@@ -10,15 +10,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.real_models]
 
 
 def features_msg(asr, audio, utterance_id, user_id="alice"):
-    from tinyalign_ros.msg import SpeechFeatures
+    from tinyalign_ros.nodes.common import features_to_msg
 
-    r = asr.process(audio)
-    msg = SpeechFeatures(utterance_id=utterance_id, user_id=user_id, frames=r.frames, dim=r.dim,
-                         transcript=r.transcript.text,
-                         confidence=r.transcript.confidence, asr_model_id=asr.model_id,
-                         audio_duration_s=r.duration_s)
-    msg.data = r.features.reshape(-1)
-    return msg
+    return features_to_msg(asr.process(audio), utterance_id, user_id, asr.model_id)
 
 
 def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_node, tmp_path):

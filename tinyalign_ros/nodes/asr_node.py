@@ -26,7 +26,8 @@ from tinyalign_ros.graph import node_settings
 from tinyalign_ros.msg import AudioChunk, RecognizerUpdate, SpeechFeatures, Utterance
 
 from .common import (AUDIO_SUB_QOS, PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, DropOldestQueue,
-                     ManagedModels, NodeSettings, UpdateVerifier, recognizer_update_fields, run)
+                     ManagedModels, NodeSettings, UpdateVerifier, features_to_msg,
+                     recognizer_update_fields, run)
 
 _ids = itertools.count(1)
 
@@ -183,17 +184,11 @@ class AsrNode(ManagedModels, LifecycleNode):
         self.utterance_pub.publish(utt)
 
         if self.p.publish_features:
-            feats = SpeechFeatures(utterance_id=utterance_id, user_id=user_id,
-                                   frames=result.frames, dim=result.dim,
-                                   transcript=result.transcript.text,
-                                   confidence=float(result.transcript.confidence),
-                                   asr_model_id=self.asr.model_id,
-                                   audio_duration_s=float(result.duration_s),
-                                   asr_time_s=float(sum(result.timings.values())),
-                                   recognizer_version=recognizer_version)
+            feats = features_to_msg(result, utterance_id, user_id, self.asr.model_id,
+                                    asr_time_s=float(sum(result.timings.values())),
+                                    recognizer_version=recognizer_version,
+                                    speech_end=to_time_msg(t_end))
             feats.header.stamp = stamp
-            feats.speech_end = to_time_msg(t_end)
-            feats.data = result.features.reshape(-1)
             if self.p.publish_audio:   # for recogniser adaptation (the adaptation node logs it)
                 feats.audio = audio_int16(segment.audio)
                 feats.audio_sample_rate = SAMPLE_RATE

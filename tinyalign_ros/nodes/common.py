@@ -203,6 +203,20 @@ class UpdateVerifier:
         return True
 
 
+def features_to_msg(result, utterance_id: str, user_id: str, asr_model_id: str, **fields):
+    """A SpeechFeatures message of one utterance's AsrResult (core.speech.asr), as the ASR node
+    publishes it; ``fields``: the message's other fields (stamps, timings, audio)."""
+    from tinyalign_ros.msg import SpeechFeatures
+
+    msg = SpeechFeatures(utterance_id=utterance_id, user_id=user_id, frames=result.frames,
+                         dim=result.dim, transcript=result.transcript.text,
+                         confidence=float(result.transcript.confidence),
+                         asr_model_id=asr_model_id, audio_duration_s=float(result.duration_s),
+                         **fields)
+    msg.data = result.features.reshape(-1)
+    return msg
+
+
 def features_from_msg(msg) -> np.ndarray:
     """A SpeechFeatures message's (frames, dim) float32 array; ValueError for empty, wrongly
     sized or non-finite data, so every node refuses bad features the same way."""
