@@ -45,7 +45,20 @@ def test_the_flags_reach_the_bench_config():
     assert config.threads == 1 and config.curve_epochs == BenchConfig().curve_epochs
 
 
-SHARED = ("whisper", "cascade", "ceiling", "base", "base+hint")
+SYSTEMS = ("whisper", "cascade", "ceiling", "base")
+
+
+def shipped_base_columns() -> tuple[tuple, bool, float]:
+    """The bench's systems for the shipped base: a gated base is served as the hybrid, with
+    its audio-only mode beside it; an ungated one with and without the hint. Also whether it
+    is gated, and its confidence limit."""
+    from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
+    from tinyalign_ros.core.models import default_projector
+
+    config = load_checkpoint(default_projector()).model.config
+    gated = config.gate != "none"
+    return (*SYSTEMS, "base audio-only" if gated else "base+hint"), gated, \
+        config.gate_max_confidence
 FOOTPRINT = ["shipped base (EmbedLink + CE finish)", "full", "shared layers",
              "full, pruned 50 %", "full, int8", "shared layers, int8", "full, pruned 50 % + int8"]
 
@@ -62,6 +75,7 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     from tinyalign_ros.core.learning.adapt import AdaptConfig
 
     quick = BenchConfig.quick()
+    shared, gated, limit = shipped_base_columns()
     out = tmp_path / "results"
     proc = subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", "bench", "--quick",
                            "--out", str(out)], capture_output=True, text=True, timeout=1200)
@@ -82,8 +96,11 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     assert any(pools.values())
     for name, user in users.items():
         assert (user["test"], user["pool"]) == (tests[name], pools[name]), name
-        adapted = (f"adapted K={k}", f"adapted K={k}+hint") if user["pool"] else ()
-        assert list(user["wer"]) == [*SHARED, *adapted], name
+        adapted = ((f"adapted K={k}",) + (() if gated else (f"adapted K={k}+hint",))
+                   if user["pool"] else ())
+        assert list(user["wer"]) == [*shared, *adapted], name
+        if gated and limit == 0.0:   # its gate shut for every confidence: the cascade's replies
+            assert user["wer"]["base"] == user["wer"]["cascade"], name
         assert all(_rate(v) for v in user["wer"].values()), user["wer"]
         if user["pool"]:
             assert list(user["wer_ce_hint"]) == [f"adapted K={k}+hint (CE)"]
@@ -138,7 +155,9 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     intents = report["intents"]
     assert intents["utterances"] == quick.intents_limit
     assert intents["intents"] == quick.intents_limit // 2   # two phrasings per intent, in order
-    assert list(intents["accuracy"]) == list(SHARED)
+    assert list(intents["accuracy"]) == list(shared)
+    if gated and limit == 0.0:
+        assert intents["accuracy"]["base"] == intents["accuracy"]["cascade"]
     assert all(0.0 <= v <= 1.0 for v in intents["accuracy"].values())
 
     # cost: CE runs the LLM, EmbedLink only its embedding table
