@@ -169,9 +169,12 @@ def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
           f"heard {wer([e.text for e in pool], [m.transcript for m in said]):.1%} WER "
           f"({wrong} of {len(pool)} with an error)")
     correct = node.create_client(CorrectTranscript, "correct_transcript")
-    done = sum(bool((res := call(node, correct, CorrectTranscript.Request(
-        user_id=user, utterance_id=m.utterance_id, text=ex.text))) and res.success)
-        for m, ex in zip(said, pool))
+    done = 0
+    for m, ex in zip(said, pool):
+        res = call(node, correct, CorrectTranscript.Request(user_id=user,
+                                                            utterance_id=m.utterance_id,
+                                                            text=ex.text))
+        done += bool(res and res.success)
     print(f"  corrected: {done} of {len(said)}")
     result = run_adapt(node, user)
     if result is None:

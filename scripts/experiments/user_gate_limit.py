@@ -20,9 +20,8 @@ from tinyalign_ros.bench import speakers
 from tinyalign_ros.bench.quality import HINT_ADAPT, Systems, adapt
 from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
 from tinyalign_ros.core.assistant.llm import EmbeddingTable, FrozenLLM
-from tinyalign_ros.core.metrics import wer
 from tinyalign_ros.core.speech.asr import AsrFrontEnd
-from tinyalign_ros.corpus.base import GATE_CONFIDENCE_GRID
+from tinyalign_ros.corpus.base import pick_limit, wer_per_limit
 
 base_path, names = sys.argv[1], sys.argv[2:] or ["croaky", "whisper", "slow_telephone"]
 torch.set_num_threads(2)
@@ -31,13 +30,6 @@ llm = FrozenLLM(threads=2)
 systems = Systems.on(llm, 32)
 base = load_checkpoint(base_path, asr.model_id, llm.model_id)
 emb = EmbeddingTable()
-
-
-def by_limit(items, cascade, hybrid):
-    refs = [it.text for it in items]
-    return {limit: round(wer(refs, [c if it.confidence >= limit else h
-                                    for it, c, h in zip(items, cascade, hybrid)]), 4)
-            for limit in GATE_CONFIDENCE_GRID}
 
 
 for name in names:
@@ -52,8 +44,8 @@ for name in names:
         cascade = [systems.plain.respond_text(it.transcript).text for it in items]
         hybrid = [systems.plain.respond_hybrid(adapted, it.features, it.transcript,
                                                confidence=it.confidence).text for it in items]
-        rows[split] = by_limit(items, cascade, hybrid)
-    picked = min(GATE_CONFIDENCE_GRID, key=lambda limit: (rows["held"][limit], limit))
+        rows[split] = wer_per_limit(items, cascade, hybrid)
+    picked = pick_limit(rows["held"])
     print(f"{name}: trained {train_s:.1f} s on {len(train)}; held-out ({len(held)}) WER by "
           f"limit {rows['held']}; picked {picked}; test ({len(user.test)}) cascade "
           f"{rows['test'][0.0]:.3f}, audio always in {rows['test'][1.0]:.3f}, picked "

@@ -236,6 +236,22 @@ def hybrid_stage(model, train, val, llm, prompt_cfg, r: BaseRecipe, progress,
 GATE_CONFIDENCE_GRID = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 
 
+def wer_per_limit(items, cascade: list[str], hybrid: list[str]) -> dict[float, float]:
+    """WER of ``items`` for each confidence limit of the grid, given each item's cascade and
+    hybrid reply: at or above the limit the cascade's reply is served, below it the hybrid's."""
+    from ..core.metrics import wer
+
+    refs = [it.text for it in items]
+    return {limit: round(wer(refs, [c if it.confidence >= limit else h
+                                    for it, c, h in zip(items, cascade, hybrid)]), 4)
+            for limit in GATE_CONFIDENCE_GRID}
+
+
+def pick_limit(table: dict[float, float]) -> float:
+    """The limit with the lowest WER; among ties the lowest (the most cascade)."""
+    return min(table, key=lambda limit: (table[limit], limit))
+
+
 def calibrate_gate(projector, items, llm, max_new_tokens: int = 40, log=print) -> dict | None:
     """Stage 5: sets the gated ``projector``'s gate_max_confidence (its model config and its
     metadata) to the grid value with the lowest WER on ``items`` (held-out utterances with the
@@ -245,20 +261,16 @@ def calibrate_gate(projector, items, llm, max_new_tokens: int = 40, log=print) -
     limit left as it is) without items."""
     from ..core.assistant.pipeline import Assistant
     from ..core.assistant.prompt import PromptConfig
-    from ..core.metrics import wer
 
     items = [it for it in items if it.confidence is not None]
     if not items:
         log("gate calibration skipped: no held-out utterances with confidences")
         return None
     plain = Assistant(llm, PromptConfig(transcript_hint=False), max_new_tokens=max_new_tokens)
-    refs = [it.text for it in items]
     cascade = [plain.respond_text(it.transcript).text for it in items]
     hybrid = [plain.respond_hybrid(projector, it.features, it.transcript).text for it in items]
-    table = {limit: round(wer(refs, [c if it.confidence >= limit else h
-                                     for it, c, h in zip(items, cascade, hybrid)]), 4)
-             for limit in GATE_CONFIDENCE_GRID}
-    picked = min(GATE_CONFIDENCE_GRID, key=lambda limit: (table[limit], limit))
+    table = wer_per_limit(items, cascade, hybrid)
+    picked = pick_limit(table)
     projector.model.config.gate_max_confidence = picked
     projector.meta.projector["gate_max_confidence"] = picked
     log(f"gate confidence limit {picked} on {len(items)} held-out utterances; WER per limit: "
