@@ -102,6 +102,39 @@ def test_vad_segments_real_speech():
         assert refs[f.stem]
 
 
+def test_vad_early_segments_match_the_utterances_they_announce():
+    """Each utterance is announced speculate_after_s into its final silence with the same audio
+    and positions; a pause shorter than min_silence_s inside speech announces one that never
+    comes (the bench's real recordings, with a 0.3 s gap spliced into the first one)."""
+    files = sorted(LIBRIVOX.glob("*.wav"))[:2]
+    first, second = (load_audio(f) for f in files)
+    gap, silence = np.zeros(4800, np.float32), np.zeros(16000, np.float32)
+    stream = np.concatenate([first[:first.size // 2], gap, first[first.size // 2:], silence,
+                             second, silence])
+    early = []
+    vad = StreamingVad(on_early=early.append, speculate_after_s=0.15, min_silence_s=0.5)
+    assert vad.early_windows == 5
+    segments = []
+    for i in range(0, stream.size, 1600):
+        segments += vad.accept(stream[i:i + 1600])
+    assert len(segments) == 2, [s.duration_s for s in segments]
+    confirmed = {s.key: s for s in segments}
+    announced = [e for e in early if e.key in confirmed]
+    assert len(announced) == 2                      # both utterances were announced early
+    for e in announced:
+        s = confirmed[e.key]
+        assert np.array_equal(e.audio, s.audio) and e.speech_end_sample == s.speech_end_sample
+    # the spliced pause announced an utterance that speech then continued
+    assert any(e.end_sample < segments[0].end_sample and e.start_sample ==
+               segments[0].start_sample for e in early)
+    for s in segments:   # the speaker stopped inside the segment, before its kept silence
+        assert s.start_sample < s.speech_end_sample <= s.end_sample
+        assert s.end_sample - s.speech_end_sample <= 3 * 512
+    # without a callback, or with speculation off, nothing is announced
+    assert StreamingVad().early_windows == 0
+    assert StreamingVad(on_early=early.append, speculate_after_s=0).early_windows == 0
+
+
 def test_vad_ignores_silence_and_noise():
     rng = np.random.default_rng(0)
     vad = StreamingVad()

@@ -85,6 +85,8 @@ def test_asr_node_transcribes_file_and_foreign_rate_audio(ros_node, start_node):
     assert 90 <= f.frames <= 140 and abs(f.frames - f.audio_duration_s / 0.02) <= 2
     assert len(f.data) == f.frames * f.dim
     assert np.all(np.isfinite(np.asarray(f.data)))
+    # transcribed while the VAD waited out the silence: the early segment was this utterance
+    assert asr.wait_for_log("during the VAD wait", timeout=5), asr.output()
 
     # 3. the capture node's file source, its own process, through the same graph
     cap = start_node("capture_node", source="file",

@@ -7,10 +7,15 @@ Publishes:  speech_features (SpeechFeatures, with the utterance's audio when pub
             transcript (std_msgs/String), utterance (Utterance)
 A user with an adapted recogniser is transcribed by Whisper's decoder in torch with their adapter
 (core/speech/recognizers.py); everyone else by faster-whisper.
+
+Speculation: the VAD hands out an utterance early, vad_speculate_after_s into a silence; the
+worker transcribes it while the VAD waits out the rest of vad_min_silence_s, and publishes that
+result the moment the VAD confirms the same audio. If speech resumes, the early work is dropped.
 """
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 
 from rclpy.lifecycle import LifecycleNode
@@ -52,7 +57,11 @@ class AsrNode(ManagedModels, LifecycleNode):
         self.user_id = check_user_id(self.p.user_id)
         self.diag = Diagnostics(self)
         self.asr = self.vad = None
+        # the VAD has its own lock, so it keeps listening in real time while the worker transcribes
+        self.vad_lock = threading.Lock()
         self._resampler: Resampler | None = None
+        self._early = None   # (key, AsrResult) of the last early segment transcribed
+        self._vad_epoch = 0   # counts VAD resets: part of the key
         self.features_pub = self.create_lifecycle_publisher(SpeechFeatures, "speech_features",
                                                             RELIABLE_QOS)
         self.transcript_pub = self.create_lifecycle_publisher(String, "transcript", RELIABLE_QOS)
@@ -65,11 +74,11 @@ class AsrNode(ManagedModels, LifecycleNode):
                                        lambda: self.p.update_key_file)
         self.create_subscription(RecognizerUpdate, "recognizer_updates", self.on_recognizer_update,
                                  PROJECTOR_QOS)
-        self.utterances = 0
+        self.utterances = self.early_transcribed = self.early_used = 0
+        self._user_now = self.user_id
         self._queue = DropOldestQueue(
             "asr", self.p.queue_size, self._work,
-            on_drop=lambda _: self.get_logger().warning(
-                "ASR is behind: dropped the oldest waiting utterance"),
+            on_drop=self._on_drop,
             on_error=lambda _, exc: self.get_logger().error(f"ASR failed on an utterance: "
                                                              f"{exc!r}"))
         self.init_lifecycle(self.p.config(Lifecycle).autostart)
@@ -77,7 +86,8 @@ class AsrNode(ManagedModels, LifecycleNode):
     def load_models(self) -> None:
         self.diag.set(0, "loading Whisper")
         self.asr = AsrFrontEnd(self.p.config(AsrConfig))
-        self.vad = StreamingVad(self.p.config(VadConfig))
+        with self.vad_lock:
+            self.vad = StreamingVad(self.p.config(VadConfig), on_early=self._on_early)
         self.get_logger().info(f"Whisper {self.asr.model_id} on {self.asr.device} "
                                f"({self.asr.compute_type}) from {self.asr.model_path}")
         encoder = self.asr.torch_encoder if self.asr.device == "cpu" else None
@@ -88,7 +98,9 @@ class AsrNode(ManagedModels, LifecycleNode):
 
     def free_models(self) -> None:
         self.recognizers.detach()
-        self.asr = self.vad = None
+        with self.vad_lock:
+            self.asr = self.vad = None
+            self._early = None
 
     # -- recogniser updates
     def on_recognizer_update(self, msg: RecognizerUpdate) -> None:
@@ -117,9 +129,9 @@ class AsrNode(ManagedModels, LifecycleNode):
         self.diag.set(0, self.diag.message, **{f"recognizer_{msg.user_id}": msg.version})
 
     def stop_serving(self) -> None:
-        with self.models_lock:    # an utterance cut by the deactivation is not finished later
-            if self.vad is not None:
-                self.vad.reset()
+        with self.models_lock, self.vad_lock:  # an utterance cut by the deactivation is not
+            if self.vad is not None:              # finished later
+                self._reset_vad()
 
     # -- who is speaking
     def on_set_user(self, msg: String) -> None:
@@ -146,35 +158,74 @@ class AsrNode(ManagedModels, LifecycleNode):
             return
         if not self.active:
             return  # not active: the stream is not listened to
-        if self._resampler is None or self._resampler.rate_in != msg.sample_rate:
-            if self._resampler is not None:
-                self.get_logger().info(f"audio rate changed to {msg.sample_rate} Hz")
-                self.vad.reset()
-            self._resampler = Resampler(msg.sample_rate, SAMPLE_RATE)
-        audio = self._resampler(mono)
-        with self.models_lock:
+        with self.vad_lock:
             if self.vad is None:
                 return
-            segments = self.vad.accept(audio)
+            if self._resampler is None or self._resampler.rate_in != msg.sample_rate:
+                if self._resampler is not None:
+                    self.get_logger().info(f"audio rate changed to {msg.sample_rate} Hz")
+                    self._reset_vad()
+                self._resampler = Resampler(msg.sample_rate, SAMPLE_RATE)
+            self._user_now = self.user_id
+            segments = self.vad.accept(self._resampler(mono))
+            seen = self.vad.samples_seen
+        now = time.time()   # this chunk's last sample arrived just now
         for segment in segments:
-            self._queue.put((segment, self.user_id, time.time()))
+            # when the speaker stopped (the latency reference: the VAD's wait counts)
+            t_end = now - (seen - segment.speech_end_sample) / SAMPLE_RATE
+            self._queue.put((segment, self.user_id, t_end, False))
+
+    def _reset_vad(self) -> None:   # under vad_lock: stream positions start again at 0
+        self.vad.reset()
+        self._vad_epoch += 1
+        self._early = None
+
+    def _on_drop(self, item) -> None:
+        if not item[3]:   # an early segment is only a head start: dropped quietly
+            self.get_logger().warning("ASR is behind: dropped the oldest waiting utterance")
+
+    def _on_early(self, segment: Segment) -> None:   # inside vad.accept, under vad_lock
+        self._queue.put((segment, self._user_now, 0.0, True))
 
     # -- ASR worker
     def _work(self, item) -> None:
-        segment, user_id, t_end = item
+        segment, user_id, t_end, early = item
         with self.models_lock:
             if self.asr is None or not self.active:
                 return   # deactivated while the utterance waited
             try:
-                self._process(segment, user_id, t_end)
+                if early:
+                    self._transcribe_early(segment, user_id)
+                else:
+                    self._process(segment, user_id, t_end)
             except AudioError as exc:
-                self.get_logger().warning(f"dropping utterance: {exc}")
+                if not early:
+                    self.get_logger().warning(f"dropping utterance: {exc}")
+
+    def _result_key(self, segment: Segment, user_id: str) -> tuple:
+        return (self._vad_epoch, segment.key, user_id, self.recognizers.version(user_id))
+
+    def _transcribe_early(self, segment: Segment, user_id: str) -> None:
+        with self.vad_lock:
+            key = self._result_key(segment, user_id)
+        result = self.asr.process(segment.audio, transcribe=self.recognizers.transcriber(user_id))
+        with self.vad_lock:
+            self._early = (key, result)
+        self.early_transcribed += 1
 
     def _process(self, segment: Segment, user_id: str, t_end: float) -> None:
         # a user with an adapted recogniser: their adapter on the torch decoder; else faster-whisper
         recognizer_version = self.recognizers.version(user_id)
-        result = self.asr.process(segment.audio,   # checks the audio, by the node's limits
-                                  transcribe=self.recognizers.transcriber(user_id))
+        with self.vad_lock:
+            early, self._early = self._early, None
+            key = self._result_key(segment, user_id)
+        ahead = early is not None and early[0] == key
+        if ahead:
+            result = early[1]   # the same audio, transcribed during the VAD's wait
+            self.early_used += 1
+        else:
+            result = self.asr.process(segment.audio,   # checks the audio, by the node's limits
+                                      transcribe=self.recognizers.transcriber(user_id))
         utterance_id = f"{user_id}-{int(t_end * 1000)}-{next(_ids):04d}"
         stamp = self.get_clock().now().to_msg()
 
@@ -199,8 +250,10 @@ class AsrNode(ManagedModels, LifecycleNode):
             f"[{utterance_id}] {segment.duration_s:.1f} s -> {result.transcript.text!r} "
             f"{'(recogniser ' + recognizer_version + ') ' if recognizer_version else ''}"
             f"(conf {result.transcript.confidence:.2f}, encode {result.timings['encode_s']:.2f} s, "
-            f"transcribe {result.timings['transcribe_s']:.2f} s)")
-        self.diag.set(0, "listening", utterances=self.utterances, dropped=self._queue.dropped)
+            f"transcribe {result.timings['transcribe_s']:.2f} s"
+            f"{', during the VAD wait' if ahead else ''})")
+        self.diag.set(0, "listening", utterances=self.utterances, dropped=self._queue.dropped,
+                      early_transcribed=self.early_transcribed, early_used=self.early_used)
 
     def close(self) -> None:
         self._queue.close(timeout=5.0)

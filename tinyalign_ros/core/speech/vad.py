@@ -3,6 +3,11 @@
 Feed it audio as it arrives; it hands back each utterance once its speech has ended (after
 ``min_silence_s`` of silence) or has run ``max_utterance_s``, with ``pre_roll_s`` of audio kept
 from before the speech started so that first phonemes are not cut.
+
+Early segments: ``speculate_after_s`` into a silence, ``on_early`` gets the segment that the VAD
+will hand back if the silence lasts (bit for bit: the same audio, the same stream positions), so a
+caller can start transcribing while the VAD still waits out ``min_silence_s``. If speech resumes,
+the early segment is simply never confirmed.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from .audio import SAMPLE_RATE
 
 WINDOW = 512   # samples per Silero decision at 16 kHz (32 ms)
 CONTEXT = 64   # samples of the previous window that Silero v6 sees with each window
+KEEP_TRAILING = 3   # windows of trailing silence kept on an utterance
 
 
 @dataclass
@@ -25,6 +31,12 @@ class Segment:
     start_sample: int     # position in the stream (pre-roll included)
     end_sample: int
     forced_end: bool      # cut at max_utterance_s, not at silence
+    speech_end_sample: int = 0  # stream position where the last voiced window ended
+
+    @property
+    def key(self) -> tuple:
+        """Equal for an early segment and the utterance that confirms it."""
+        return (self.start_sample, self.end_sample)
 
     @property
     def duration_s(self) -> float:
@@ -38,11 +50,15 @@ class VadConfig:
     pre_roll_s: float = setting(0.3, "audio kept from before the speech started")
     max_utterance_s: float = setting(20.0, "longer speech is cut into utterances of this length")
     min_speech_s: float = setting(0.25, "shorter bursts are dropped as noise")
+    speculate_after_s: float = setting(
+        0.15, "silence after which the utterance is handed out early, so ASR overlaps the rest of "
+        "the min_silence_s wait (0 = off; at least 0.1, below min_silence_s)")
 
 
 class StreamingVad:
-    def __init__(self, config: VadConfig | None = None, model=None, **overrides):
-        """``overrides``: VadConfig fields to change, e.g. ``StreamingVad(min_silence_s=0.3)``."""
+    def __init__(self, config: VadConfig | None = None, model=None, on_early=None, **overrides):
+        """``overrides``: VadConfig fields to change, e.g. ``StreamingVad(min_silence_s=0.3)``.
+        ``on_early(segment)``: called with each early segment (none without it)."""
         config = dataclasses.replace(config or VadConfig(), **overrides)
         self.config = config
         threshold, min_silence_s, pre_roll_s, max_utterance_s, min_speech_s = (
@@ -50,7 +66,8 @@ class StreamingVad:
             config.min_speech_s)
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"VAD threshold must be in (0, 1), got {threshold}")
-        if max_utterance_s <= 0 or min_silence_s < 0 or pre_roll_s < 0:
+        if max_utterance_s <= 0 or min_silence_s < 0 or pre_roll_s < 0 or \
+                config.speculate_after_s < 0:
             raise ValueError("VAD durations must be positive")
         if model is None:
             from faster_whisper.vad import get_vad_model
@@ -62,6 +79,11 @@ class StreamingVad:
         self.pre_roll_windows = int(round(pre_roll_s * SAMPLE_RATE / WINDOW))
         self.max_windows = max(1, int(max_utterance_s * SAMPLE_RATE / WINDOW))
         self.min_speech_windows = max(1, int(round(min_speech_s * SAMPLE_RATE / WINDOW)))
+        # an early segment needs the trailing silence the final one keeps, so that they match
+        early = max(KEEP_TRAILING, int(round(config.speculate_after_s * SAMPLE_RATE / WINDOW)))
+        self.early_windows = early if (on_early is not None and config.speculate_after_s > 0
+                                       and early < self.min_silence_windows) else 0
+        self.on_early = on_early
         self.reset()
 
     def reset(self) -> None:
@@ -75,6 +97,11 @@ class StreamingVad:
         self._silence_run = 0
         self._window_index = 0  # windows consumed so far
         self._start_window = 0
+
+    @property
+    def samples_seen(self) -> int:
+        """Stream position of the newest sample accepted (Segment positions count from 0)."""
+        return self._window_index * WINDOW + self._pending.size
 
     def _probabilities(self, windows: np.ndarray) -> np.ndarray:
         contexts = np.concatenate([self._context[None], windows[:-1, -CONTEXT:]], axis=0)
@@ -113,6 +140,9 @@ class StreamingVad:
         self._speech.append(window)
         if prob < self.neg_threshold:
             self._silence_run += 1
+            if self._silence_run == self.early_windows and \
+                    self._speech_windows >= self.min_speech_windows:
+                self.on_early(self._segment(forced=False))
         else:
             self._silence_run = 0
             self._speech_windows += 1
@@ -122,19 +152,24 @@ class StreamingVad:
             return self._close(forced=True)
         return None
 
-    def _close(self, forced: bool) -> Segment | None:
+    def _segment(self, forced: bool) -> Segment:
+        """The utterance in progress, as it would be handed back now."""
         windows = self._speech
+        voiced = len(windows) - self._silence_run
         if not forced:  # keep a little of the trailing silence, drop the rest
-            keep = len(windows) - self._silence_run + min(self._silence_run, 3)
-            windows = windows[:keep]
+            windows = windows[:voiced + min(self._silence_run, KEEP_TRAILING)]
+        audio = np.concatenate(windows)
+        start = self._start_window * WINDOW
+        return Segment(audio, start, start + audio.size, forced, start + voiced * WINDOW)
+
+    def _close(self, forced: bool) -> Segment | None:
+        segment = self._segment(forced)
         speech_windows = self._speech_windows
-        start = self._start_window
         self._speech, self._speech_windows, self._silence_run = [], 0, 0
         self._pre_roll.clear()
         if speech_windows < self.min_speech_windows:
             return None  # a click or a cough, not an utterance
-        audio = np.concatenate(windows)
-        return Segment(audio, start * WINDOW, start * WINDOW + audio.size, forced)
+        return segment
 
     def flush(self) -> Segment | None:
         """End of stream: return the utterance in progress, if any."""
