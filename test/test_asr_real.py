@@ -93,7 +93,7 @@ def test_vad_segments_real_speech():
     stream = np.concatenate([np.concatenate([load_audio(f), silence]) for f in files])
     vad = StreamingVad()
     segments = []
-    for i in range(0, stream.size, 1600):       # 100 ms chunks, as the capture node sends
+    for i in range(0, stream.size, 1600):       # 100 ms chunks
         segments += vad.accept(stream[i:i + 1600])
     assert vad.flush() is None
     assert len(segments) == 3, [s.duration_s for s in segments]

@@ -59,7 +59,7 @@ def shipped_base_columns() -> tuple[tuple, bool, float]:
     gated = config.gate != "none"
     return (*SYSTEMS, "base audio-only" if gated else "base+hint"), gated, \
         config.gate_max_confidence
-FOOTPRINT = ["shipped base (EmbedLink + CE finish)", "full", "shared layers",
+FOOTPRINT = ["shipped base", "full", "shared layers",
              "full, pruned 50 %", "full, int8", "shared layers, int8", "full, pruned 50 % + int8"]
 
 

@@ -71,7 +71,7 @@ def projector_variants(train_items, test, systems, embeddings, base, epochs: int
             f"read WER {row['read_wer']:.3f}")
         return row
 
-    rows = [score("shipped base (EmbedLink + CE finish)", base.model, "int8", projector=base)]
+    rows = [score("shipped base", base.model, "int8", projector=base)]
     trained = {}
     for name, share in (("full", False), ("shared layers", True)):
         torch.manual_seed(0)

@@ -195,7 +195,10 @@ class AsrNode(ManagedModels, LifecycleNode):
                 return   # deactivated while the utterance waited
             try:
                 if early:
-                    self._transcribe_early(segment, user_id)
+                    # something newer waits (speech went on, or this utterance's final, which
+                    # then does the work itself): this head start can only delay it
+                    if self._queue.waiting() == 0:
+                        self._transcribe_early(segment, user_id)
                 else:
                     self._process(segment, user_id, t_end)
             except AudioError as exc:

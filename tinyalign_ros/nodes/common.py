@@ -21,8 +21,8 @@ from tinyalign_ros.core.settings import parameters
 # subscriber never connects to a BEST_EFFORT publisher, silently).
 SENSOR_QOS = qos_profile_sensor_data
 # The ASR node's side of it: still best effort (compatible with any audio publisher), but a deep
-# queue (10 s of 100 ms chunks), so a busy moment in the node does not drop speech.
-AUDIO_SUB_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
+# queue (10 s of 50 ms chunks), so a busy moment in the node does not drop speech.
+AUDIO_SUB_QOS = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST,
                            reliability=ReliabilityPolicy.BEST_EFFORT,
                            durability=DurabilityPolicy.VOLATILE)
 # Utterances, features, transcripts, responses: every message matters.
@@ -132,6 +132,10 @@ class DropOldestQueue:
                 self.dropped += 1
                 if self._on_drop is not None:
                     self._on_drop(old)
+
+    def waiting(self) -> int:
+        """Items waiting behind the one in hand."""
+        return self._queue.qsize()
 
     def _work(self) -> None:
         while not self._stop.is_set():

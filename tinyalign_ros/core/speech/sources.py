@@ -42,7 +42,8 @@ class CaptureConfig:
         0.5, "file source: pause after a subscriber appears before playing (the subscriber's "
              "side of the DDS match can finish later; best-effort chunks sent before it are "
              "lost)")
-    chunk_ms: int = setting(100, "length of each published chunk in milliseconds")
+    chunk_ms: int = setting(50, "length of each published chunk in milliseconds (shorter: the "
+                                "VAD hears the end of speech sooner)")
     retry_period_s: float = setting(2.0, "microphone: seconds between attempts to open a "
                                          "missing device")
     frame_id: str = setting("microphone", "header.frame_id of the published audio")

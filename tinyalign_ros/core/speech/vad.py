@@ -51,7 +51,7 @@ class VadConfig:
     max_utterance_s: float = setting(20.0, "longer speech is cut into utterances of this length")
     min_speech_s: float = setting(0.25, "shorter bursts are dropped as noise")
     speculate_after_s: float = setting(
-        0.15, "silence after which the utterance is handed out early, so ASR overlaps the rest of "
+        0.1, "silence after which the utterance is handed out early, so ASR overlaps the rest of "
         "the min_silence_s wait (0 = off; at least 0.1, below min_silence_s)")
 
 
