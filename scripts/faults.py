@@ -1117,7 +1117,7 @@ def main(argv=None) -> int:
                 f"real time) -> {len(cuts)} utterances transcribed, {behind} dropped by the ASR "
                 f"queue (diagnostics dropped={values.get('dropped', '?')}), response drop "
                 f"warnings {resp_behind}, {len(features) - n} features; the rest of the audio "
-                f"never reached the VAD (best-effort DDS, 100-chunk queue; not counted by the "
+                f"never reached the VAD (best-effort DDS, 200-chunk queue; not counted by the "
                 f"node); {mem}")
 
     def device_vanishes():

@@ -209,6 +209,10 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
         pytest.approx(sum(lat[s] for s in stages), abs=2e-3)
     assert lat["end_of_speech_to_full_response_s"] == \
         pytest.approx(lat["end_of_speech_to_first_token_s"] + lat["decode_rest_s"], abs=2e-3)
+    assert 0 < lat["vad_early_wait_s"] < lat["vad_wait_s"]
+    assert lat["end_of_speech_to_first_token_cascade_s"] == pytest.approx(
+        max(lat["vad_wait_s"], lat["vad_early_wait_s"] + lat["encoder_s"] +
+            lat["asr_transcript_s"]) + lat["cascade_first_token_s"], abs=2e-3)
     assert lat["prompt_prefix_tokens"] == report["prompt"]["aligned"]["prefix_tokens"]
     assert 0 < lat["tokens"] <= 32
 

@@ -1,11 +1,14 @@
 """Inference: from the end of speech to the first response token and to the whole response,
 for a ~3 s spoken command (a real recording), split into its stages.
 
-  vad wait      audio time the VAD needs after the last speech sample to decide speech ended
-                (its min_silence_s; a parameter), plus its compute on the last window
+  vad wait      audio time from the end of the last voiced window (the graph's speech_end) to
+                the VAD's decision that speech ended (its min_silence_s; a parameter), plus
+                its compute on the last window
   encoder       the variable-length Whisper encoder (aligned path) / CTranslate2 padded window
   asr           the faster-whisper transcript (the ASR node makes it for logs, hints and the
-                cascade; the aligned path does not need to wait for it)
+                cascade; the aligned path does not need to wait for it). The ASR node starts it
+                on the VAD's early segment (vad_speculate_after_s into the silence), so for the
+                paths that need it (cascade, hybrid) it overlaps the rest of the VAD's wait
   projector     BridgeFormer
   prefill       the audio tokens + prompt suffix after the cached few-shot prefix
   first token   prefill + the first greedy step; decode = the rest of the response
@@ -31,23 +34,30 @@ def _median(fn, repeats: int):
     return statistics.median(times), result
 
 
-def vad_end_delay(audio: np.ndarray, min_silence_s: float = 0.5) -> dict:
-    """Stream the command + 1.5 s of silence through the VAD in 32 ms chunks; how long after
-    the last speech sample (audio time) and how much compute before the utterance is out."""
+def vad_end_delay(audio: np.ndarray) -> dict:
+    """Stream the command + 1.5 s of silence through the VAD (the ASR node's defaults) in 32 ms
+    chunks; how long after the end of the last voiced window (audio time) the early segment
+    and the utterance are out, and the VAD's compute per chunk."""
     from ..core.speech.audio import SAMPLE_RATE
     from ..core.speech.vad import WINDOW, StreamingVad
 
-    vad = StreamingVad(min_silence_s=min_silence_s)
+    early_at = []
+    vad = StreamingVad(on_early=lambda seg: early_at.append((fed, seg)))
     stream = np.concatenate([audio, np.zeros(int(1.5 * SAMPLE_RATE), np.float32)])
     compute = []
     for i in range(0, stream.size, WINDOW):
+        fed = i + WINDOW
         t0 = time.perf_counter()
         segments = vad.accept(stream[i:i + WINDOW])
         compute.append(time.perf_counter() - t0)
         if segments:
-            fed = i + WINDOW
             seg = segments[0]
-            return {"vad_wait_s": round((fed - seg.end_sample) / SAMPLE_RATE, 3),
+            early_fed = [f for f, e in early_at if e.key == seg.key]
+            if not early_fed:
+                raise RuntimeError("the VAD closed an utterance it never announced early")
+            end = seg.speech_end_sample
+            return {"vad_wait_s": round((fed - end) / SAMPLE_RATE, 3),
+                    "vad_early_wait_s": round((early_fed[0] - end) / SAMPLE_RATE, 3),
                     "vad_window_compute_s": round(statistics.median(compute), 5),
                     "segment_s": round(seg.duration_s, 2)}
     raise RuntimeError("the VAD never closed the utterance")
@@ -106,4 +116,11 @@ def latency(threads: int, repeats: int, llm=None, asr=None) -> dict:
         out["first_step_s"], 3)
     out["end_of_speech_to_full_response_s"] = round(
         out["end_of_speech_to_first_token_s"] + out["decode_rest_s"], 3)
+    # the cascade (and any path that waits for the transcript): the ASR node's work (features +
+    # transcript) starts on the early segment, and the response waits for whichever of it and
+    # the VAD's decision comes last; then the text prompt's prefill and first step
+    out["cascade_first_token_s"] = round(g.first_token_s, 4)
+    out["end_of_speech_to_first_token_cascade_s"] = round(
+        max(out["vad_wait_s"], out["vad_early_wait_s"] + out["encoder_s"] +
+            out["asr_transcript_s"]) + out["cascade_first_token_s"], 3)
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}

@@ -196,9 +196,14 @@ def latency_table(r: dict) -> list[str]:
             " |",
             f"| end of speech -> full response ({lat['tokens']} tokens) | "
             f"{lat['end_of_speech_to_full_response_s']:.3f} |",
-            f"| (not on the aligned path) ASR transcript | {lat['asr_transcript_s']:.3f} |",
-            f"| (not used) CTranslate2 encoder, padded 30 s | "
-            f"{lat['encoder_ct2_padded_s']:.3f} |",
+            f"| (not on the aligned path) ASR transcript | {lat['asr_transcript_s']:.3f} |"]
+    if "end_of_speech_to_first_token_cascade_s" in lat:   # runs from before speculation lack it
+        out += [f"| cascade: VAD early segment (ASR starts) | {lat['vad_early_wait_s']:.3f} |",
+                f"| cascade: prefill + first token | {lat['cascade_first_token_s']:.3f} |",
+                f"| **cascade: end of speech -> first token** (max(VAD wait, early segment + "
+                f"encoder + transcript) + prefill + first token) | "
+                f"**{lat['end_of_speech_to_first_token_cascade_s']:.3f}** |"]
+    out += [f"| (not used) CTranslate2 encoder, padded 30 s | {lat['encoder_ct2_padded_s']:.3f} |",
             f"| (not used) prefill without the cached prefix | "
             f"{lat['prefill_uncached_prefix_s']:.3f} |",
             f"| decode speed | {lat['tokens_per_s']} tokens/s |", ""]

@@ -74,7 +74,7 @@ class AsrNode(ManagedModels, LifecycleNode):
                                        lambda: self.p.update_key_file)
         self.create_subscription(RecognizerUpdate, "recognizer_updates", self.on_recognizer_update,
                                  PROJECTOR_QOS)
-        self.utterances = self.early_transcribed = self.early_used = 0
+        self.utterances = self.dropped = self.early_transcribed = self.early_used = 0
         self._user_now = self.user_id
         self._queue = DropOldestQueue(
             "asr", self.p.queue_size, self._work,
@@ -182,6 +182,7 @@ class AsrNode(ManagedModels, LifecycleNode):
 
     def _on_drop(self, item) -> None:
         if not item[3]:   # an early segment is only a head start: dropped quietly
+            self.dropped += 1
             self.get_logger().warning("ASR is behind: dropped the oldest waiting utterance")
 
     def _on_early(self, segment: Segment) -> None:   # inside vad.accept, under vad_lock
@@ -255,7 +256,7 @@ class AsrNode(ManagedModels, LifecycleNode):
             f"(conf {result.transcript.confidence:.2f}, encode {result.timings['encode_s']:.2f} s, "
             f"transcribe {result.timings['transcribe_s']:.2f} s"
             f"{', during the VAD wait' if ahead else ''})")
-        self.diag.set(0, "listening", utterances=self.utterances, dropped=self._queue.dropped,
+        self.diag.set(0, "listening", utterances=self.utterances, dropped=self.dropped,
                       early_transcribed=self.early_transcribed, early_used=self.early_used)
 
     def close(self) -> None:
