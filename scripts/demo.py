@@ -237,6 +237,9 @@ def main() -> int:
                         help="response node mode")
     parser.add_argument("--single-process", action="store_true",
                         help="the four nodes in one process (graph_node) sharing one LLM")
+    parser.add_argument("--param", action="append", default=[], metavar="NODE.NAME=VALUE",
+                        help="a node parameter to set, e.g. asr.vad_speculate_after_s=0 "
+                             "(repeatable; VALUE is read as YAML)")
     args = parser.parse_args()
     if not LIB.is_dir():
         print(f"{LIB} is missing: run `make setup` first", file=sys.stderr)
@@ -278,6 +281,15 @@ def main() -> int:
                 "asr": {"user_id": args.user, "cpu_threads": 2},
                 "capture": {"source": "file", "file_path": str(clips),
                             "playback_speed": args.speed}}
+    for item in args.param:
+        import yaml
+
+        key, _, value = item.partition("=")
+        node_name, _, name = key.partition(".")
+        if node_name not in settings or not name or not value:
+            parser.error(f"--param {item!r}: expected NODE.NAME=VALUE with NODE one of "
+                         f"{sorted(settings)}")
+        settings[node_name][name] = yaml.safe_load(value)
     if args.single_process:
         import yaml
 

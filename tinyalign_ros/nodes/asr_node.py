@@ -62,6 +62,7 @@ class AsrNode(ManagedModels, LifecycleNode):
         self._resampler: Resampler | None = None
         self._early = None   # (key, AsrResult) of the last early segment transcribed
         self._vad_epoch = 0   # counts VAD resets: part of the key
+        self._latest_early = None   # key of the newest early segment
         self.features_pub = self.create_lifecycle_publisher(SpeechFeatures, "speech_features",
                                                             RELIABLE_QOS)
         self.transcript_pub = self.create_lifecycle_publisher(String, "transcript", RELIABLE_QOS)
@@ -186,6 +187,7 @@ class AsrNode(ManagedModels, LifecycleNode):
             self.get_logger().warning("ASR is behind: dropped the oldest waiting utterance")
 
     def _on_early(self, segment: Segment) -> None:   # inside vad.accept, under vad_lock
+        self._latest_early = segment.key
         self._queue.put((segment, self._user_now, 0.0, True))
 
     # -- ASR worker
@@ -196,9 +198,9 @@ class AsrNode(ManagedModels, LifecycleNode):
                 return   # deactivated while the utterance waited
             try:
                 if early:
-                    # something newer waits (speech went on, or this utterance's final, which
-                    # then does the work itself): this head start can only delay it
-                    if self._queue.waiting() == 0:
+                    # a newer early segment waits (speech went on after this pause): this
+                    # head start could only delay it
+                    if segment.key == self._latest_early:
                         self._transcribe_early(segment, user_id)
                 else:
                     self._process(segment, user_id, t_end)

@@ -133,10 +133,6 @@ class DropOldestQueue:
                 if self._on_drop is not None:
                     self._on_drop(old)
 
-    def waiting(self) -> int:
-        """Items waiting behind the one in hand."""
-        return self._queue.qsize()
-
     def _work(self) -> None:
         while not self._stop.is_set():
             try:
