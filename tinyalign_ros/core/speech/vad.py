@@ -54,6 +54,9 @@ class VadConfig:
     pre_roll_s: float = setting(0.3, "audio kept from before the speech started")
     max_utterance_s: float = setting(20.0, "longer speech is cut into utterances of this length")
     min_speech_s: float = setting(0.25, "shorter bursts are dropped as noise")
+    # 0.1: short commands get their transcript soonest (simulated median 0.60-0.62 s after the
+    # end of speech on the bench's speakers, 0.66-0.69 s at 0.15); long sentences pay for pauses
+    # near their end, and more head starts are wasted (scripts/experiments/speculation_sim.py)
     speculate_after_s: float = setting(
         0.1, "silence after which the utterance is handed out early, so ASR overlaps the rest of "
         "the min_silence_s wait (0 = off; at least 0.1, below min_silence_s)")
