@@ -11,8 +11,6 @@ head starts per utterance.
     source scripts/env.sh && PYTHONPATH=. python scripts/experiments/speculation_sim.py 0.35
 """
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -23,10 +21,8 @@ def asr_s(duration_s: float) -> float:
 
 def simulate(events):
     """events: ("early"|"final", key, t, duration_s[, speech_end_t]) in stream time."""
-    free_at, results, latencies, stale, latest = 0.0, {}, [], 0, None
-    queue = []
-    for e in events:
-        queue.append(e)
+    free_at, results, latencies, stale = 0.0, {}, [], 0
+    queue = list(events)
     for i, e in enumerate(queue):
         kind, key, t, dur = e[:4]
         start = max(free_at, t)
@@ -54,13 +50,10 @@ def main():
     from tinyalign_ros.core.speech.vad import StreamingVad
 
     threshold = float(sys.argv[1]) if len(sys.argv) > 1 else 0.35
-    demo = Path("/usr/share/pocketsphinx/test/data")
+    import scripts.demo as demo   # the demo's six recordings, in its playing order
     sets = {"demo recordings": [load_audio(p) for p in sorted(
-        [*(Path(__file__).resolve().parents[2] / "tinyalign_ros").glob("__none__")])]}
-    import scripts.demo as d
-    sets["demo recordings"] = [load_audio(p) for p in sorted(
-        [*(d.SPEECH / "librivox").glob("*.wav"), d.SPEECH / "goforward.raw"],
-        key=lambda p: p.name)]
+        [*(demo.SPEECH / "librivox").glob("*.wav"), demo.SPEECH / "goforward.raw"],
+        key=lambda p: p.name)]}
     for name, n in ((speakers.REAL, 40), ("croaky", 25), ("slow_telephone", 25)):
         sets[name] = [load_audio(e.audio) for e in speakers.examples(name, 60, n)[1]]
     for label, audios in sets.items():
