@@ -63,10 +63,18 @@ def call(node, client, request, timeout=60.0):
     return future.result()
 
 
-def adapt_demo(node, got, refs, sources, responses, want_modes) -> None:
-    """The user corrects what the robot heard, asks it to adapt, and speaks again."""
+def wait_for_responses(node, responses, utterance_id: str, want_modes: int,
+                       timeout: float = 60.0) -> None:
+    """Spin until ``want_modes`` responses to the utterance came in, or ``timeout`` s."""
     import rclpy
 
+    deadline = time.monotonic() + timeout
+    while len(responses.get(utterance_id, [])) < want_modes and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+
+
+def adapt_demo(node, got, refs, sources, responses, want_modes) -> None:
+    """The user corrects what the robot heard, asks it to adapt, and speaks again."""
     from tinyalign_ros.msg import SpeechFeatures
     from tinyalign_ros.nodes.common import RELIABLE_QOS
     from tinyalign_ros.srv import CorrectTranscript
@@ -86,9 +94,7 @@ def adapt_demo(node, got, refs, sources, responses, want_modes) -> None:
     again.utterance_id = again.utterance_id + "-again"
     time.sleep(1.0)
     pub.publish(again)
-    deadline = time.monotonic() + 60
-    while len(responses.get(again.utterance_id, [])) < want_modes and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.1)
+    wait_for_responses(node, responses, again.utterance_id, want_modes)
     for r in responses.get(again.utterance_id, []):
         print(f"  again: {r.text!r} [{r.mode}; projector {r.projector_version or '-'}]")
 
@@ -136,8 +142,6 @@ def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
     cascade and the aligned path side by side. Their features are made here with the ASR node's
     own front end (AsrFrontEnd) and published as the ASR node would, to spare minutes of
     real-time playback."""
-    import rclpy
-
     from tinyalign_ros.bench.speakers import examples
     from tinyalign_ros.core.metrics import wer
     from tinyalign_ros.core.speech.asr import AsrFrontEnd
@@ -157,9 +161,7 @@ def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
         msg = features_to_msg(asr.process(load_audio(ex.audio)), utterance_id, user,
                               asr.model_id, speech_end=node.get_clock().now().to_msg())
         pub.publish(msg)
-        deadline = time.monotonic() + timeout
-        while len(responses.get(utterance_id, [])) < want_modes and time.monotonic() < deadline:
-            rclpy.spin_once(node, timeout_sec=0.1)
+        wait_for_responses(node, responses, utterance_id, want_modes, timeout)
         return msg
 
     t0 = time.monotonic()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from typing import NamedTuple
 
 from rclpy.lifecycle import LifecycleNode
 from std_msgs.msg import String
@@ -35,6 +36,14 @@ from .common import (AUDIO_SUB_QOS, PROJECTOR_QOS, RELIABLE_QOS, Diagnostics, Dr
                      recognizer_update_fields, run)
 
 _ids = itertools.count(1)
+
+
+class _Job(NamedTuple):
+    """One item of the ASR worker's queue."""
+    segment: Segment
+    user_id: str
+    t_end: float   # when the speaker stopped (final segments)
+    early: bool    # a head start during the VAD's wait, not yet a confirmed utterance
 
 
 def audio_int16(audio):
@@ -76,7 +85,6 @@ class AsrNode(ManagedModels, LifecycleNode):
         self.create_subscription(RecognizerUpdate, "recognizer_updates", self.on_recognizer_update,
                                  PROJECTOR_QOS)
         self.utterances = self.dropped = self.early_transcribed = self.early_used = 0
-        self._user_now = self.user_id
         self._queue = DropOldestQueue(
             "asr", self.p.queue_size, self._work,
             on_drop=self._on_drop,
@@ -167,32 +175,31 @@ class AsrNode(ManagedModels, LifecycleNode):
                     self.get_logger().info(f"audio rate changed to {msg.sample_rate} Hz")
                     self._reset_vad()
                 self._resampler = Resampler(msg.sample_rate, SAMPLE_RATE)
-            self._user_now = self.user_id
             segments = self.vad.accept(self._resampler(mono))
             seen = self.vad.samples_seen
         now = time.time()   # this chunk's last sample arrived just now
         for segment in segments:
             # when the speaker stopped (the latency reference: the VAD's wait counts)
             t_end = now - (seen - segment.speech_end_sample) / SAMPLE_RATE
-            self._queue.put((segment, self.user_id, t_end, False))
+            self._queue.put(_Job(segment, self.user_id, t_end, early=False))
 
     def _reset_vad(self) -> None:   # under vad_lock: stream positions start again at 0
         self.vad.reset()
         self._vad_epoch += 1
         self._early = None
 
-    def _on_drop(self, item) -> None:
-        if not item[3]:   # an early segment is only a head start: dropped quietly
+    def _on_drop(self, job: _Job) -> None:
+        if not job.early:   # an early segment is only a head start: dropped quietly
             self.dropped += 1
             self.get_logger().warning("ASR is behind: dropped the oldest waiting utterance")
 
     def _on_early(self, segment: Segment) -> None:   # inside vad.accept, under vad_lock
         self._latest_early = segment.key
-        self._queue.put((segment, self._user_now, 0.0, True))
+        self._queue.put(_Job(segment, self.user_id, 0.0, early=True))
 
     # -- ASR worker
-    def _work(self, item) -> None:
-        segment, user_id, t_end, early = item
+    def _work(self, job: _Job) -> None:
+        segment, user_id, t_end, early = job
         with self.models_lock:
             if self.asr is None or not self.active:
                 return   # deactivated while the utterance waited
