@@ -114,3 +114,30 @@ def test_a_confident_transcript_shuts_the_gate(assistant):
     assert sure.projector_s == 0.0 and sure.projector_version == gated.version
     unsure = assistant.respond_with(gated, features, s, confidence=0.79)
     assert not unsure.gate_shut and unsure.generation.token_ids == opened
+
+
+def test_a_looping_reply_is_cut():
+    """Small LLMs loop ("after that take me to to to to ..." from a poor projection): a run of
+    up to 8 tokens that comes back more than max_repeats times in a row ends the reply."""
+    from tinyalign_ros.core.assistant.llm import looping
+
+    assert looping([5, 7, 7, 7], 2) and not looping([5, 7, 7], 2)
+    assert looping([1, 2, 3, 1, 2, 3, 1, 2, 3], 2) and not looping([1, 2, 3, 1, 2, 3], 2)
+    assert not looping([1, 2, 3, 4, 1, 2, 3, 4, 9], 1)
+    assert looping([7] * 9, 8) and not looping([7] * 8, 8)
+
+
+def test_the_loop_guard_on_the_real_llm(assistant):
+    from tinyalign_ros.core.assistant.pipeline import Assistant
+
+    looped = "take me to " + "to " * 20
+    free = Assistant(assistant.llm, max_new_tokens=30, max_repeats=0).respond_text(looped)
+    guarded = Assistant(assistant.llm, max_new_tokens=30, max_repeats=2).respond_text(looped)
+    # the repeat prompt copies the loop; the guard stops it at two repeats
+    assert free.text.split().count("to") > 4, free.text
+    assert guarded.text.split().count("to") <= 3 and guarded.generation.stopped, guarded.text
+    assert free.text.startswith(guarded.text)
+    # a reply without a loop is untouched
+    s = SENTENCES[2]
+    assert Assistant(assistant.llm, max_new_tokens=40, max_repeats=2).respond_text(s).text == \
+        Assistant(assistant.llm, max_new_tokens=40, max_repeats=0).respond_text(s).text

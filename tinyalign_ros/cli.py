@@ -62,7 +62,7 @@ def _prompt_config(args):
 def _assistant(args, llm):
     from .core.assistant.pipeline import Assistant
 
-    return Assistant(llm, _prompt_config(args), args.max_new_tokens)
+    return Assistant(llm, _prompt_config(args), args.max_new_tokens, args.max_repeats)
 
 
 def _load_items(args, asr, with_transcripts: bool):
@@ -399,6 +399,8 @@ def bench_config(args):
         config.curve_sizes = tuple(args.curve_sizes)
     if args.curve_leave_out is not None:
         config.curve_leave_out = tuple(args.curve_leave_out)
+    if args.curve_layers is not None:
+        config.curve_layers = args.curve_layers
     return config
 
 
@@ -627,6 +629,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corpus-curve: training utterances of each row (default "
                         f"{' '.join(map(str, BenchConfig.curve_sizes))}; finished rows are "
                         "kept in <corpus>/curve/ and not trained again)")
+    p.add_argument("--curve-layers", type=int,
+                   help="corpus-curve: the rows' projector depth (default "
+                        f"{BenchConfig.curve_layers}: the design section's pick, re-checked "
+                        "at corpus scale by naming another)")
     p.add_argument("--curve-leave-out", nargs="*", metavar="ENGINE",
                    help="corpus-curve: engines left out one at a time, a row each (default "
                         f"{' '.join(BenchConfig.curve_leave_out)}; none: no such rows)")

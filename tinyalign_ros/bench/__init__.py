@@ -67,6 +67,7 @@ class BenchConfig:
     curve_epochs: int = 8
     curve_leave_out: tuple = ("kokoro", "espeak", "rhvoice")
     curve_eval: int = 100                  # utterances per corpus test split
+    curve_layers: int = 1                  # the rows' projector depth
     sections: tuple = ("quality", "cost", "footprint", "latency")
     base_projector: str = ""               # score this checkpoint as the base ("" = the shipped)
 
@@ -330,7 +331,7 @@ def corpus_curve_section(ctx: BenchContext) -> None:
     ctx.report["corpus_curve"] = curve.corpus_curve(
         corpus, ctx.asr, ctx.systems, ctx.embeddings,
         speakers.real_speaker(ctx.asr, 0, c.real_test), c.curve_sizes, c.curve_epochs,
-        c.curve_leave_out, c.curve_eval, c.threads, ctx.log)
+        c.curve_leave_out, c.curve_eval, c.threads, c.curve_layers, ctx.log)
 
 
 #: the --sections names, in the order a full report lists them

@@ -2,7 +2,7 @@
 each engine adds (``tinyalign bench --sections corpus-curve``; needs a built corpus).
 
 Every row trains a projector from scratch with the same recipe and budget (EmbedLink, 1 layer,
-length pooling: the design section's picks) on the first n training utterances of the corpus
+length pooling: the design section's picks; ``layers`` re-checks the depth at this scale) on the first n training utterances of the corpus
 (the plan interleaves voices, so every prefix is balanced), or on all of it minus one engine.
 Scored on the corpus's held-out sentences (eval-sentences: training voices), its held-out voice
 family (eval-voice) and the real speaker: "read" WER (each projected vector read as its nearest
@@ -33,9 +33,15 @@ def train_rows(items, engine_of: dict, n: int | None = None, exclude_engines: se
     return split(items[:n] if n else items, 0.03, 0)
 
 
+def recipe(layers: int = 1) -> dict:
+    """The rows' recipe with another projector depth (1 is RECIPE itself, so its rows keep
+    their cache keys)."""
+    return {**RECIPE, "projector": {**RECIPE["projector"], "layers": layers}}
+
+
 def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: int,
                  leave_out: tuple = (), eval_n: int = 100, threads: int = 2,
-                 log=print) -> dict:
+                 layers: int = 1, log=print) -> dict:
     from ..core.assistant.checkpoint import Projector, ProjectorMeta, save_checkpoint
     from ..core.assistant.projector import BridgeFormer, ProjectorConfig
     from ..core.assistant.prompt import PromptConfig
@@ -44,6 +50,7 @@ def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: i
     from .footprint import read_text
     from .quality import as_projector
 
+    rec = recipe(layers)
     engine_of = {r["id"]: r["engine"] for r in corpus.rows}
     unknown = set(leave_out) - set(engine_of.values())
     if unknown:
@@ -69,8 +76,9 @@ def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: i
     # a size within 1 % of the corpus is the whole corpus (a few utterances may fail to
     # synthesise: 19,999 of 20,000 here)
     fits = [n for n in sizes if n <= len(train_all) * 1.01]
-    plan = [(f"{n} utterances", n, None) for n in fits]
-    plan += [(f"all but {e}", None, frozenset({e})) for e in leave_out]
+    depth = f", {layers} layers" if layers != 1 else ""
+    plan = [(f"{n} utterances{depth}", n, None) for n in fits]
+    plan += [(f"all but {e}{depth}", None, frozenset({e})) for e in leave_out]
     skipped = [n for n in sizes if n not in fits]
     rows = []
     cache = corpus.root / "curve"
@@ -78,7 +86,7 @@ def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: i
     for label, n, exclude in plan:
         train, val = train_rows(train_all, engine_of, n, exclude or frozenset())
         key = hashlib.sha256(json.dumps(
-            [asr.model_id, embeddings.dim, epochs, RECIPE, eval_n,
+            [asr.model_id, embeddings.dim, epochs, rec, eval_n,
              sorted(it.id for it in train), {k: [it.id for it in v] for k, v in tests.items()}],
             sort_keys=True, default=str).encode()).hexdigest()[:16]
         kept = cache / f"{key}.json"
@@ -88,9 +96,9 @@ def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: i
             continue
         torch.manual_seed(0)
         model = BridgeFormer(ProjectorConfig(asr_dim=asr.dim, llm_dim=embeddings.dim,
-                                             **RECIPE["projector"]))
-        cfg = TrainConfig(objective="embedlink", embedlink_epochs=epochs, lr=RECIPE["lr"],
-                          batch_size=RECIPE["batch_size"], seed=0, threads=threads)
+                                             **rec["projector"]))
+        cfg = TrainConfig(objective="embedlink", embedlink_epochs=epochs, lr=rec["lr"],
+                          batch_size=rec["batch_size"], seed=0, threads=threads)
         t0 = time.perf_counter()
         # each epoch's state too: a row of the whole corpus is an hour on 2 cores
         stages = cache / f"{key}.stages"
@@ -124,7 +132,7 @@ def corpus_curve(corpus, asr, systems, embeddings, real, sizes: tuple, epochs: i
         shutil.rmtree(stages, ignore_errors=True)
         rows.append(row)
     cascade = {name: round(systems.wer("cascade", items), 4) for name, items in tests.items()}
-    return {"corpus": str(corpus.root), "epochs": epochs, "recipe": RECIPE,
+    return {"corpus": str(corpus.root), "epochs": epochs, "recipe": rec,
             "train_available": len(train_all), "sizes_skipped": skipped,
             "test_utterances": {k: len(v) for k, v in tests.items()},
             "cascade_wer": cascade, "rows": rows}

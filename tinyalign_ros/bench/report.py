@@ -161,7 +161,9 @@ def curve_table(r: dict) -> list[str]:
     if not c:
         return []
     t = c["test_utterances"]
-    out = [f"### Corpus curve (EmbedLink {c['epochs']} epochs, 1 layer; {c['train_available']} "
+    layers = c.get("recipe", {}).get("projector", {}).get("layers", 1)
+    out = [f"### Corpus curve (EmbedLink {c['epochs']} epochs, {layers} layer"
+           f"{'s' if layers > 1 else ''}; {c['train_available']} "
            f"training utterances available; test: held-out sentences {t['eval-sentences']}, "
            f"held-out voice family {t['eval-voice']}, real speaker {t['real']} utt.)", "",
            "| training speech | utt. | sentences | train s | read WER: sentences / voice / "

@@ -133,7 +133,8 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         self._update_key = create_key(key_path(self.p.update_key_file))
         # shared_llm: in the single-process graph this is the response node's copy
         llm = shared_llm(self.models.llm_model or None, self.models.device)
-        self.assistant = Assistant(llm, self.p.config(PromptConfig), self.p.max_new_tokens)
+        self.assistant = Assistant(llm, self.p.config(PromptConfig), self.p.max_new_tokens,
+                                   self.p.max_repeats)
         self.embeddings = EmbeddingTable.from_llm(llm)   # not a second copy of the table
         self.get_logger().info(f"store {self.store.root}; base projector {self.base.version}; "
                                f"LLM {llm.model_id} on {llm.device} ({loaded_llms()} LLM(s) "
@@ -382,6 +383,7 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         if prompt != self.assistant.prompt.config:   # task or hint changed live
             self.assistant.set_prompt(prompt)
         self.assistant.max_new_tokens = self.p.max_new_tokens
+        self.assistant.max_repeats = self.p.max_repeats
         try:
             self.store.start_job(job_id, user_id)
         except StoreError as exc:

@@ -80,7 +80,8 @@ class ResponseNode(ManagedModels, LifecycleNode):
         # shared_llm: one copy per process (the single-process graph shares it with adaptation)
         llm = shared_llm(self.models.llm_model or None, self.models.device, serving.dtype,
                          serving.int8)
-        self.assistant = Assistant(llm, self.p.config(PromptConfig), self.p.max_new_tokens)
+        self.assistant = Assistant(llm, self.p.config(PromptConfig), self.p.max_new_tokens,
+                                   self.p.max_repeats)
         self.get_logger().info(f"LLM {llm.model_id} on {llm.device} from {llm.path} "
                                f"({loaded_llms()} LLM(s) loaded in this process)")
         base = self.projectors.base
@@ -237,6 +238,7 @@ class ResponseNode(ManagedModels, LifecycleNode):
                 self.partial_pub.publish(partial)
 
         max_new_tokens = self.p.max_new_tokens
+        self.assistant.max_repeats = self.p.max_repeats   # live
         if projector is not None:
             # the projector is passed per request: a swap never affects a request in flight
             reply = self.assistant.respond_with(projector, features, msg.transcript, on_token,

@@ -223,11 +223,14 @@ class FrozenLLM:
     @torch.inference_mode()
     def generate(self, embeds: torch.Tensor, max_new_tokens: int = 48, cache=None,
                  on_token: Callable[[str], None] | None = None,
-                 single_line: bool = False, gate: "Gate | None" = None) -> Generation:
+                 single_line: bool = False, gate: "Gate | None" = None,
+                 max_repeats: int = 0) -> Generation:
         """Greedy decoding from (1, n, dim) input embeddings, appended to an optional cached
         prefix (its KV cache is copied, so one prefix serves every request). ``single_line``:
         the answer ends at its first line break (a verbatim repeat is one line; small LLMs
-        tend to add a chatty second paragraph)."""
+        tend to add a chatty second paragraph). ``max_repeats``: the reply ends when a run of
+        up to 8 tokens comes back more than this many times in a row (a small LLM can loop:
+        "to to to ..."); 0 lets it loop."""
         t0 = time.perf_counter()
         logits, past = self.prefill(embeds, cache, gate)
         t_prefill = time.perf_counter() - t0
@@ -244,6 +247,10 @@ class FrozenLLM:
                 stopped = True
                 break
             ids.append(next_id)
+            if max_repeats and looping(ids, max_repeats):
+                ids.pop()   # the token that made one repeat too many (not streamed yet)
+                stopped = True
+                break
             if single_line or on_token is not None:
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
                 if single_line and "\n" in text.strip():
@@ -265,6 +272,19 @@ class FrozenLLM:
         if single_line:
             text = text.split("\n")[0].strip()
         return Generation(text, ids, t_prefill, decode_s, first_token_s, stopped)
+
+
+def looping(ids: list[int], max_repeats: int, longest: int = 8) -> bool:
+    """True when the tail of ``ids`` is one run of 1..``longest`` tokens repeated more than
+    ``max_repeats`` times in a row."""
+    for period in range(1, longest + 1):
+        n = period * (max_repeats + 1)
+        if len(ids) < n:
+            break
+        tail = ids[-n:]
+        if all(tail[i] == tail[i % period] for i in range(n)):
+            return True
+    return False
 
 
 _shared: "weakref.WeakValueDictionary[tuple, FrozenLLM]" = weakref.WeakValueDictionary()

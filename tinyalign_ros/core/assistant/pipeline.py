@@ -32,6 +32,9 @@ from .prompt import PromptBuilder, PromptConfig
 @dataclass
 class GenerationConfig:
     max_new_tokens: int = setting(40, "longest response, in tokens", live=True)
+    max_repeats: int = setting(2, "a response ends when a run of up to 8 tokens comes back more "
+                                  "than this many times in a row (small LLMs loop: 'to to to "
+                                  "...'); 0: never cut", live=True)
 
 
 @dataclass
@@ -51,9 +54,10 @@ class Reply:
 
 class Assistant:
     def __init__(self, llm: FrozenLLM, prompt: PromptConfig | None = None,
-                 max_new_tokens: int | None = None):
+                 max_new_tokens: int | None = None, max_repeats: int | None = None):
         self.llm = llm
         self.max_new_tokens = max_new_tokens or GenerationConfig().max_new_tokens
+        self.max_repeats = GenerationConfig().max_repeats if max_repeats is None else max_repeats
         self._builders: dict[tuple, PromptBuilder] = {}
         self._caches: dict[tuple, object] = {}     # (prompt key, adapter name) -> prefix KV
         self._adapters: set[str] = set()           # adapters this assistant loaded
@@ -183,7 +187,8 @@ class Assistant:
                     cache = self._prefix_cache(builder, adapter)
                     return self.llm.generate(embeds, max_new_tokens or self.max_new_tokens,
                                              cache=cache, on_token=on_token,
-                                             single_line=builder.config.single_line, gate=gate)
+                                             single_line=builder.config.single_line, gate=gate,
+                                             max_repeats=self.max_repeats)
             finally:
                 self._free_retired()
 
