@@ -44,6 +44,7 @@ class _Job(NamedTuple):
     user_id: str
     t_end: float   # when the speaker stopped (final segments)
     early: bool    # a head start during the VAD's wait, not yet a confirmed utterance
+    t_queued: float = 0.0   # when the VAD handed it out (time.time())
 
 
 def audio_int16(audio):
@@ -181,7 +182,7 @@ class AsrNode(ManagedModels, LifecycleNode):
         for segment in segments:
             # when the speaker stopped (the latency reference: the VAD's wait counts)
             t_end = now - (seen - segment.speech_end_sample) / SAMPLE_RATE
-            self._queue.put(_Job(segment, self.user_id, t_end, early=False))
+            self._queue.put(_Job(segment, self.user_id, t_end, early=False, t_queued=now))
 
     def _reset_vad(self) -> None:   # under vad_lock: stream positions start again at 0
         self.vad.reset()
@@ -199,7 +200,8 @@ class AsrNode(ManagedModels, LifecycleNode):
 
     # -- ASR worker
     def _work(self, job: _Job) -> None:
-        segment, user_id, t_end, early = job
+        segment, user_id, t_end, early, t_queued = job
+        t_start = time.time()
         with self.models_lock:
             if self.asr is None or not self.active:
                 return   # deactivated while the utterance waited
@@ -210,7 +212,9 @@ class AsrNode(ManagedModels, LifecycleNode):
                     if segment.key == self._latest_early:
                         self._transcribe_early(segment, user_id)
                 else:
-                    self._process(segment, user_id, t_end)
+                    # where the time went, for the log: the VAD's wait, then this queue
+                    waits = (t_queued - t_end, t_start - t_queued)
+                    self._process(segment, user_id, t_end, waits)
             except AudioError as exc:
                 if not early:
                     self.get_logger().warning(f"dropping utterance: {exc}")
@@ -226,7 +230,8 @@ class AsrNode(ManagedModels, LifecycleNode):
             self._early = (key, result)
         self.early_transcribed += 1
 
-    def _process(self, segment: Segment, user_id: str, t_end: float) -> None:
+    def _process(self, segment: Segment, user_id: str, t_end: float,
+                 waits: tuple = (0.0, 0.0)) -> None:
         # a user with an adapted recogniser: their adapter on the torch decoder; else faster-whisper
         recognizer_version = self.recognizers.version(user_id)
         with self.vad_lock:
@@ -264,7 +269,8 @@ class AsrNode(ManagedModels, LifecycleNode):
             f"{'(recogniser ' + recognizer_version + ') ' if recognizer_version else ''}"
             f"(conf {result.transcript.confidence:.2f}, encode {result.timings['encode_s']:.2f} s, "
             f"transcribe {result.timings['transcribe_s']:.2f} s"
-            f"{', during the VAD wait' if ahead else ''})")
+            f"{', during the VAD wait' if ahead else ''}; VAD wait {waits[0]:.2f} s, queued "
+            f"{waits[1]:.2f} s, published {time.time() - t_end:.2f} s after speech end)")
         self.diag.set(0, "listening", utterances=self.utterances, dropped=self.dropped,
                       early_transcribed=self.early_transcribed, early_used=self.early_used)
 
