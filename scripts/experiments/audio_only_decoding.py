@@ -1,9 +1,9 @@
 """Experiment (not part of the product): where does the paper's audio-only mode lose its words?
-Scores a projector's audio-only replies on the corpus's held-out splits, splits the WER into
-substitutions / deletions / insertions, and re-scores the same replies with length caps.
+Scores a projector's audio-only replies on the corpus's held-out splits and splits the WER
+into substitutions / deletions / insertions, with the loop guard at MAX_REPEATS (0: off).
 
     source scripts/env.sh && PYTHONPATH=. python scripts/experiments/audio_only_decoding.py \
-        PROJECTOR.safetensors [N]
+        PROJECTOR.safetensors [N [MAX_REPEATS]]
 """
 import json
 import sys
@@ -22,13 +22,13 @@ from tinyalign_ros.corpus.build import Corpus
 
 path = sys.argv[1]
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-min_new, repeats = (int(x) for x in (sys.argv[3] if len(sys.argv) > 3 else "0,0").split(","))
+repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 torch.set_num_threads(2)
 asr = AsrFrontEnd(cpu_threads=2)
 llm = FrozenLLM(threads=2)
 _generate = llm.generate
-llm.generate = lambda *a, **k: _generate(*a, **k, min_new_tokens=min_new, max_repeats=repeats)
-print(f"min_new_tokens {min_new}, max_repeats {repeats}")
+llm.generate = lambda *a, **k: _generate(*a, **{**k, "max_repeats": repeats})
+print(f"max_repeats {repeats}")
 systems = Systems.on(llm, 32)
 proj = load_checkpoint(path, asr.model_id, llm.model_id)
 corpus = Corpus(data_dir() / "corpora" / "main")
@@ -49,8 +49,10 @@ for split in ("eval-sentences", "eval-voice"):
              for x, h in zip(refs, hyps)]
     print(f"  reply/ref word ratio: median {sorted(ratio)[len(ratio)//2]:.2f}, "
           f">1.5: {sum(x > 1.5 for x in ratio)}", flush=True)
+    empty = sum(not h.strip() for h in hyps)
+    print(f"  empty replies: {empty} of {len(hyps)}", flush=True)
     out[split] = {"refs": refs, "hyps": hyps, "frames": frames,
                   "transcripts": [it.transcript for it in items]}
     for x, h in list(zip(refs, hyps))[:8]:
         print(f"    REF {x}\n    HYP {h}")
-json.dump(out, open(f"/work/runs/audio_only_{path.split('/')[-1]}_{min_new}_{repeats}.json", "w"))
+json.dump(out, open(f"/work/runs/audio_only_{path.split('/')[-1]}_{repeats}.json", "w"))
