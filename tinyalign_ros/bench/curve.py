@@ -2,8 +2,9 @@
 each engine adds (``tinyalign bench --sections corpus-curve``; needs a built corpus).
 
 Every row trains a projector from scratch with the same recipe and budget (EmbedLink, 1 layer,
-length pooling: the design section's picks; ``layers`` re-checks the depth at this scale) on the first n training utterances of the corpus
-(the plan interleaves voices, so every prefix is balanced), or on all of it minus one engine.
+length pooling: the design section's picks; ``layers`` re-checks the depth at this scale) on
+the first n training utterances of the corpus (the plan interleaves voices, so every prefix is
+balanced), or on all of it minus one engine.
 Scored on the corpus's held-out sentences (eval-sentences: training voices), its held-out voice
 family (eval-voice) and the real speaker: "read" WER (each projected vector read as its nearest
 token embedding, no LLM) and the paper's audio-only WER through the LLM.

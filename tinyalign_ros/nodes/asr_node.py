@@ -230,8 +230,7 @@ class AsrNode(ManagedModels, LifecycleNode):
             self._early = (key, result)
         self.early_transcribed += 1
 
-    def _process(self, segment: Segment, user_id: str, t_end: float,
-                 waits: tuple = (0.0, 0.0)) -> None:
+    def _process(self, segment: Segment, user_id: str, t_end: float, waits: tuple) -> None:
         # a user with an adapted recogniser: their adapter on the torch decoder; else faster-whisper
         recognizer_version = self.recognizers.version(user_id)
         with self.vad_lock:
