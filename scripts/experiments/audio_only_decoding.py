@@ -3,9 +3,7 @@ Scores a projector's audio-only replies on the corpus's held-out splits and spli
 into substitutions / deletions / insertions, with the loop guard at MAX_REPEATS (0: off).
 
     source scripts/env.sh && PYTHONPATH=. python scripts/experiments/audio_only_decoding.py \
-        PROJECTOR.safetensors [N [MAX_REPEATS [NONEMPTY]]]
-
-NONEMPTY 1: the reply's first token is the likeliest visible one (never an empty reply).
+        PROJECTOR.safetensors [N [MAX_REPEATS]]
 """
 import json
 import sys
@@ -25,14 +23,12 @@ from tinyalign_ros.corpus.build import Corpus
 path = sys.argv[1]
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
 repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-nonempty = len(sys.argv) > 4 and sys.argv[4] == "1"
 torch.set_num_threads(2)
 asr = AsrFrontEnd(cpu_threads=2)
 llm = FrozenLLM(threads=2)
 systems = Systems.on(llm, 32)
 systems.plain.max_repeats = repeats   # the audio-only replies come from the plain assistant
-systems.plain.nonempty = nonempty
-print(f"max_repeats {repeats}, nonempty {nonempty}")
+print(f"max_repeats {repeats}")
 proj = load_checkpoint(path, asr.model_id, llm.model_id)
 corpus = Corpus(data_dir() / "corpora" / "main")
 out = {}
@@ -56,5 +52,4 @@ for split in ("eval-sentences", "eval-voice"):
     out[split] = {"refs": refs, "hyps": hyps}
     for x, h in list(zip(refs, hyps))[:8]:
         print(f"    REF {x}\n    HYP {h}")
-name = f"{path.split('/')[-1]}_{repeats}{'_ne' if nonempty else ''}"
-json.dump(out, open(f"/work/runs/audio_only_{name}.json", "w"))
+json.dump(out, open(f"/work/runs/audio_only_{path.split('/')[-1]}_{repeats}.json", "w"))

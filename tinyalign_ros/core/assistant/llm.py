@@ -224,14 +224,13 @@ class FrozenLLM:
     def generate(self, embeds: torch.Tensor, max_new_tokens: int = 48, cache=None,
                  on_token: Callable[[str], None] | None = None,
                  single_line: bool = False, gate: "Gate | None" = None,
-                 max_repeats: int = 0, nonempty: bool = False) -> Generation:
+                 max_repeats: int = 0) -> Generation:
         """Greedy decoding from (1, n, dim) input embeddings, appended to an optional cached
         prefix (its KV cache is copied, so one prefix serves every request). ``single_line``:
         the answer ends at its first line break (a verbatim repeat is one line; small LLMs
         tend to add a chatty second paragraph). ``max_repeats``: the reply ends when a run of
         up to 8 tokens comes back more than this many times in a row (a small LLM can loop:
-        "to to to ..."); 0 lets it loop. ``nonempty``: the first token is the likeliest one
-        that shows text (not an end token, not only whitespace), so the reply is never empty."""
+        "to to to ..."); 0 lets it loop."""
         t0 = time.perf_counter()
         logits, past = self.prefill(embeds, cache, gate)
         t_prefill = time.perf_counter() - t0
@@ -241,8 +240,7 @@ class FrozenLLM:
         first_token_s = 0.0
         total = past.get_seq_length()
         for step in range(max_new_tokens):
-            next_id = (self._first_visible(logits) if nonempty and step == 0
-                       else int(torch.argmax(logits, dim=-1)))
+            next_id = int(torch.argmax(logits, dim=-1))
             if step == 0:
                 first_token_s = time.perf_counter() - t0
             if next_id in self.stop_ids:
@@ -274,15 +272,6 @@ class FrozenLLM:
         if single_line:
             text = text.split("\n")[0].strip()
         return Generation(text, ids, t_prefill, decode_s, first_token_s, stopped)
-
-    def _first_visible(self, logits: torch.Tensor, top: int = 50) -> int:
-        """The likeliest of the ``top`` tokens that is no end token and decodes to visible
-        text (the argmax when none of them does)."""
-        candidates = torch.topk(logits[0], top).indices.tolist()
-        for tid in candidates:
-            if tid not in self.stop_ids and self.tokenizer.decode([tid]).strip():
-                return tid
-        return candidates[0]
 
 
 def looping(ids: list[int], max_repeats: int, longest: int = 8) -> bool:

@@ -58,7 +58,6 @@ class Assistant:
         self.llm = llm
         self.max_new_tokens = max_new_tokens or GenerationConfig().max_new_tokens
         self.max_repeats = GenerationConfig().max_repeats if max_repeats is None else max_repeats
-        self.nonempty = False
         self._builders: dict[tuple, PromptBuilder] = {}
         self._caches: dict[tuple, object] = {}     # (prompt key, adapter name) -> prefix KV
         self._adapters: set[str] = set()           # adapters this assistant loaded
@@ -189,8 +188,7 @@ class Assistant:
                     return self.llm.generate(embeds, max_new_tokens or self.max_new_tokens,
                                              cache=cache, on_token=on_token,
                                              single_line=builder.config.single_line, gate=gate,
-                                             max_repeats=self.max_repeats,
-                                             nonempty=self.nonempty)
+                                             max_repeats=self.max_repeats)
             finally:
                 self._free_retired()
 
