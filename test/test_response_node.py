@@ -135,6 +135,18 @@ def test_response_node_serves_cascade_then_hot_swaps_projector(ros_node, start_n
     assert "audio gate shut (ASR confidence" in forced.reason and forced.projector_time_s == 0
     assert forced.text == r.text     # utt-1's cascade reply, the same recording
 
+    # mode both: that shut-gate reply also answers for the cascade (one generation, two
+    # Responses), so the next utterance does not wait for a second identical one
+    assert all(r.successful for r in set_parameters(ros_node, "/response", [node], mode="both"))
+    feat_pub.publish(features_msg(asr, load_audio(GOFORWARD), "utt-both"))
+    assert spin_until(ros_node, lambda: sum(r.utterance_id == "utt-both" for r in responses) >= 2,
+                      60, [node]), node.output()
+    both = {r.mode: r for r in responses if r.utterance_id == "utt-both"}
+    assert set(both) == {"aligned", "cascade"} and both["cascade"].text == r.text
+    assert "the same generation as the aligned reply" in both["cascade"].reason
+    assert both["cascade"].projector_version == "" and both["cascade"].tokens == forced.tokens
+    assert node.wait_for_log("cascade: the aligned reply (gate shut)", 10), node.output()
+
     # features of another encoder variant of the same width (ct2 instead of var): alice's
     # projector must not read them; the node answers in cascade mode and says why
     foreign = features_msg(asr, load_audio(GOFORWARD), "utt-foreign")

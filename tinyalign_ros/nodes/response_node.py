@@ -5,13 +5,15 @@ Publishes:  response (Response, final), response_partial (Response, partial=True
             generating), response_text (std_msgs/String)
 Mode: auto (the default: per user, aligned only where that user's projector was validated no
 worse than the cascade: core.assistant.routing), aligned (projector -> LLM), cascade (ASR
-transcript -> LLM) or both (two Responses). Each Response says which path answered and why.
+transcript -> LLM) or both (two Responses; an aligned reply whose audio gate was shut is the
+cascade's, so it answers for both). Each Response says which path answered and why.
 Each user's own projector is used when one was announced on projector_updates, else the base
 (core.assistant.projectors.ProjectorTable). A request whose features another encoder made
 than the projector was trained on is answered in cascade mode, with the reason logged.
 """
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -20,7 +22,7 @@ from std_msgs.msg import String
 
 from tinyalign_ros.core.assistant.checkpoint import CheckpointError, from_bytes, load_checkpoint
 from tinyalign_ros.core.assistant.llm import llm_id, loaded_llms, resolve_torch_device, shared_llm
-from tinyalign_ros.core.assistant.pipeline import Assistant
+from tinyalign_ros.core.assistant.pipeline import Assistant, Reply
 from tinyalign_ros.core.assistant.projectors import ProjectorTable
 from tinyalign_ros.core.assistant.prompt import PromptConfig
 from tinyalign_ros.core.assistant.routing import route
@@ -177,12 +179,18 @@ class ResponseNode(ManagedModels, LifecycleNode):
                 self.assistant.set_prompt(prompt)
             # mode both answers one mode after the other: each mode's first token leaves out
             # the time spent on the modes before it, so both count from the end of speech as
-            # if that mode alone had answered
-            earlier_s = 0.0
+            # if that mode alone had answered. An aligned reply whose audio gate was shut is
+            # the cascade's (the same prompt and tokens): it answers for the cascade too,
+            # rather than making the next utterance wait for a second identical generation.
+            earlier_s, shut = 0.0, None
             for mode in modes:
                 started = time.time()
                 try:
-                    self._respond(msg, features, mode, earlier_s)
+                    if mode == "cascade" and shut is not None:
+                        self._publish_shut_as_cascade(msg, shut)
+                        continue
+                    out, reply = self._respond(msg, features, mode, earlier_s)
+                    shut = out if reply.gate_shut else None
                 except Exception as exc:  # one bad request never kills the node
                     if not self.context.ok():   # Ctrl-C while answering: nothing to say
                         return
@@ -203,8 +211,9 @@ class ResponseNode(ManagedModels, LifecycleNode):
             return None
 
     def _respond(self, msg: SpeechFeatures, features: np.ndarray, mode: str,
-                 earlier_s: float = 0.0) -> None:
-        """``earlier_s``: seconds this request spent answering in other modes first (both)."""
+                 earlier_s: float = 0.0) -> tuple[Response, Reply]:
+        """``earlier_s``: seconds this request spent answering in other modes first (both).
+        Returns the published Response and the assistant's Reply."""
         stamped = stamp_seconds(msg.speech_end)
         # unstamped features (not from the ASR node): from when this mode started answering
         speech_end = stamped + earlier_s if stamped else time.time()
@@ -262,6 +271,19 @@ class ResponseNode(ManagedModels, LifecycleNode):
         self.get_logger().info(f"[{msg.utterance_id}] {mode}: {reply.text!r} (first token "
                                f"{out.first_token_latency_s:.2f} s after speech end, "
                                f"{t['tokens']} tokens)")
+        return out, reply
+
+    def _publish_shut_as_cascade(self, msg: SpeechFeatures, aligned: Response) -> None:
+        """Mode both: the cascade's Response is the shut-gate aligned one, relabelled."""
+        out = copy.deepcopy(aligned)
+        out.mode, out.projector_version, out.projector_time_s = "cascade", "", 0.0
+        out.reason = ("mode cascade; the same generation as the aligned reply, whose audio "
+                      "gate was shut")
+        out.header.stamp = self.get_clock().now().to_msg()
+        self.response_pub.publish(out)
+        self.text_pub.publish(String(data=out.text))
+        self.responses += 1
+        self.get_logger().info(f"[{msg.utterance_id}] cascade: the aligned reply (gate shut)")
 
     def close(self) -> None:
         self._queue.close()
