@@ -264,10 +264,7 @@ class ResponseNode(ManagedModels, LifecycleNode):
         out.llm_decode_time_s = t["decode_s"]
         out.tokens = t["tokens"]
         out.first_token_latency_s = (first_token[0] - speech_end) if first_token else 0.0
-        out.header.stamp = self.get_clock().now().to_msg()
-        self.response_pub.publish(out)
-        self.text_pub.publish(String(data=reply.text))
-        self.responses += 1
+        self._publish(out)
         self.get_logger().info(f"[{msg.utterance_id}] {mode}: {reply.text!r} (first token "
                                f"{out.first_token_latency_s:.2f} s after speech end, "
                                f"{t['tokens']} tokens)")
@@ -279,11 +276,14 @@ class ResponseNode(ManagedModels, LifecycleNode):
         out.mode, out.projector_version, out.projector_time_s = "cascade", "", 0.0
         out.reason = ("mode cascade; the same generation as the aligned reply, whose audio "
                       "gate was shut")
+        self._publish(out)
+        self.get_logger().info(f"[{msg.utterance_id}] cascade: the aligned reply (gate shut)")
+
+    def _publish(self, out: Response) -> None:
         out.header.stamp = self.get_clock().now().to_msg()
         self.response_pub.publish(out)
         self.text_pub.publish(String(data=out.text))
         self.responses += 1
-        self.get_logger().info(f"[{msg.utterance_id}] cascade: the aligned reply (gate shut)")
 
     def close(self) -> None:
         self._queue.close()
