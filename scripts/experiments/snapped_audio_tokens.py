@@ -1,0 +1,49 @@
+"""Experiment (not part of the product): the audio-only mode with the projector's tokens snapped
+to the LLM's nearest token embedding (cosine) before they enter, against the continuous tokens
+(the product) and the tokens read back as text with no LLM (the bench's "read WER").
+
+    source scripts/env.sh && PYTHONPATH=. python scripts/experiments/snapped_audio_tokens.py \
+        PROJECTOR.safetensors [N]
+"""
+import sys
+import time
+
+import torch
+
+from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
+from tinyalign_ros.core.assistant.llm import FrozenLLM
+from tinyalign_ros.core.assistant.pipeline import Assistant
+from tinyalign_ros.core.assistant.prompt import PromptConfig
+from tinyalign_ros.core.metrics import wer
+from tinyalign_ros.core.models import data_dir
+from tinyalign_ros.core.speech.asr import AsrFrontEnd
+from tinyalign_ros.corpus.build import Corpus
+
+path = sys.argv[1]
+n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+torch.set_num_threads(2)
+asr = AsrFrontEnd(cpu_threads=2)
+llm = FrozenLLM(threads=2)
+assistant = Assistant(llm, PromptConfig(transcript_hint=False), 40, 2)
+proj = load_checkpoint(path, asr.model_id, llm.model_id)
+builder = assistant.prompt_for(proj)
+table = torch.nn.functional.normalize(llm.embedding.weight.float(), dim=-1)
+corpus = Corpus(data_dir() / "corpora" / "main")
+
+for split in ("eval-sentences", "eval-voice"):
+    items = corpus.items(asr.model_id, split, limit=n)
+    t0 = time.perf_counter()
+    read, continuous, snapped = [], [], []
+    for it in items:
+        tokens = assistant.project(it.features, proj).float()
+        ids = (torch.nn.functional.normalize(tokens, dim=-1) @ table.T).argmax(-1)
+        read.append(llm.tokenizer.decode(ids.tolist(), skip_special_tokens=True))
+        for out, middle in ((continuous, tokens), (snapped, llm.embed_ids(ids))):
+            out.append(assistant._generate(builder, middle, builder.suffix_ids(None), None,
+                                           40).text)
+    refs = [it.text for it in items]
+    print(f"{split} ({len(items)} utt, {time.perf_counter() - t0:.0f} s): read {wer(refs, read):.3f}"
+          f", continuous {wer(refs, continuous):.3f}, snapped {wer(refs, snapped):.3f}",
+          flush=True)
+    for x, r, c, s in list(zip(refs, read, continuous, snapped))[:6]:
+        print(f"    REF  {x}\n    READ {r}\n    CONT {c}\n    SNAP {s}")
