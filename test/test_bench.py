@@ -57,7 +57,8 @@ def shipped_base_columns() -> tuple[tuple, bool, float]:
 
     config = load_checkpoint(default_projector()).model.config
     gated = config.gate != "none"
-    return (*SYSTEMS, "base audio-only" if gated else "base+hint"), gated, \
+    last = ("base audio-only", "base audio-only, continuous") if gated else ("base+hint",)
+    return (*SYSTEMS, *last), gated, \
         config.gate_max_confidence
 FOOTPRINT = ["shipped base", "full", "shared layers",
              "full, pruned 50 %", "full, int8", "shared layers, int8", "full, pruned 50 % + int8"]

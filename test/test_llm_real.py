@@ -141,3 +141,38 @@ def test_the_loop_guard_on_the_real_llm(assistant):
     s = SENTENCES[2]
     assert Assistant(assistant.llm, max_new_tokens=40, max_repeats=2).respond_text(s).text == \
         Assistant(assistant.llm, max_new_tokens=40, max_repeats=0).respond_text(s).text
+
+
+def test_audio_only_tokens_are_snapped_to_the_llms_own_embeddings(assistant):
+    """audio_only_tokens "snapped" (the default): with no transcript in the prompt, each audio
+    token enters as the LLM's embedding of its nearest token; with a transcript, or set to
+    "continuous", the tokens enter as the projector made them."""
+    import numpy as np
+    import torch
+
+    from tinyalign_ros.bench.quality import as_projector
+    from tinyalign_ros.core.assistant.projector import BridgeFormer, ProjectorConfig
+
+    llm = assistant.llm
+    ids = llm.tokenizer(SENTENCES[2], add_special_tokens=False).input_ids
+    exact = llm.embed_ids(ids)
+    torch.manual_seed(0)
+    noisy = 1.7 * exact + 0.3 * exact.std() * torch.randn_like(exact)
+    assert torch.equal(llm.snap(noisy), exact)          # scale and a little noise: the same
+
+    torch.manual_seed(0)
+    projector = as_projector(BridgeFormer(ProjectorConfig(llm_dim=llm.dim)).eval())
+    features = np.random.default_rng(0).standard_normal((120, 384)).astype(np.float32)
+    snapped = []
+    real_snap = llm.snap
+    llm.snap = lambda v: snapped.append(len(v)) or real_snap(v)
+    try:
+        assert assistant.audio_only_tokens == "snapped"
+        assistant.respond_aligned(projector, features, None)         # audio only: snapped
+        assert len(snapped) == 1 and snapped[0] > 0
+        assistant.respond_aligned(projector, features, SENTENCES[0])   # hinted: as made
+        assistant.audio_only_tokens = "continuous"
+        assistant.respond_aligned(projector, features, None)
+        assert len(snapped) == 1
+    finally:
+        llm.snap, assistant.audio_only_tokens = real_snap, "snapped"

@@ -62,7 +62,8 @@ def _prompt_config(args):
 def _assistant(args, llm):
     from .core.assistant.pipeline import Assistant
 
-    return Assistant(llm, _prompt_config(args), args.max_new_tokens, args.max_repeats)
+    return Assistant(llm, _prompt_config(args), args.max_new_tokens, args.max_repeats,
+                     args.audio_only_tokens)
 
 
 def _load_items(args, asr, with_transcripts: bool):

@@ -7,7 +7,9 @@ Systems, all on the "repeat exactly what was said" task with the same LLM:
   base           the default aligned mode with the shipped base projector: for a gated
                  projector the hybrid (the cascade's prompt and transcript plus the audio
                  tokens behind its gate), else audio -> projector -> LLM
-  base audio-only  a gated base's audio tokens alone in the injected prompt (the paper's mode)
+  base audio-only  a gated base's audio tokens alone in the injected prompt (the paper's mode),
+                 served as the product serves them (GenerationConfig.audio_only_tokens:
+                 snapped to the LLM's nearest token embeddings); "..., continuous": unsnapped
   adapted K      the base projector after the adaptation recipe on K of the user's utterances
   ... +hint      the same projector with the ASR transcript injected after the audio tokens
 An aligned system is served as the product serves it: with the prompt template its projector
@@ -59,6 +61,12 @@ class Systems:
             return [self.plain.respond_text(it.text).text for it in items]
         if system == "audio-only":
             return [self.plain.respond_aligned(projector, it.features, None).text for it in items]
+        if system == "audio-only-continuous":   # the audio tokens as the projector made them
+            served, self.plain.audio_only_tokens = self.plain.audio_only_tokens, "continuous"
+            try:
+                return self.responses("audio-only", items, projector)
+            finally:
+                self.plain.audio_only_tokens = served
         if system != "aligned":
             raise ValueError(f"unknown system {system!r}")
         assistant = self.hinted if hint else self.plain
@@ -121,6 +129,7 @@ def user_quality(user, systems: Systems, base: Projector, embeddings, ks, hint_k
     w["base"] = systems.wer("aligned", test, base)
     if base.model.config.gate != "none":   # the default mode is the hybrid: the paper's too
         w["base audio-only"] = systems.wer("audio-only", test, base)
+        w["base audio-only, continuous"] = systems.wer("audio-only-continuous", test, base)
     else:
         w["base+hint"] = systems.wer("aligned", test, base, hint=True)
     log(f"  {user.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in w.items()))
@@ -180,10 +189,11 @@ def intent_quality(asr, systems: Systems, base: Projector, seed: int = 7, limit:
     items = encode_examples(examples, asr, data_dir() / "cache" / "features",
                             with_transcripts=True)
     acc = {}
-    last = (("base audio-only", "audio-only", False) if base.model.config.gate != "none" else
-            ("base+hint", "aligned", True))
+    last = ((("base audio-only", "audio-only", False),
+             ("base audio-only, continuous", "audio-only-continuous", False))
+            if base.model.config.gate != "none" else (("base+hint", "aligned", True),))
     for name, system, hint in (("whisper", "whisper", False), ("cascade", "cascade", False),
-                               ("ceiling", "ceiling", False), ("base", "aligned", False), last):
+                               ("ceiling", "ceiling", False), ("base", "aligned", False), *last):
         acc[name] = round(accuracy(truth, systems.responses(system, items, base, hint)), 4)
     log("  intents: " + ", ".join(f"{k} {v:.2f}" for k, v in acc.items()))
     return {"utterances": len(items), "intents": len(set(truth)), "accuracy": acc}

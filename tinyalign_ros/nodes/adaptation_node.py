@@ -134,7 +134,7 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         # shared_llm: in the single-process graph this is the response node's copy
         llm = shared_llm(self.models.llm_model or None, self.models.device)
         self.assistant = Assistant(llm, self.p.config(PromptConfig), self.p.max_new_tokens,
-                                   self.p.max_repeats)
+                                   self.p.max_repeats, self.p.audio_only_tokens)
         self.embeddings = EmbeddingTable.from_llm(llm)   # not a second copy of the table
         self.get_logger().info(f"store {self.store.root}; base projector {self.base.version}; "
                                f"LLM {llm.model_id} on {llm.device} ({loaded_llms()} LLM(s) "
@@ -384,6 +384,7 @@ class AdaptationNode(ManagedModels, LifecycleNode):
             self.assistant.set_prompt(prompt)
         self.assistant.max_new_tokens = self.p.max_new_tokens
         self.assistant.max_repeats = self.p.max_repeats
+        self.assistant.audio_only_tokens = self.p.audio_only_tokens
         try:
             self.store.start_job(job_id, user_id)
         except StoreError as exc:

@@ -83,7 +83,7 @@ class ResponseNode(ManagedModels, LifecycleNode):
         llm = shared_llm(self.models.llm_model or None, self.models.device, serving.dtype,
                          serving.int8)
         self.assistant = Assistant(llm, self.p.config(PromptConfig), self.p.max_new_tokens,
-                                   self.p.max_repeats)
+                                   self.p.max_repeats, self.p.audio_only_tokens)
         self.get_logger().info(f"LLM {llm.model_id} on {llm.device} from {llm.path} "
                                f"({loaded_llms()} LLM(s) loaded in this process)")
         base = self.projectors.base
@@ -248,6 +248,7 @@ class ResponseNode(ManagedModels, LifecycleNode):
 
         max_new_tokens = self.p.max_new_tokens
         self.assistant.max_repeats = self.p.max_repeats   # live
+        self.assistant.audio_only_tokens = self.p.audio_only_tokens
         if projector is not None:
             # the projector is passed per request: a swap never affects a request in flight
             reply = self.assistant.respond_with(projector, features, msg.transcript, on_token,

@@ -35,6 +35,11 @@ class GenerationConfig:
     max_repeats: int = setting(2, "a response ends when a run of up to 8 tokens comes back more "
                                   "than this many times in a row (small LLMs loop: 'to to to "
                                   "...'); 0: never cut", live=True)
+    audio_only_tokens: str = setting("snapped", "audio tokens that reach the LLM with no "
+                                     "transcript (the paper's audio-only mode): 'snapped' to "
+                                     "the LLM's nearest token embeddings (measured better for "
+                                     "every bench user: docs/BENCHMARKS.md) or 'continuous'",
+                                     live=True, choices=("snapped", "continuous"))
 
 
 @dataclass
@@ -54,10 +59,13 @@ class Reply:
 
 class Assistant:
     def __init__(self, llm: FrozenLLM, prompt: PromptConfig | None = None,
-                 max_new_tokens: int | None = None, max_repeats: int | None = None):
+                 max_new_tokens: int | None = None, max_repeats: int | None = None,
+                 audio_only_tokens: str | None = None):
+        defaults = GenerationConfig()
         self.llm = llm
-        self.max_new_tokens = max_new_tokens or GenerationConfig().max_new_tokens
-        self.max_repeats = GenerationConfig().max_repeats if max_repeats is None else max_repeats
+        self.max_new_tokens = max_new_tokens or defaults.max_new_tokens
+        self.max_repeats = defaults.max_repeats if max_repeats is None else max_repeats
+        self.audio_only_tokens = audio_only_tokens or defaults.audio_only_tokens
         self._builders: dict[tuple, PromptBuilder] = {}
         self._caches: dict[tuple, object] = {}     # (prompt key, adapter name) -> prefix KV
         self._adapters: set[str] = set()           # adapters this assistant loaded
@@ -225,6 +233,8 @@ class Assistant:
         builder = self.prompt_for(projector)
         t0 = time.perf_counter()
         audio_tokens = self.project(features, projector)
+        if self.audio_only_tokens == "snapped" and not builder.hinted(transcript):
+            audio_tokens = self.llm.snap(audio_tokens)
         projector_s = time.perf_counter() - t0
         gen = self._generate(builder, audio_tokens, builder.suffix_ids(transcript), on_token,
                              max_new_tokens, projector)

@@ -116,8 +116,12 @@ class PromptBuilder:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
+    def hinted(self, transcript: str | None) -> bool:
+        """Whether the LLM sees this transcript after the audio."""
+        return self.config.transcript_hint and transcript is not None
+
     def suffix_ids(self, transcript: str | None = None) -> list[int]:
-        if self.config.transcript_hint and transcript is not None:
+        if self.hinted(transcript):
             hint = self.config.hint_format.format(transcript=transcript)
             return self._ids(hint + self.suffix_text)
         return self._suffix_ids
