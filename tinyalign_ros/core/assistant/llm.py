@@ -181,7 +181,7 @@ class FrozenLLM:
         self.dim = int(model.config.hidden_size)
         self.model_id = llm_id(self.path)
         self.stop_ids = self._stop_ids()
-        self._unit_table = None   # the token embeddings, unit length, for snap()
+        self._token_norms = None   # the token embeddings' lengths, for snap()
         # held by whoever selects a LoRA adapter and runs the model, so that two users of one
         # shared LLM (threads of the single-process graph) never run under each other's adapter
         self.lock = threading.RLock()
@@ -207,11 +207,11 @@ class FrozenLLM:
     @torch.inference_mode()
     def snap(self, vectors: torch.Tensor) -> torch.Tensor:
         """Each (n, dim) vector replaced by the embedding of its nearest token (cosine)."""
-        if self._unit_table is None:   # built on first use: 49k x 576 floats for SmolLM2
-            self._unit_table = torch.nn.functional.normalize(self.embedding.weight.float(),
-                                                             dim=-1)
-        unit = torch.nn.functional.normalize(vectors.float().to(self.device), dim=-1)
-        return self.embed_ids((unit @ self._unit_table.T).argmax(-1))
+        table = self.embedding.weight
+        if self._token_norms is None:   # the norms only: no second copy of the table
+            self._token_norms = table.float().norm(dim=-1).clamp_min(1e-12)
+        cosine = (vectors.to(self.device, table.dtype) @ table.T).float() / self._token_norms
+        return self.embed_ids(cosine.argmax(-1))
 
     @torch.inference_mode()
     def prefill(self, embeds: torch.Tensor, cache=None, gate: "Gate | None" = None):
