@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from tinyalign_ros.bench.footprint import read_text
 from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
 from tinyalign_ros.core.assistant.llm import FrozenLLM
 from tinyalign_ros.core.assistant.pipeline import Assistant
@@ -26,21 +27,19 @@ asr = AsrFrontEnd(cpu_threads=2)
 llm = FrozenLLM(threads=2)
 assistant = Assistant(llm, PromptConfig(transcript_hint=False), 40, 2)
 proj = load_checkpoint(path, asr.model_id, llm.model_id)
-builder = assistant.prompt_for(proj)
-table = torch.nn.functional.normalize(llm.embedding.weight.float(), dim=-1)
 corpus = Corpus(data_dir() / "corpora" / "main")
 
 for split in ("eval-sentences", "eval-voice"):
     items = corpus.items(asr.model_id, split, limit=n)
     t0 = time.perf_counter()
-    read, continuous, snapped = [], [], []
-    for it in items:
-        tokens = assistant.project(it.features, proj).float()
-        ids = (torch.nn.functional.normalize(tokens, dim=-1) @ table.T).argmax(-1)
-        read.append(llm.tokenizer.decode(ids.tolist(), skip_special_tokens=True))
-        for out, middle in ((continuous, tokens), (snapped, llm.embed_ids(ids))):
-            out.append(assistant._generate(builder, middle, builder.suffix_ids(None), None,
-                                           40).text)
+    read = [read_text(proj.model, it.features, llm.embedding.weight, llm.tokenizer)
+            for it in items]
+    replies = {}
+    for mode in ("continuous", "snapped"):   # the product's setting (audio_only_tokens)
+        assistant.audio_only_tokens = mode
+        replies[mode] = [assistant.respond_aligned(proj, it.features, None).text
+                         for it in items]
+    continuous, snapped = replies["continuous"], replies["snapped"]
     refs = [it.text for it in items]
     print(f"{split} ({len(items)} utt, {time.perf_counter() - t0:.0f} s): read {wer(refs, read):.3f}"
           f", continuous {wer(refs, continuous):.3f}, snapped {wer(refs, snapped):.3f}",
