@@ -240,8 +240,6 @@ def test_adapt_service_returns_a_job_id_and_refuses_bad_users(world):
 def say(w, audio, user):
     """``audio`` spoken to the ASR node as ``user``: 100 ms chunks at 4x real time, silence
     around it so the VAD cuts it."""
-    import time
-
     from std_msgs.msg import String
 
     from tinyalign_ros.msg import AudioChunk

@@ -6,7 +6,7 @@ the true text as the target), scored on 25 test utterances after each epoch (~6 
     source scripts/env.sh && PYTHONPATH=. python scripts/experiments/hybrid_gate.py croaky 3 -4
 arguments: speaker (bench hard speaker), epochs, initial gate logit.
 """
-import copy, sys, time, json, random
+import copy, sys, time, random
 import numpy as np, torch, torch.nn.functional as F
 from tinyalign_ros.core.speech.asr import AsrFrontEnd
 from tinyalign_ros.core.assistant.llm import FrozenLLM, Gate
