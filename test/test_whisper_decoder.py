@@ -257,31 +257,49 @@ def test_the_asr_nodes_table_serves_fitting_adapters_only(rec):
     assert not table.remove("alice")
 
 
-def test_cross_fitting_holds_every_utterance_out_once_then_trains_on_all(rec, croaky_items):
+@pytest.mark.parametrize("refit", ["steps", "epochs"])
+def test_cross_fitting_holds_every_utterance_out_once_then_trains_on_all(rec, croaky_items,
+                                                                         refit):
     """recognizer_adapt.crossfit_recognizer (the node's default validation): each half's
     adapter decodes the other half, so the gate's WER covers every utterance; the adapter it
-    returns trains on all of them for the folds' mean best epoch."""
+    returns trains on all of them for the folds' mean best number of optimizer steps (refit
+    "steps", the default: a fold sees half the utterances per epoch) or of epochs."""
     from tinyalign_ros.core.metrics import wer
     from tinyalign_ros.core.learning.recognizer_adapt import crossfit_recognizer
 
     items = croaky_items[:12]
-    parts = []
-    adapter, m = crossfit_recognizer(rec, items, RecognizerAdaptConfig(epochs=2),
-                                     progress=lambda h: parts.append(h["part"]))
+    rows = []
+    adapter, m = crossfit_recognizer(rec, items, RecognizerAdaptConfig(epochs=2, batch_size=4,
+                                                                       refit=refit),
+                                     progress=rows.append)
+    parts = [h["part"] for h in rows]
     assert m["val_utterances"] == m["train_utterances"] == 12 and len(m["hypotheses"]) == 12
     assert m["val_wer"] == wer([it.text for it in items], m["hypotheses"])
     assert m["base_val_wer"] == evaluate(rec, items)["wer"]
     assert parts[:4] == ["fold 1"] * 2 + ["fold 2"] * 2
     assert m["best_epoch"] == round(sum(m["fold_best_epochs"]) / 2)
+    # each fold trains on 6 utterances: 2 steps of 4 per epoch; the refit on 12: 3 per epoch
+    fold_steps = [2 * e if e > 0 else 0 for e in m["fold_best_epochs"]]
     if m["best_epoch"] == 0:        # neither fold beat the unadapted loss: nothing to refit
         assert adapter is None and not m["publish"] and "all" not in parts
     else:
-        assert parts[4:] == ["all"] * m["best_epoch"]
+        refitted = [h for h in rows if h["part"] == "all"]
+        if refit == "steps":
+            assert m["refit_steps"] == round(sum(fold_steps) / 2) > 0
+            assert refitted[-1]["steps"] == m["refit_steps"]
+            assert len(refitted) == -(-m["refit_steps"] // 3)   # the last epoch cut short
+        else:
+            assert m["refit_steps"] is None
+            assert len(refitted) == m["best_epoch"]
+            assert refitted[-1]["steps"] == 3 * m["best_epoch"]
         assert adapter.metadata["train_utterances"] == 12             # refitted on all
         assert adapter.metadata["validation"] == "crossfit"
+        assert adapter.metadata["refit"] == refit
         assert m["publish"] == (m["val_wer"] < m["base_val_wer"])
     with pytest.raises(ValueError, match="validation"):
         RecognizerAdaptConfig(validation="holdout")
+    with pytest.raises(ValueError, match="refit"):
+        RecognizerAdaptConfig(refit="passes")
 
 
 @pytest.mark.parametrize("validation", ["crossfit", "split"])

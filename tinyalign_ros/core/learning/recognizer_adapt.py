@@ -39,6 +39,7 @@ from ..speech.whisper_encoder import TOP_KEYS, has_top_lora
 
 METHODS = ("lora", "last_block")
 VALIDATIONS = ("crossfit", "split")
+REFITS = ("steps", "epochs")
 DECODER_TARGETS = ("self_qkv", "self_out", "cross_q", "cross_kv", "cross_out", "ffn1", "ffn2")
 # the encoder's last layer (attention output projection and FFN, over the frames that hold
 # audio): acoustics the decoder's LoRA cannot reach; its keys and values stay the base's, so the
@@ -75,6 +76,11 @@ class RecognizerAdaptConfig:
     # utterance held out once: at K = 50 the gate sees 50, not 10); the adapter kept trains on
     # all of them. "split": one adapter on 1 - val_fraction, judged on the rest (cheaper)
     validation: str = "crossfit"
+    # the cross-fitted refit on all utterances trains "steps": as many optimizer steps as the
+    # folds' best epoch took (a fold sees half the utterances, so half the steps per epoch), or
+    # "epochs": as many epochs (about twice the steps the folds validated)
+    refit: str = "steps"
+    max_steps: int = 0                  # training stops after this many steps (0 = no limit)
     min_utterances: int = 5
     time_budget_s: float = 50.0         # training stops early past this (precompute included)
     require_improvement: bool = True
@@ -88,6 +94,8 @@ class RecognizerAdaptConfig:
         if self.validation not in VALIDATIONS:
             raise ValueError(f"validation must be one of {VALIDATIONS}, got "
                              f"{self.validation!r}")
+        if self.refit not in REFITS:
+            raise ValueError(f"refit must be one of {REFITS}, got {self.refit!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         unknown = set(self.targets) - set(LORA_TARGETS)
@@ -427,12 +435,15 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
     best = (base_val_loss if base_val_loss is not None else math.inf, -1,
             {k: v.detach().clone() for k, v in params.items()})
     rng = random.Random(config.seed)
-    history, steps, stopped = [], 0, "epochs"
+    history, steps, best_steps, stopped = [], 0, 0, "epochs"
     for epoch in range(config.epochs):
         order = list(range(len(train)))
         rng.shuffle(order)
         total, n = 0.0, 0
         for s in range(0, len(order), config.batch_size):
+            if config.max_steps and steps >= config.max_steps:
+                stopped = "max_steps"
+                break
             idx = order[s:s + config.batch_size]
             loss, k = _loss(recognizer, prep, idx, ad)
             opt.zero_grad()
@@ -442,16 +453,20 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
             total, n = total + float(loss.detach()), n + k
         val_loss = _mean_loss(recognizer, vprep, ad, config.batch_size) if vprep else None
         history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1),
-                        "val_loss": val_loss})
+                        "val_loss": val_loss, "steps": steps})
         if progress:
             progress(history[-1])
         if val_loss is not None and val_loss < best[0]:
             best = (val_loss, epoch + 1, {k: v.detach().clone() for k, v in params.items()})
+            best_steps = steps
+        if stopped == "max_steps":
+            break
         if time.perf_counter() - t0 > config.time_budget_s:
             stopped = "time_budget"
             break
     if vprep is None:
         best = (None, len(history), {k: v.detach().clone() for k, v in params.items()})
+        best_steps = steps
     train_s = time.perf_counter() - t0
     dtype = getattr(torch, config.save_dtype)
     tensors = {k: v.to(dtype).contiguous() for k, v in best[2].items()}
@@ -463,7 +478,8 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
     adapter = RecognizerAdapter(config.method, tensors, metadata)
     metrics = {"train_s": train_s, "prepare_s": t_prep, "steps": steps, "stopped": stopped,
                "history": history, "base_val_loss": base_val_loss, "val_loss": best[0],
-               "best_epoch": best[1], "bytes": len(adapter.to_bytes()),
+               "best_epoch": best[1], "best_steps": best_steps,
+               "bytes": len(adapter.to_bytes()),
                "train_utterances": len(train), "val_utterances": len(val)}
     if val:
         t1 = time.perf_counter()
@@ -497,8 +513,9 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
     ``metrics["val_wer"]`` is their pooled WER, ``base_val_wer`` the unadapted decoder's on the
     same utterances, and ``hypotheses`` the held-out transcripts in ``items`` order. The fold
     adapters are pessimistic (half the data), which suits a gate. The returned adapter trains on
-    all ``items`` for the folds' mean best epoch (if the folds never beat the unadapted loss, it
-    is None and nothing is refitted). ``progress`` gets each epoch's history row with "part":
+    all ``items`` for the folds' mean best number of optimizer steps (``refit`` "steps"; or of
+    epochs, "epochs"); if the folds never beat the unadapted loss, it is None and nothing is
+    refitted. ``progress`` gets each epoch's history row with "part":
     "fold 1", "fold 2" or "all". ``decode_unadapted``: as in ``adapt_recognizer`` (False: no
     ``base_val_wer``, ``publish`` False; the caller has another "before")."""
     config = config or RecognizerAdaptConfig()
@@ -509,7 +526,7 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
     first, second = split_items(items, 0.5, config.seed)
     folds = ((second, first), (first, second))     # (train, held out)
     position = {id(it): i for i, it in enumerate(items)}
-    hyps, best_epochs, history, train_s = [None] * len(items), [], [], 0.0
+    hyps, best_epochs, best_steps, history, train_s = [None] * len(items), [], [], [], 0.0
     # each fold may use 30 % of the time budget; refitting on all gets what is left
     # (min_utterances counts the whole set, checked above; a fold trains on half of it)
     fold_config = dataclasses.replace(config, time_budget_s=0.3 * config.time_budget_s,
@@ -523,6 +540,7 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
                                 decode_unadapted=decode_unadapted)
         train_s += m["train_s"]
         best_epochs.append(m["best_epoch"])
+        best_steps.append(m["best_steps"])
         history += [dict(h, part=f"fold {n}") for h in m["history"]]
         for it, h, b in zip(held, m["val_hypotheses"],
                             m.get("base_val_hypotheses", [None] * len(held))):
@@ -536,26 +554,28 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
         metrics["base_val_wer"] = wer(refs, base_hyps)
     adapter = None
     epochs = round(sum(best_epochs) / len(best_epochs))
+    steps = round(sum(best_steps) / len(best_steps)) if config.refit == "steps" else 0
     if epochs == 0 and not config.require_improvement:    # published whatever it scores
-        epochs = config.epochs
+        epochs, steps = config.epochs, 0
     if epochs > 0:
         left = max(config.time_budget_s - (time.perf_counter() - t0), 0.2 * config.time_budget_s)
         report = (lambda h: progress(dict(h, part="all"))) if progress else None
         adapter, m = adapt_recognizer(recognizer, items, dataclasses.replace(
-            config, epochs=epochs, time_budget_s=left, min_utterances=1), val_items=[],
-            progress=report)
+            config, epochs=config.epochs if steps else epochs, max_steps=steps,
+            time_budget_s=left, min_utterances=1), val_items=[], progress=report)
         train_s += m["train_s"]
         history += [dict(h, part="all") for h in m["history"]]
         metrics["bytes"] = m["bytes"]
     improved = adapter is not None and decode_unadapted and \
         metrics["val_wer"] < metrics["base_val_wer"]
-    metrics.update(train_s=train_s, history=history,
+    metrics.update(train_s=train_s, history=history, refit_steps=steps or None,
                    best_epoch=epochs, publish=bool(adapter is not None and (
                        improved or not config.require_improvement)),
                    reason="cross-fitted held-out WER below the unadapted one" if improved else
                    "no held-out improvement")
     if adapter is not None:
         adapter.metadata.update(validation="crossfit", fold_best_epochs=best_epochs,
+                                refit=config.refit, refit_steps=steps or None,
                                 val_utterances=len(items),
                                 **{k: metrics[k] for k in ("base_val_wer", "val_wer", "train_s")
                                    if k in metrics})
