@@ -300,6 +300,12 @@ def test_cross_fitting_holds_every_utterance_out_once_then_trains_on_all(rec, cr
         RecognizerAdaptConfig(validation="holdout")
     with pytest.raises(ValueError, match="refit"):
         RecognizerAdaptConfig(refit="passes")
+    if refit == "steps":    # max_steps at an epoch's end: no empty epoch after it
+        from tinyalign_ros.core.learning.recognizer_adapt import adapt_recognizer
+
+        _, m = adapt_recognizer(rec, items[:6], RecognizerAdaptConfig(
+            epochs=5, batch_size=4, max_steps=4), val_items=[])
+        assert (m["steps"], len(m["history"]), m["stopped"]) == (4, 2, "max_steps")
 
 
 @pytest.mark.parametrize("validation", ["crossfit", "split"])

@@ -437,13 +437,14 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
     rng = random.Random(config.seed)
     history, steps, best_steps, stopped = [], 0, 0, "epochs"
     for epoch in range(config.epochs):
+        if config.max_steps and steps >= config.max_steps:
+            break
         order = list(range(len(train)))
         rng.shuffle(order)
         total, n = 0.0, 0
         for s in range(0, len(order), config.batch_size):
             if config.max_steps and steps >= config.max_steps:
-                stopped = "max_steps"
-                break
+                break               # the last epoch, cut short
             idx = order[s:s + config.batch_size]
             loss, k = _loss(recognizer, prep, idx, ad)
             opt.zero_grad()
@@ -459,11 +460,11 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
         if val_loss is not None and val_loss < best[0]:
             best = (val_loss, epoch + 1, {k: v.detach().clone() for k, v in params.items()})
             best_steps = steps
-        if stopped == "max_steps":
-            break
         if time.perf_counter() - t0 > config.time_budget_s:
             stopped = "time_budget"
             break
+    if config.max_steps and steps >= config.max_steps:
+        stopped = "max_steps"
     if vprep is None:
         best = (None, len(history), {k: v.detach().clone() for k, v in params.items()})
         best_steps = steps
