@@ -7,33 +7,22 @@ On the corpus's held-out splits, Whisper's beam-5 transcripts as hints, 40-token
 cascade; the hybrid with its learned gate, continuous and snapped (the per-limit table of the
 base recipe's calibration for each); the hinted prompt, continuous and snapped.
 
-    source scripts/env.sh && PYTHONPATH=. python scripts/experiments/snapped_hybrid.py \
+    source scripts/env.sh && PYTHONPATH=.:scripts/experiments python \
+        scripts/experiments/snapped_hybrid.py \
         PROJECTOR.safetensors [N]
 """
 import sys
 import time
 
-import torch
-
-from tinyalign_ros.core.assistant.checkpoint import load_checkpoint
-from tinyalign_ros.core.assistant.llm import FrozenLLM
+from snapped_audio_tokens import setup   # the same models, projector and corpus
 from tinyalign_ros.core.assistant.pipeline import Assistant
 from tinyalign_ros.core.assistant.prompt import PromptConfig
 from tinyalign_ros.core.metrics import wer
-from tinyalign_ros.core.models import data_dir
-from tinyalign_ros.core.speech.asr import AsrFrontEnd
 from tinyalign_ros.corpus.base import wer_per_limit
-from tinyalign_ros.corpus.build import Corpus
 
-path = sys.argv[1]
-n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-torch.set_num_threads(2)
-asr = AsrFrontEnd(cpu_threads=2)
-llm = FrozenLLM(threads=2)
+n, asr, llm, proj, corpus = setup(sys.argv)
 plain = Assistant(llm, PromptConfig(transcript_hint=False), 40, 2)
 hinted = Assistant(llm, PromptConfig(transcript_hint=True), 40, 2)
-proj = load_checkpoint(path, asr.model_id, llm.model_id)
-corpus = Corpus(data_dir() / "corpora" / "main")
 
 # the experiment's one change: Assistant.project with the LLM's nearest token embeddings
 project = Assistant.project
