@@ -43,6 +43,9 @@ def test_the_flags_reach_the_bench_config():
     assert config.sections == ("corpus-curve",) and config.curve_sizes == (20000,)
     assert config.curve_leave_out == () and config.ks == config.hint_ks == (50,)
     assert config.threads == 1 and config.curve_epochs == BenchConfig().curve_epochs
+    assert bench_config(parse(["bench", "--synthetic-test", "30"])).synthetic_test == 30
+    with pytest.raises(SystemExit, match="at least 1"):
+        bench_config(parse(["bench", "--synthetic-test", "0"]))
 
 
 SYSTEMS = ("whisper", "cascade", "ceiling", "base")

@@ -394,6 +394,10 @@ def bench_config(args):
         config.base_projector = args.base
     if args.ks is not None:
         config.ks = config.hint_ks = tuple(args.ks)
+    if args.synthetic_test is not None:
+        if args.synthetic_test < 1:
+            raise SystemExit("tinyalign bench: --synthetic-test must be at least 1")
+        config.synthetic_test = args.synthetic_test
     if args.no_recognizer:
         config.recognizer = False
     if args.curve_sizes is not None:
@@ -624,6 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ks", type=int, nargs="*",
                    help="adaptation pool sizes K of the quality section (default 10 25 50 100, "
                         "CE+hint at 50; none: the base rows only)")
+    p.add_argument("--synthetic-test", type=int,
+                   help="test utterances per synthetic user and the held-out voice (default "
+                        f"{BenchConfig.synthetic_test}; sentences and clips are drawn anew for "
+                        "each count)")
     p.add_argument("--no-recognizer", action="store_true",
                    help="leave out the adapted-cascade rows (recogniser adaptation)")
     p.add_argument("--curve-sizes", type=int, nargs="*",
