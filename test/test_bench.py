@@ -46,6 +46,10 @@ def test_the_flags_reach_the_bench_config():
     assert bench_config(parse(["bench", "--synthetic-test", "30"])).synthetic_test == 30
     with pytest.raises(SystemExit, match="at least 1"):
         bench_config(parse(["bench", "--synthetic-test", "0"]))
+    assert bench_config(parse(["bench", "--recognizer-lora-on", "both_top2"])) \
+        .recognizer_lora_on == "both_top2"
+    with pytest.raises(SystemExit, match="recognizer_lora_on"):
+        bench_config(parse(["bench", "--recognizer-lora-on", "everything"]))
 
 
 SYSTEMS = ("whisper", "cascade", "ceiling", "base")

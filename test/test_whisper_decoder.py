@@ -158,17 +158,23 @@ def test_adaptation_lowers_held_out_loss_and_gates(rec, croaky_items):
     assert after <= before
 
 
-def test_encoder_lora_trains_on_the_top_inputs_and_serves_the_same_states(rec, croaky_items):
-    """LoRA on the encoder's last layer (TOP_KEYS) trains from each item's kept top inputs;
-    the ASR node's path (WhisperRecognizer.encode with the adapter) changes the same frames,
-    the ones holding audio, and no other; an item without top inputs is refused by name."""
-    from tinyalign_ros.core.speech.whisper_encoder import TOP_KEYS
+@pytest.mark.parametrize("lora_on", ["encoder_top", "encoder_top2"])
+def test_encoder_lora_trains_on_the_top_inputs_and_serves_the_same_states(rec, croaky_items,
+                                                                          lora_on):
+    """LoRA on the encoder's last layer (TOP_KEYS), or its last two (ENCODER_KEYS), trains
+    from each item's kept inputs; the ASR node's path (WhisperRecognizer.encode with the
+    adapter) changes the same frames, the ones holding audio, and no other; an item without
+    those inputs is refused by name."""
+    from tinyalign_ros.core.learning.recognizer_adapt import lora_targets
+    from tinyalign_ros.core.speech.whisper_encoder import encoder_depth
 
+    keys = lora_targets(lora_on)
     train = croaky_items[:12]
-    cfg = RecognizerAdaptConfig(targets=TOP_KEYS, epochs=2, learning_rate=2e-3,
+    cfg = RecognizerAdaptConfig(targets=keys, epochs=2, learning_rate=2e-3,
                                 validation="split")
     adapter, m = adapt_recognizer(rec, train, cfg)
-    assert sorted({k.rsplit(".", 1)[0] for k in adapter.tensors}) == sorted(TOP_KEYS)
+    assert sorted({k.rsplit(".", 1)[0] for k in adapter.tensors}) == sorted(keys)
+    assert encoder_depth(adapter.decoder_adapter()) == (2 if lora_on == "encoder_top2" else 1)
     assert m["val_loss"] < m["base_val_loss"], m["history"]
     ad = adapter.decoder_adapter()
     it = croaky_items[20]
@@ -188,15 +194,18 @@ def test_encoder_lora_trains_on_the_top_inputs_and_serves_the_same_states(rec, c
         assert (fresh.memory_for(rec, ad) - served).abs().max() < 0.05
     with pytest.raises(ValueError, match="top inputs"):
         RecognizerItem(it.memory, it.text, "old").memory_for(rec, ad)
+    if lora_on == "encoder_top2":   # the last layer's inputs alone are not enough
+        with pytest.raises(ValueError, match="top inputs"):
+            RecognizerItem(it.memory, it.text, "old", top=it.top).memory_for(rec, ad)
     with pytest.raises(ValueError, match="encoder LoRA"):
-        RecognizerAdaptConfig(targets=TOP_KEYS + ("cross_kv",))
+        RecognizerAdaptConfig(targets=keys + ("cross_kv",))
     # the node's recipe (AdaptConfig.recognizer_lora_on) makes such adapters
     from tinyalign_ros.core.learning.adapt import AdaptConfig, adapt_recognizer_items
     result = adapt_recognizer_items(rec, croaky_items[:10], None, AdaptConfig(
-        recognizer_lora_on="encoder_top", recognizer_epochs=1, recognizer_validation="split"))
+        recognizer_lora_on=lora_on, recognizer_epochs=1, recognizer_validation="split"))
     made = RecognizerAdapter.from_bytes(result.data)
-    assert {k.rsplit(".", 1)[0] for k in made.tensors} == set(TOP_KEYS)
-    assert made.metadata["targets"] == list(TOP_KEYS)
+    assert {k.rsplit(".", 1)[0] for k in made.tensors} == set(keys)
+    assert made.metadata["targets"] == list(keys)
 
 
 def test_too_few_utterances_are_refused(rec):

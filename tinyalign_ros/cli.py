@@ -400,6 +400,14 @@ def bench_config(args):
         config.synthetic_test = args.synthetic_test
     if args.no_recognizer:
         config.recognizer = False
+    if args.recognizer_lora_on:
+        from .core.learning.adapt import AdaptConfig
+
+        try:   # refused now, not when the section reaches it an hour later
+            AdaptConfig(recognizer_lora_on=args.recognizer_lora_on)
+        except ValueError as exc:
+            raise SystemExit(f"tinyalign bench: --recognizer-lora-on: {exc}") from exc
+        config.recognizer_lora_on = args.recognizer_lora_on
     if args.curve_sizes is not None:
         config.curve_sizes = tuple(args.curve_sizes)
     if args.curve_leave_out is not None:
@@ -632,6 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test utterances per synthetic user and the held-out voice (default "
                         f"{BenchConfig.synthetic_test}; sentences and clips are drawn anew for "
                         "each count)")
+    p.add_argument("--recognizer-lora-on",
+                   help="the adapted-cascade rows' recogniser LoRA targets (default: the "
+                        "adaptation node's recognizer_lora_on)")
     p.add_argument("--no-recognizer", action="store_true",
                    help="leave out the adapted-cascade rows (recogniser adaptation)")
     p.add_argument("--curve-sizes", type=int, nargs="*",

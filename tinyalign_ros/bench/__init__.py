@@ -48,6 +48,7 @@ class BenchConfig:
     recognizer: bool = True                # the adapted cascade rows (bench/recognizer.py)
     recognizer_users: tuple = ()           # the users that get them; () = every user with a pool
     recognizer_epochs: int = 0             # 0: the adaptation node's (AdaptConfig)
+    recognizer_lora_on: str = ""           # "": the adaptation node's (AdaptConfig)
     intents_limit: int = 0                 # 0: all 40 utterances x 2 voices
     # 32, not the served 40 (core.assistant.pipeline.GenerationConfig): every test sentence is
     # far shorter (a repeat ends at its line break), and docs/BENCHMARKS.md was measured at 32
@@ -245,7 +246,7 @@ def _recognizer_rows(ctx: BenchContext, user, row: dict) -> dict:
     c = ctx.config
     return recognizer_quality(user, row, ctx.recognizer(), ctx.systems, ctx.base,
                               ctx.embeddings, c.ks, c.hint_ks, c.recognizer_epochs, ctx.log,
-                              c.recipes()[1])
+                              c.recipes()[1], c.recognizer_lora_on)
 
 
 def adapted_cascade_section(ctx: BenchContext) -> None:

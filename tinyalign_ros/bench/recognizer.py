@@ -57,11 +57,11 @@ def recognizer_items(recognizer, items, audio_paths) -> list:
 
 
 def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, ks, hint_ks,
-                       epochs: int = 0, log=print, hint_recipe=None) -> dict:
+                       epochs: int = 0, log=print, hint_recipe=None, lora_on: str = "") -> dict:
     """The adapted-cascade numbers of one user (``row``: its quality row, for the whisper and
     cascade columns and the CE+hint row reused when the recogniser is refused). ``epochs``:
     the recogniser's (0: the node's); ``hint_recipe``: the projector's (quality.HINT_ADAPT, as
-    the CE+hint row)."""
+    the CE+hint row); ``lora_on``: the recogniser's LoRA targets ("": the node's)."""
     from ..core.learning.adapt import AdaptationError, adapt_recognizer_items
     from ..core.learning.recognizer_adapt import transcribe_items
     from .quality import HINT_ADAPT, adapt
@@ -69,10 +69,13 @@ def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, k
     hint_recipe = hint_recipe or HINT_ADAPT
     config = NODE_RECIPE if not epochs else dataclasses.replace(NODE_RECIPE,
                                                                 recognizer_epochs=epochs)
+    if lora_on:
+        config = dataclasses.replace(config, recognizer_lora_on=lora_on)
     ks = [k for k in ks if k <= len(user.pool)]
     out = {"wer_recognizer": {}, "wer_adapted_cascade": {}, "wer_both": {},
            "recognizer_adapt": {}, "recognizer_train_s": {}, "both_train_s": {},
-           "recognizer_refusals": 0, "recognizer_epochs": config.recognizer_epochs}
+           "recognizer_refusals": 0, "recognizer_epochs": config.recognizer_epochs,
+           "recognizer_lora_on": config.recognizer_lora_on}
     if not ks:
         return out
     refs = [it.text for it in user.test]

@@ -72,6 +72,8 @@ def adapted_cascade_table(rows: list[dict]) -> list[str]:
         lines.append(f"| {row['user']} ({row['test']}) | " +
                      " | ".join(cell(row, c) for c in cols) + " |")
     epochs = {row["recognizer_epochs"] for row in rows}
+    # reports from before the setting was recorded: the decoder (the only choice then)
+    lora_on = sorted({row.get("recognizer_lora_on", "decoder") for row in rows})
     refusals = sum(row["recognizer_refusals"] for row in rows)
     adapted = sum(len(row["recognizer_adapt"]) for row in rows)
     times = []
@@ -87,7 +89,8 @@ def adapted_cascade_table(rows: list[dict]) -> list[str]:
             "faster-whisper, the whisper column); \"adapted cascade K\" sends it to the LLM; "
             "\"adapted rec.+proj.\" adds the projector adapted with CE on the hints that "
             "recogniser gives (with a refused recogniser: the \"+hint (CE)\" row).", "", *lines, "",
-            f"Recogniser adaptation: {'/'.join(map(str, sorted(epochs)))} epochs; the gate "
+            f"Recogniser adaptation: {'/'.join(map(str, sorted(epochs)))} epochs, LoRA on "
+            f"{'/'.join(lora_on)}; the gate "
             f"refused {refusals} of {adapted} adapters. Training time (recogniser: precompute "
             f"+ epochs, without the held-out WER decode): " + "; ".join(times) + ".", ""]
 

@@ -91,11 +91,12 @@ class AdaptConfig:
                     "on all (about 2x the training time); split: one adapter on the rest, judged "
                     "on val_fraction of them", live=True, choices=("crossfit", "split"))
     recognizer_lora_on: str = setting(
-        "decoder", "what the recogniser's LoRA adapts: decoder (its linears), encoder_top (the "
-                   "encoder's last layer over the frames with audio: acoustics; ~75 KB) or both. "
-                   "decoder was the best measured on the synthetic hard voices, encoder_top the "
-                   "only one that helped the real speaker (docs/RECOGNIZER.md)", live=True,
-        choices=("decoder", "encoder_top", "both"))
+        "both_top2", "what the recogniser's LoRA adapts: decoder (its linears), encoder_top "
+                     "(the encoder's last layer over the frames with audio: acoustics), both, "
+                     "encoder_top2 (the encoder's last two layers) or both_top2 (the decoder and "
+                     "the encoder's last two layers: in the bench 0.51-0.62x the cascade on the "
+                     "synthetic hard voices, against 0.73-0.79x for decoder; docs/RECOGNIZER.md)",
+        live=True, choices=("decoder", "encoder_top", "both", "encoder_top2", "both_top2"))
     recognizer_time_budget_s: float = setting(50.0, "recogniser training stops after this "
                                                     "many seconds", live=True)
     recognizer_beam_size: int = setting(

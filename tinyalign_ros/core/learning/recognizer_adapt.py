@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from ..metrics import wer
 from ..speech.whisper_decoder import DecodeOptions, DecoderAdapter, WhisperRecognizer
-from ..speech.whisper_encoder import TOP_KEYS, has_top_lora
+from ..speech.whisper_encoder import BELOW_KEYS, ENCODER_KEYS, TOP_KEYS, encoder_depth
 
 METHODS = ("lora", "last_block")
 VALIDATIONS = ("crossfit", "split")
@@ -43,8 +43,10 @@ REFITS = ("steps", "epochs")
 DECODER_TARGETS = ("self_qkv", "self_out", "cross_q", "cross_kv", "cross_out", "ffn1", "ffn2")
 # the encoder's last layer (attention output projection and FFN, over the frames that hold
 # audio): acoustics the decoder's LoRA cannot reach; its keys and values stay the base's, so the
-# layer's inputs are computed once per utterance (RecognizerItem.top)
-LORA_TARGETS = DECODER_TARGETS + TOP_KEYS
+# layer's inputs are computed once per utterance (RecognizerItem.top). BELOW_KEYS reach the
+# layer below too (RecognizerItem.below): the last layer's attention is then recomputed for
+# the frames with audio, the padding keeping the base's states
+LORA_TARGETS = DECODER_TARGETS + ENCODER_KEYS
 # cross_kv is left out by default: LoRA on it means recomputing the 1500 encoder-side keys and
 # values of every layer at every step (measured ~3x the training time for no gain needed here)
 DEFAULT_TARGETS = tuple(t for t in DECODER_TARGETS if t != "cross_kv")
@@ -52,9 +54,11 @@ FORMAT = "tinyalign-recognizer-adapter/1"
 
 
 def lora_targets(lora_on: str) -> tuple:
-    """The LoRA targets of AdaptConfig.recognizer_lora_on (decoder, encoder_top or both)."""
+    """The LoRA targets of AdaptConfig.recognizer_lora_on (decoder, encoder_top, both,
+    encoder_top2 or both_top2: "top2" is the encoder's last two layers)."""
     parts = {"decoder": DEFAULT_TARGETS, "encoder_top": TOP_KEYS,
-             "both": DEFAULT_TARGETS + TOP_KEYS}
+             "both": DEFAULT_TARGETS + TOP_KEYS, "encoder_top2": ENCODER_KEYS,
+             "both_top2": DEFAULT_TARGETS + ENCODER_KEYS}
     if lora_on not in parts:
         raise ValueError(f"recognizer LoRA on {lora_on!r}: one of {sorted(parts)}")
     return parts[lora_on]
@@ -106,11 +110,16 @@ class RecognizerAdaptConfig:
 
     @property
     def encoder_targets(self) -> tuple:
-        return tuple(t for t in self.targets if t in TOP_KEYS)
+        return tuple(t for t in self.targets if t in ENCODER_KEYS)
 
     @property
     def lr(self) -> float:
         return self.learning_rate or (5e-4 if self.method == "lora" else 1e-4)
+
+
+def _tensors(arrays) -> tuple:
+    """(1, ...) float32 tensors of an item's kept float16 arrays."""
+    return tuple(torch.from_numpy(np.asarray(t, dtype=np.float32))[None] for t in arrays)
 
 
 @dataclass
@@ -123,28 +132,34 @@ class RecognizerItem:
     # (residual input, attention context) of the encoder's last layer for the frames that hold
     # audio, each (n, dim): what encoder LoRA targets train on; None = not kept
     top: tuple | None = None
+    # the layer below's (residual input, attention context) for those frames and the last
+    # layer's input for the others, (n, dim), (n, dim), (1500 - n, dim): what BELOW_KEYS train on
+    below: tuple | None = None
 
     @classmethod
     def of_audio(cls, recognizer: WhisperRecognizer, audio: np.ndarray, text: str, id: str = "",
                  served: str | None = None) -> "RecognizerItem":
         """The first 30 s window of ``audio`` (16 kHz float), states kept in float16
-        (~1.1 MB + ~0.3 MB for a 3 s utterance)."""
+        (~1.1 MB + ~0.3 MB + ~1.3 MB for a 3 s utterance)."""
         from ..speech.audio import SAMPLE_RATE
 
-        memory, (x, context) = recognizer.encode_top(audio)[0]
+        memory, top, below = recognizer.encode_top(audio)[0]
+        half = lambda ts: tuple(t.half().numpy() for t in ts)  # noqa: E731
         return cls(memory[0].half().numpy(), text, id, audio.size / SAMPLE_RATE, served,
-                   (x.half().numpy(), context.half().numpy()))
+                   half(top), half(below))
 
     def memory_for(self, recognizer: WhisperRecognizer, ad: DecoderAdapter | None = None):
         """(1500, dim) float32 encoder states, with ``ad``'s encoder LoRA pairs applied."""
         memory = torch.from_numpy(np.asarray(self.memory, dtype=np.float32))
-        if not has_top_lora(ad):
+        depth = encoder_depth(ad)
+        if depth == 0:
             return memory
-        if self.top is None:
+        if self.top is None or (depth == 2 and self.below is None):
             raise ValueError(f"utterance {self.id!r}: an encoder adapter needs the encoder's "
                              "top inputs (build items with RecognizerItem.of_audio)")
-        x, context = (torch.from_numpy(np.asarray(t, dtype=np.float32))[None] for t in self.top)
-        return recognizer.encoder.adapt_frames(memory[None], x, context, ad)[0]
+        x, context = _tensors(self.top)
+        below = _tensors(self.below) if depth == 2 else None
+        return recognizer.encoder.adapt_frames(memory[None], x, context, ad, below)[0]
 
     def max_new_tokens(self) -> int:
         return int(min(self.duration_s, 30) * 8) + 16 if self.duration_s > 0 else 96
@@ -231,6 +246,9 @@ class _Prepared:
         self.start_layer = start_layer
         self.inp, self.tgt, self.cross, self.x0, self.mem = [], [], [], [], []
         self.top = [] if config.encoder_targets else None   # (x, context, unadapted output)
+        # BELOW_KEYS: per utterance the layer below's (x, context) and the padding's base keys
+        # and values at the last layer (computed once here, not at every step)
+        self.below = [] if set(BELOW_KEYS) & set(config.targets) else None
         with torch.inference_mode():
             for it in items:
                 if self.top is not None:
@@ -239,6 +257,15 @@ class _Prepared:
                                          "encoder's top inputs (RecognizerItem.of_audio)")
                     x, c = (torch.from_numpy(np.asarray(t, dtype=np.float32)) for t in it.top)
                     self.top.append((x, c, recognizer.encoder.top(x[None], c[None])[0]))
+                if self.below is not None:
+                    if it.below is None:
+                        raise ValueError(f"utterance {it.id!r}: LoRA on the encoder's layer "
+                                         "below the last needs its inputs "
+                                         "(RecognizerItem.of_audio)")
+                    # normal tensors: training reads them in autograd
+                    with torch.inference_mode(False), torch.no_grad():
+                        xb, cb, padding = _tensors(it.below)
+                        self.below.append((xb, cb, recognizer.encoder.padding_kv(padding)))
                 mem = torch.from_numpy(np.asarray(it.memory, dtype=np.float32))[None]
                 cross = dec.cross_kv(mem)
                 inp, tgt = _batch_tokens(recognizer, [it.text])
@@ -300,8 +327,13 @@ def _loss(recognizer, prep: _Prepared, idx, ad: DecoderAdapter | None):
                 h = layer.heads
                 cross[i] = (cross[i][0] + dk.view(b, s, h, d // h).transpose(1, 2),
                             cross[i][1] + dv.view(b, s, h, d // h).transpose(1, 2))
-    if prep.top is not None and ad is not None:   # LoRA on the encoder's last layer
+    if prep.top is not None and ad is not None:   # LoRA on the encoder's last layer(s)
         x, c, base, mask = prep.top_batch(idx)
+        if prep.below is not None:   # the last layer's inputs move: per utterance (their
+            for j, i in enumerate(idx):   # padding keys and values differ in length)
+                xb, cb, padding_kv = prep.below[i]
+                xj, cj = recognizer.encoder.top_from_below(xb, cb, padding_kv, ad)
+                x[j, :xj.shape[1]], c[j, :xj.shape[1]] = xj[0], cj[0]
         delta = (recognizer.encoder.top(x, c, ad) - base) * mask
         cross, n = list(cross), delta.shape[1]
         for i, layer in enumerate(dec.layers):
@@ -426,8 +458,8 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
     vprep = _Prepared(recognizer, val, config, start_layer) if val else None
     t_prep = time.perf_counter() - t0
     ad = _adapter_of(params, config, scale)
-    encoder = [v for k, v in params.items() if k.startswith(TOP_KEYS)]
-    groups = [{"params": [v for k, v in params.items() if not k.startswith(TOP_KEYS)]},
+    encoder = [v for k, v in params.items() if k.startswith(ENCODER_KEYS)]
+    groups = [{"params": [v for k, v in params.items() if not k.startswith(ENCODER_KEYS)]},
               {"params": encoder, "lr": config.encoder_learning_rate or config.lr}]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr,
                             weight_decay=config.weight_decay)

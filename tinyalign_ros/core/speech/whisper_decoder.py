@@ -289,22 +289,24 @@ class WhisperRecognizer:
     @torch.inference_mode()
     def encode(self, audio: np.ndarray, adapter: DecoderAdapter | None = None) -> torch.Tensor:
         """(windows, 1500, dim) encoder states of the padded windows. An adapter with encoder
-        LoRA pairs (whisper_encoder.TOP_KEYS) changes the frames that hold audio only, as it
+        LoRA pairs (whisper_encoder.ENCODER_KEYS) changes the frames that hold audio only, as it
         was trained (learning/recognizer_adapt.py)."""
-        return torch.cat([m for m, _ in self.encode_top(audio, adapter)])
+        return torch.cat([m for m, *_ in self.encode_top(audio, adapter)])
 
     @torch.inference_mode()
     def encode_top(self, audio: np.ndarray, adapter: DecoderAdapter | None = None) -> list:
         """Per window: ((1, 1500, dim) encoder states, (residual input, attention context) of
-        the last encoder layer for the frames that hold audio, each (n, dim)): what an
-        encoder adapter trains on."""
+        the last encoder layer for the frames that hold audio, each (n, dim), and the layer
+        below's inputs (TorchWhisperEncoder.top_inputs with n)): what an encoder adapter
+        trains on."""
         out = []
         for mel, n in self.windows(audio):
-            x, context = self.encoder.top_inputs(torch.from_numpy(mel[None].astype(np.float32)))
+            x, context, below = self.encoder.top_inputs(
+                torch.from_numpy(mel[None].astype(np.float32)), n)
             memory = self.encoder.top(x, context)
             x, context = x[:, :n], context[:, :n]          # the frames that hold audio
-            out.append((self.encoder.adapt_frames(memory, x, context, adapter),
-                        (x[0], context[0])))
+            out.append((self.encoder.adapt_frames(memory, x, context, adapter, below),
+                        (x[0], context[0]), tuple(t[0] for t in below)))
         return out
 
     # -- decoding -------------------------------------------------------------------------------

@@ -61,11 +61,19 @@ def read_ct2_variables(path: Path, prefix: str = "encoder/") -> dict[str, np.nda
 
 #: LoRA keys of the encoder's last layer a per-user recogniser adapter may carry
 TOP_KEYS = ("encoder.top.out", "encoder.top.ffn1", "encoder.top.ffn2")
+#: ... and of the layer below it (the last layer's attention is then recomputed for the frames
+#: with audio, over their new keys/values and the padding's base ones)
+BELOW_KEYS = ("encoder.below.out", "encoder.below.ffn1", "encoder.below.ffn2")
+ENCODER_KEYS = TOP_KEYS + BELOW_KEYS
 
 
-def has_top_lora(adapter) -> bool:
-    """Whether a DecoderAdapter carries LoRA pairs for the encoder's last layer."""
-    return adapter is not None and any(k in adapter.lora for k in TOP_KEYS)
+def encoder_depth(adapter) -> int:
+    """How many of the encoder's last layers a DecoderAdapter's LoRA pairs reach (0: none)."""
+    if adapter is None:
+        return 0
+    if any(k in adapter.lora for k in BELOW_KEYS):
+        return 2
+    return 1 if any(k in adapter.lora for k in TOP_KEYS) else 0
 
 
 def _lora(y, x, adapter, key):
@@ -73,6 +81,18 @@ def _lora(y, x, adapter, key):
     if pair is None:
         return y
     return y + adapter.scale * F.linear(F.linear(x, pair[0]), pair[1])
+
+
+def _qkv(layer, x):
+    """(q, k, v) of a layer's self-attention, each (B, heads, T, dim / heads)."""
+    B, T, D = x.shape
+    return layer.qkv(layer.attn_norm(x)).view(B, T, 3, layer.heads, D // layer.heads) \
+        .permute(2, 0, 3, 1, 4)
+
+
+def _attend(layer, x):
+    """A layer's attention context over all of x's frames, before the output projection."""
+    return F.scaled_dot_product_attention(*_qkv(layer, x)).transpose(1, 2).reshape(x.shape)
 
 
 class _Layer(nn.Module):
@@ -87,11 +107,7 @@ class _Layer(nn.Module):
         self.ffn2 = nn.Linear(ff, dim)
 
     def forward(self, x):
-        B, T, D = x.shape
-        q, k, v = self.qkv(self.attn_norm(x)).view(B, T, 3, self.heads, D // self.heads) \
-            .permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, D)
-        x = x + self.out(a)
+        x = x + self.out(_attend(self, x))
         return x + self.ffn2(F.gelu(self.ffn1(self.ffn_norm(x))))
 
 
@@ -143,49 +159,84 @@ class TorchWhisperEncoder(nn.Module):
         return self.top(*self.top_inputs(mel))
 
     @torch.inference_mode()
-    def top_inputs(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def top_inputs(self, mel: torch.Tensor, n: int | None = None) -> tuple:
         """What the last layer's attention output projection and FFN read, frame by frame:
         (residual input, attention context before the output projection), each (B, T, dim).
         A per-user adapter of those two (``TOP_KEYS``) changes no key or value of the
-        attention, so these are computed once and the adapted frames cost only ``top``."""
+        attention, so these are computed once and the adapted frames cost only ``top``.
+        With ``n`` (the frames holding audio) also what ``BELOW_KEYS`` train on: the layer
+        below's (residual input, attention context) for those frames, and the last layer's
+        input for the other frames (the padding, whose states stay the base's)."""
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         if x.shape[1] > self.positions.shape[0]:
             raise ValueError(f"at most {2 * self.positions.shape[0]} mel frames per window")
         x = x + self.positions[:x.shape[1]]
-        for layer in self.layers[:-1]:
+        for layer in self.layers[:-2]:
             x = layer(x)
-        last = self.layers[-1]
-        B, T, D = x.shape
-        q, k, v = last.qkv(last.attn_norm(x)).view(B, T, 3, last.heads, D // last.heads) \
-            .permute(2, 0, 3, 1, 4)
-        return x, F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, D)
+        x_below, context_below = x, _attend(self.layers[-2], x)
+        x = self._after_attention(self.layers[-2], "encoder.below", x, context_below, None)
+        out = (x, _attend(self.layers[-1], x))
+        if n is None:
+            return out
+        return out + ((x_below[:, :n], context_below[:, :n], x[:, n:]),)
+
+    @staticmethod
+    def _after_attention(layer, prefix, x, context, adapter):
+        """A layer's residual additions after its attention, with the adapter's pairs."""
+        lin = lambda name, z: _lora(getattr(layer, name)(z), z, adapter,  # noqa: E731
+                                    f"{prefix}.{name}")
+        x = x + lin("out", context)
+        return x + lin("ffn2", F.gelu(lin("ffn1", layer.ffn_norm(x))))
 
     def top(self, x: torch.Tensor, context: torch.Tensor, adapter=None) -> torch.Tensor:
         """The last layer from ``top_inputs`` on, and the final norm; ``adapter`` (a
         DecoderAdapter whose ``lora`` may hold ``TOP_KEYS``) adds its LoRA pairs."""
+        return self.norm(self._after_attention(self.layers[-1], "encoder.top", x, context,
+                                               adapter))
+
+    def padding_kv(self, padding: torch.Tensor) -> tuple:
+        """The last layer's keys and values of the padding frames, each (B, heads, T - n, d)."""
+        _, k, v = _qkv(self.layers[-1], padding)
+        return k, v
+
+    def top_from_below(self, x: torch.Tensor, context: torch.Tensor, padding_kv: tuple,
+                       adapter) -> tuple:
+        """The last layer's (residual input, attention context) for the audio frames after the
+        layer below with the adapter's ``BELOW_KEYS`` pairs: the frames' queries, keys and
+        values are recomputed; the padding's keys and values (``padding_kv``) are the base's."""
         last = self.layers[-1]
-        lin = lambda key, m, z: _lora(m(z), z, adapter, key)  # noqa: E731
-        x = x + lin("encoder.top.out", last.out, context)
-        h = F.gelu(lin("encoder.top.ffn1", last.ffn1, last.ffn_norm(x)))
-        return self.norm(x + lin("encoder.top.ffn2", last.ffn2, h))
+        x = self._after_attention(self.layers[-2], "encoder.below", x, context, adapter)
+        q, k, v = _qkv(last, x)
+        a = F.scaled_dot_product_attention(q, torch.cat([k, padding_kv[0]], 2),
+                                           torch.cat([v, padding_kv[1]], 2))
+        return x, a.transpose(1, 2).reshape(x.shape)
 
     def adapt_frames(self, memory: torch.Tensor, x: torch.Tensor, context: torch.Tensor,
-                     adapter) -> torch.Tensor:
+                     adapter, below: tuple | None = None) -> torch.Tensor:
         """``memory`` (B, T, dim) with its first ``x.shape[1]`` frames (those holding audio)
-        recomputed by ``top`` with the adapter's encoder LoRA pairs, as they were trained; the
+        recomputed with the adapter's encoder LoRA pairs, as they were trained: by ``top``
+        from (x, context), or with ``BELOW_KEYS`` from ``below`` (``top_inputs`` with n); the
         same tensor when the adapter has none."""
-        if not has_top_lora(adapter):
+        depth = encoder_depth(adapter)
+        if depth == 0:
             return memory
+        if depth == 2:
+            if below is None:
+                raise ValueError("an adapter of the encoder's last two layers needs the "
+                                 "below inputs (top_inputs with n)")
+            xb, cb, padding = below
+            x, context = self.top_from_below(xb, cb, self.padding_kv(padding), adapter)
         memory = memory.clone()
         memory[:, :x.shape[1]] = self.top(x, context, adapter)
         return memory
 
     def adaptable(self) -> dict:
-        """LoRA key -> the linear it adapts (``TOP_KEYS``)."""
-        last = self.layers[-1]
-        return {"encoder.top.out": last.out, "encoder.top.ffn1": last.ffn1,
-                "encoder.top.ffn2": last.ffn2}
+        """LoRA key -> the linear it adapts (``ENCODER_KEYS``)."""
+        return {f"{prefix}.{name}": getattr(layer, name)
+                for prefix, layer in (("encoder.top", self.layers[-1]),
+                                      ("encoder.below", self.layers[-2]))
+                for name in ("out", "ffn1", "ffn2")}
 
     def encode(self, mel: np.ndarray) -> np.ndarray:
         """(n_mels, n) unpadded log-mel -> (ceil(n/2), dim) float32."""
