@@ -283,7 +283,8 @@ def test_both_adapts_the_recogniser_first_and_the_asr_node_serves_it(world):
             "wer_before", "wer_after"} <= set(metrics), metrics
     assert metrics["recognizer_published"] == 1.0     # require_improvement is off here
     assert metrics["recognizer_before_served"] == 1.0  # judged against the logged transcripts
-    assert 400_000 < metrics["recognizer_bytes"] < 600_000
+    # the default both_top2: decoder (~496 KB) + the encoder's last two layers (~149 KB), fp16
+    assert 600_000 < metrics["recognizer_bytes"] < 700_000
     stages = [f.stage for f in feedback]
     assert "recognizer_training" in stages and "training" in stages
     assert stages.index("recognizer_training") < stages.index("training")  # recogniser first
