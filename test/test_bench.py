@@ -148,13 +148,18 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
         both_s = user["both_train_s"][str(k)]
         assert both_s["recognizer_s"] == job["train_s"] and both_s["projector_s"] > 0
         assert both_s["recognizer_refused"] == (not job["published"])
-        served = (rec[f"recognizer K={k}"], user["wer_adapted_cascade"][f"adapted cascade K={k}"],
-                  user["wer_both"][both_key])
-        unadapted = (user["wer"]["whisper"], user["wer"]["cascade"],
-                     user["wer_ce_hint"][f"adapted K={k}+hint (CE)"])
+        # the both job's projector: trained on 80 % of the K, validated on the rest, and mode
+        # auto serves it only where it was published; else the (adapted) cascade answers
+        served = user["served"][str(k)]
+        assert (served["train_utterances"], served["validation_utterances"]) == (k - 2, 2)
+        assert served["path"] == ("aligned" if served["published"] else "cascade"), served
+        assert list(user["wer_served"]) == [f"served (mode auto) K={k}"]
+        assert user["wer_served"][f"served (mode auto) K={k}"] == (
+            user["wer_both"][both_key] if served["published"]
+            else user["wer_adapted_cascade"][f"adapted cascade K={k}"])
         if not job["published"]:   # refused: the user keeps faster-whisper, the rows say so
-            assert served == unadapted
-            assert both_s["projector_s"] == user["adapt_ce_hint_train_s"][str(k)]
+            assert (rec[f"recognizer K={k}"], user["wer_adapted_cascade"][f"adapted cascade K={k}"]
+                    ) == (user["wer"]["whisper"], user["wer"]["cascade"])
 
     # the ceiling is a measurement of the LLM repeating the true text through the prompt: on
     # the real speaker's short telephone prompts it repeats them (docs: 1.4 % WER); a broken
@@ -209,6 +214,14 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     assert sizes[FOOTPRINT[0]]["wer"] == heldout["base"] == fp32["base_wer"]
     assert fp32["ceiling_wer"] == heldout["ceiling"]
 
+    # the ASR node's memory per adapted user: the table held an adapter of the node recipe's
+    # shape per user, its fp16 tensors (the serialised file adds only a small header)
+    mem = report["recognizer_memory"]
+    assert (mem["lora_on"], mem["users"]) == (AdaptConfig().recognizer_lora_on,
+                                              quick.recognizer_memory_users)
+    assert 0.9 * mem["adapter_bytes"] < mem["tensor_bytes_per_user"] <= mem["adapter_bytes"]
+    assert mem["first_user_mb"] > 0 and mem["all_users_mb"] >= mem["first_user_mb"] - 1
+
     # latency: the stages add up to the end-of-speech figures
     lat = report["latency"]
     stages = ("vad_wait_s", "encoder_s", "projector_s", "prefill_s", "first_step_s")
@@ -227,7 +240,7 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     md = (out / "bench.md").read_text()
     assert f"adapted K={k}+hint (CE)" in md
     for heading in ("Alignment quality", "Adapted cascade", "Robot intents", "Training cost",
-                    "Footprint", "Inference"):
+                    "Footprint", "ASR node memory per adapted user", "Inference"):
         assert heading in md
     # the adapted-cascade table: one row per user with a pool, refusals marked and counted
     table = md.split("### Adapted cascade")[1].split("###")[0]

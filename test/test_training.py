@@ -253,6 +253,20 @@ def test_a_checkpoints_recorded_prompt_is_applied_or_refused(tiny_llm_dir):
         assistant.check_fits(for_reply)
 
 
+def test_a_projector_must_beat_the_cascade_by_whole_words():
+    """The publishing rule: fewer errors than the current projector, and at least
+    min_gain_words fewer than the cascade (the bench's real speaker: a one-word gain on 10
+    held-out utterances published a projector 3x the cascade's WER on the next ones)."""
+    from tinyalign_ros.core.learning.adapt import AdaptConfig, beats
+
+    assert AdaptConfig().min_gain_words == 2
+    assert beats(0.039, 0.020, 0.039, 51, 2) == (False, 1)    # one word: noise
+    assert beats(0.039, 0.020, 0.039, 51, 1) == (True, 1)
+    assert beats(0.300, 0.100, 0.200, 50, 2) == (True, 5)
+    assert beats(0.100, 0.100, 0.300, 50, 2) == (False, 10)   # not better than the current
+    assert beats(0.300, 0.200, 0.200, 50, 0) == (False, 0)    # a tie with the cascade
+
+
 def test_adaptation_keeps_the_current_projector_unless_it_improves(tiny_llm_dir, tmp_path):
     from tinyalign_ros.core.assistant.pipeline import Assistant
     from tinyalign_ros.core.learning.adapt import AdaptationError, AdaptConfig, adapt_user

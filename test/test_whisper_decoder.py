@@ -199,6 +199,20 @@ def test_encoder_lora_trains_on_the_top_inputs_and_serves_the_same_states(rec, c
             RecognizerItem(it.memory, it.text, "old", top=it.top).memory_for(rec, ad)
     with pytest.raises(ValueError, match="encoder LoRA"):
         RecognizerAdaptConfig(targets=keys + ("cross_kv",))
+    # an item keeps only the inputs of the depth it is built for: the targets', or a deeper
+    # current adapter's (which the gate decodes with)
+    from tinyalign_ros.core.learning.recognizer_adapt import item_depth
+    depth = encoder_depth(ad)
+    assert item_depth(keys) == depth and item_depth(lora_targets("decoder")) == 0
+    assert item_depth(lora_targets("decoder"), None, ad) == depth
+    shallow = RecognizerItem.of_audio(rec, load_audio(GOFORWARD), "x", depth=depth - 1)
+    assert (shallow.top is None) == (depth == 1) and shallow.below is None
+    assert np.array_equal(shallow.memory, fresh.memory)
+    with pytest.raises(ValueError, match="top inputs"):
+        shallow.memory_for(rec, ad)
+    exact = RecognizerItem.of_audio(rec, load_audio(GOFORWARD), "x", depth=depth)
+    with torch.inference_mode():
+        assert torch.equal(exact.memory_for(rec, ad), fresh.memory_for(rec, ad))
     # the node's recipe (AdaptConfig.recognizer_lora_on) makes such adapters
     from tinyalign_ros.core.learning.adapt import AdaptConfig, adapt_recognizer_items
     result = adapt_recognizer_items(rec, croaky_items[:10], None, AdaptConfig(
@@ -350,9 +364,37 @@ def test_the_nodes_recipe_gates_against_the_users_current_adapter(rec, croaky_it
     assert m["recognizer_gain_words"] == gain
     assert result.published == (bool(result.data) and gain >= config.recognizer_min_gain_words)
     assert (result.adapter is current) == (not result.published)   # refused: she keeps hers
+    # a published adapter's held-out transcripts come back (the both job's projector hints):
+    # their WER is the gate's "after"
+    from tinyalign_ros.core.metrics import wer
+    if result.published:
+        assert list(result.held_out) == [it.id for it in val]
+        assert wer([it.text for it in val], list(result.held_out.values())) == \
+            pytest.approx(m["recognizer_wer_after"])
+    else:
+        assert result.held_out == {}
+    assert m["recognizer_time_capped"] in (0.0, 1.0)
     if result.data:              # cross-fitting makes none when no fold beat the base loss
         meta = RecognizerAdapter.from_bytes(result.data).metadata
         assert (meta["user_id"], meta["parent_version"]) == ("alice", "rec-alice-old")
+
+
+def test_the_both_jobs_hints_are_the_new_adapters_held_out_transcripts(rec, croaky_items):
+    """redecoded_hints: an utterance the new adapter trained on gets its held-out transcript
+    (the adapter knows its training utterances by heart); another one is decoded with it."""
+    from types import SimpleNamespace
+
+    from tinyalign_ros.core.learning.adapt import RecognizerResult, redecoded_hints
+    from tinyalign_ros.core.learning.recognizer_adapt import transcribe_items
+
+    adapter = _random_adapter(rec, "lora")
+    first, second = croaky_items[:2]
+    result = RecognizerResult(True, True, adapter=adapter, items=[first, second],
+                              held_out={first.id: "as the fold adapter heard it"})
+    hint = redecoded_hints(rec, result, beam_size=1)
+    assert hint(SimpleNamespace(utterance_id=first.id)) == "as the fold adapter heard it"
+    assert hint(SimpleNamespace(utterance_id=second.id)) == transcribe_items(
+        rec, [second], adapter.decoder_adapter(), beam_size=1)[0]
 
 
 def test_a_new_users_adapter_must_beat_what_they_were_served(rec, croaky_items):

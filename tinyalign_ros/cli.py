@@ -194,7 +194,7 @@ def cmd_adapt(args) -> int:
 def _adapt_recognizer_offline(args, config, feature_items):
     from .core.learning.adapt import adapt_recognizer_items
     from .core.learning.data import load_examples
-    from .core.learning.recognizer_adapt import RecognizerAdapter, RecognizerItem
+    from .core.learning.recognizer_adapt import RecognizerAdapter, RecognizerItem, item_depth
     from .core.speech.audio import SAMPLE_RATE, load_audio
     from .core.speech.whisper_decoder import WhisperRecognizer
 
@@ -209,11 +209,13 @@ def _adapt_recognizer_offline(args, config, feature_items):
     # what the ASR node would have served (and logged): the gate's "before" for a new user
     served = {it.id: it.transcript for it in feature_items}
     items = []
+    depth = item_depth(config.recognizer_config().targets,
+                       current.decoder_adapter() if current is not None else None)
     for ex in examples:
         audio = load_audio(ex.audio)
         if audio.size <= 30 * SAMPLE_RATE:      # one padded window per utterance
             items.append(RecognizerItem.of_audio(recognizer, audio, ex.text, ex.id,
-                                                 served.get(ex.id)))
+                                                 served.get(ex.id), depth))
     if config.max_utterances:
         items = items[-config.max_utterances:]
     need = config.recognizer_config().min_utterances + 1
@@ -440,7 +442,7 @@ ASR_FLAGS = ("whisper_model", "device")
 # every AdaptConfig setting but whisper_model (the shared --whisper-model flag of ASR_FLAGS)
 ADAPT_FLAGS = ("objective", "epochs", "ce_epochs", "learning_rate", "batch_size", "micro_batch",
                "val_fraction", "min_utterances", "use_pseudo_labels", "pseudo_label_confidence",
-               "max_utterances", "require_improvement", "lora_rank", "target",
+               "max_utterances", "require_improvement", "min_gain_words", "lora_rank", "target",
                "recognizer_epochs", "recognizer_rank", "recognizer_min_gain_words",
                "recognizer_validation", "recognizer_lora_on",
                "recognizer_time_budget_s")

@@ -49,6 +49,7 @@ class BenchConfig:
     recognizer_users: tuple = ()           # the users that get them; () = every user with a pool
     recognizer_epochs: int = 0             # 0: the adaptation node's (AdaptConfig)
     recognizer_lora_on: str = ""           # "": the adaptation node's (AdaptConfig)
+    recognizer_memory_users: int = 100     # adapted users the ASR node's table holds
     intents_limit: int = 0                 # 0: all 40 utterances x 2 voices
     # 32, not the served 40 (core.assistant.pipeline.GenerationConfig): every test sentence is
     # far shorter (a repeat ends at its line break), and docs/BENCHMARKS.md was measured at 32
@@ -71,7 +72,7 @@ class BenchConfig:
     curve_leave_out: tuple = ("kokoro", "espeak", "rhvoice")
     curve_eval: int = 100                  # utterances per corpus test split
     curve_layers: int = 1                  # the rows' projector depth
-    sections: tuple = ("quality", "cost", "footprint", "latency")
+    sections: tuple = ("quality", "cost", "footprint", "recognizer-memory", "latency")
     base_projector: str = ""               # score this checkpoint as the base ("" = the shipped)
 
     adapt_epochs: int = 0                  # 0: the recipes' (quality.EMBEDLINK_ADAPT's 15,
@@ -88,7 +89,7 @@ class BenchConfig:
                    heldout_voice=False, intents_limit=2, max_new_tokens=16, cost_utterances=8,
                    cost_epochs=1, one_b=False, convergence_k=8, convergence_val=2,
                    convergence_epochs={"embedlink": 2, "ce": 1}, footprint_corpus=40,
-                   footprint_epochs=1, design_corpus=40, design_epochs=1,
+                   footprint_epochs=1, recognizer_memory_users=3, design_corpus=40, design_epochs=1,
                    design_variants=("fixed T=32, padding masked", "time masking 20 %"))
 
     def recipes(self) -> tuple:
@@ -303,6 +304,20 @@ def footprint_section(ctx: BenchContext) -> None:
                                       ctx.log)}
 
 
+def recognizer_memory_section(ctx: BenchContext) -> None:
+    """The ASR node's memory per adapted user (an adapter of the node recipe's shape), each
+    user's transcript made once from a held-out utterance."""
+    from ..core.learning.adapt import AdaptConfig
+    from ..core.speech.audio import load_audio
+    from . import footprint
+
+    c = ctx.config
+    audio = load_audio(ctx.heldout().test_audio[0])
+    ctx.report["recognizer_memory"] = footprint.recognizer_users(
+        ctx.recognizer(), c.recognizer_lora_on or AdaptConfig().recognizer_lora_on,
+        c.recognizer_memory_users, audio, ctx.log)
+
+
 def latency_section(ctx: BenchContext) -> None:
     """End of speech -> first token / full response for a 3 s command, by stage."""
     from . import latency
@@ -341,7 +356,8 @@ def corpus_curve_section(ctx: BenchContext) -> None:
 SECTIONS: dict[str, Callable[[BenchContext], None]] = {
     "quality": quality_section, "hint-adaptation": hint_adaptation_section,
     "adapted-cascade": adapted_cascade_section,
-    "cost": cost_section, "footprint": footprint_section, "latency": latency_section,
+    "cost": cost_section, "footprint": footprint_section,
+    "recognizer-memory": recognizer_memory_section, "latency": latency_section,
     "design": design_section, "corpus-curve": corpus_curve_section}
 
 

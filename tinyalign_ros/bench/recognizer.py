@@ -16,14 +16,19 @@ section's other rows:
                                  user; refused: the user keeps faster-whisper, i.e. the
                                  "whisper" column (the row says "refused")
   adapted cascade K              that transcript -> LLM (the cascade's prompt)
-  adapted rec.+proj. K+hint (CE) the ``both`` recipe at the K's of ``hint_ks``: the recogniser
-                                 step above, then the base projector adapted like the quality
-                                 section's "adapted K+hint (CE)" row (HINT_ADAPT on the K pool
-                                 utterances) but on the hints the served recogniser re-decodes,
-                                 and scored in the aligned mode with the served recogniser's
-                                 test transcripts as hints. When the recogniser was refused the
-                                 hints are the logged ones, so the row is the "+hint (CE)" row
-                                 itself (reused, said so)
+  adapted rec.+proj. K+hint (CE) the ``both`` job's projector step at the K's of
+                                 ``hint_ks``, as the node runs it (served_combination): the base
+                                 adapted with ``hint_recipe`` (quality.HINT_ADAPT, the node's
+                                 recipe) on 80 % of the K pool utterances with the hints the
+                                 new recogniser gives on them held out (cross-fitted: the fold
+                                 adapter that did not train on an utterance transcribes it; the
+                                 logged transcripts when it was refused),
+                                 validated on the other 20 % against the current projector and
+                                 the cascade on those hints, and scored in the aligned mode with
+                                 the served recogniser's test transcripts as hints
+  served (mode auto) K           what the user is answered with after that job: the combination
+                                 where its projector was published (it beat the adapted cascade
+                                 on the held-out utterances), else the adapted cascade
 Times: the recogniser job's training (precompute + epochs, as RecognizerAdapter records
 ``train_s``; re-encoding the audio and the held-out WER decode are reported apart), and for the
 combination the recogniser's plus the projector's.
@@ -41,9 +46,10 @@ from ..core.metrics import wer
 NODE_RECIPE = AdaptConfig(target="recognizer")
 
 
-def recognizer_items(recognizer, items, audio_paths) -> list:
-    """RecognizerItems (padded-window encoder states, fp16) of FeatureItems whose audio files
-    are ``audio_paths`` (as the adaptation node re-encodes logged audio)."""
+def recognizer_items(recognizer, items, audio_paths, depth: int = 2) -> list:
+    """RecognizerItems (padded-window encoder states, fp16, and the inputs of the encoder's
+    last ``depth`` layers) of FeatureItems whose audio files are ``audio_paths`` (as the
+    adaptation node re-encodes logged audio)."""
     from ..core.learning.recognizer_adapt import RecognizerItem
     from ..core.speech.audio import load_audio
 
@@ -52,7 +58,8 @@ def recognizer_items(recognizer, items, audio_paths) -> list:
         # served: what the ASR front end gave, even if empty; None where it was not
         # transcribed (no confidence)
         out.append(RecognizerItem.of_audio(recognizer, load_audio(path), it.text, it.id,
-                                           it.transcript if it.confidence is not None else None))
+                                           it.transcript if it.confidence is not None else None,
+                                           depth))
     return out
 
 
@@ -63,8 +70,8 @@ def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, k
     the recogniser's (0: the node's); ``hint_recipe``: the projector's (quality.HINT_ADAPT, as
     the CE+hint row); ``lora_on``: the recogniser's LoRA targets ("": the node's)."""
     from ..core.learning.adapt import AdaptationError, adapt_recognizer_items
-    from ..core.learning.recognizer_adapt import transcribe_items
-    from .quality import HINT_ADAPT, adapt
+    from ..core.learning.recognizer_adapt import item_depth, transcribe_items
+    from .quality import HINT_ADAPT
 
     hint_recipe = hint_recipe or HINT_ADAPT
     config = NODE_RECIPE if not epochs else dataclasses.replace(NODE_RECIPE,
@@ -81,8 +88,9 @@ def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, k
     refs = [it.text for it in user.test]
     beam = config.recognizer_beam_size     # decoded as the ASR node serves
     t0 = time.perf_counter()
-    pool = recognizer_items(recognizer, user.pool[:max(ks)], user.pool_audio)
-    test = recognizer_items(recognizer, user.test, user.test_audio)
+    depth = item_depth(config.recognizer_config().targets)
+    pool = recognizer_items(recognizer, user.pool[:max(ks)], user.pool_audio, depth)
+    test = recognizer_items(recognizer, user.test, user.test_audio, depth)
     out["recognizer_encode_s"] = round(time.perf_counter() - t0, 2)
     out["wer_recognizer"]["recognizer (torch, unadapted)"] = round(
         wer(refs, transcribe_items(recognizer, test, beam_size=beam)), 4)
@@ -112,6 +120,7 @@ def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, k
             "val_wer_after": _r(m.get("recognizer_wer_after")),
             "gain_words": m.get("recognizer_gain_words"),
             "best_epoch": m.get("recognizer_best_epoch"),
+            "time_capped": bool(m.get("recognizer_time_capped")),
             "train_s": _r(m.get("recognizer_train_s"), 2),
             "job_s": _r(m.get("recognizer_total_s"), 2),   # + the held-out WER decode
             "bytes": m.get("recognizer_bytes")}
@@ -125,32 +134,64 @@ def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, k
             f"{time.perf_counter() - t1:.1f} s in all)")
         if k not in hint_ks:
             continue
+        # the projector's hints: each pool utterance as the new adapter transcribes it held
+        # out (redecoded_hints, as the node's both job); refused: the logged ones
+        hints = ([result.held_out[it.id] for it in pool[:k]] if published else None)
+        both = served_combination(user, k, hints, transcripts if published else None, systems,
+                                  base, embeddings, hint_recipe, config)
         key = f"adapted rec.+proj. K={k}+hint (CE)"
-        if not published:   # the projector trains on the logged hints: the CE+hint row
-            same = row.get("wer_ce_hint", {}).get(f"adapted K={k}+hint (CE)")
-            if same is None:
-                continue
-            out["wer_both"][key] = same
-            out["both_train_s"][str(k)] = {
-                "recognizer_s": _r(m.get("recognizer_train_s"), 2),
-                "projector_s": row["adapt_ce_hint_train_s"][str(k)],
-                "recognizer_refused": True}
-            continue
-        hints = transcribe_items(recognizer, pool[:k], adapter, beam_size=beam)
-        train = [dataclasses.replace(it, transcript=h) for it, h in zip(user.pool[:k], hints)]
-        adapted, train_s = adapt(base, train, systems.hinted, embeddings, hint_recipe)
-        scored = [dataclasses.replace(it, transcript=t) for it, t in zip(user.test, transcripts)]
-        try:
-            value = systems.wer("aligned", scored, adapted, hint=True)
-        finally:
-            systems.hinted.retire(adapted)
-        out["wer_both"][key] = round(value, 4)
-        out["both_train_s"][str(k)] = {"recognizer_s": round(m["recognizer_train_s"], 2),
-                                       "projector_s": round(train_s, 2),
-                                       "recognizer_refused": False}
-        log(f"  {user.name}: adapted recogniser + projector K={k}+hint WER {value:.3f} "
-            f"(projector trained {train_s:.1f} s)")
+        out["wer_both"][key] = both["wer"]
+        # mode auto: the combination where it won its validation, else the (adapted) cascade
+        out.setdefault("wer_served", {})[f"served (mode auto) K={k}"] = (
+            both["wer"] if both["path"] == "aligned" else round(cascade, 4))
+        out.setdefault("served", {})[str(k)] = {x: both[x] for x in (
+            "path", "reason", "published", "message", "train_utterances",
+            "validation_utterances")}
+        out["both_train_s"][str(k)] = {"recognizer_s": _r(m.get("recognizer_train_s"), 2),
+                                       "projector_s": both["train_s"],
+                                       "recognizer_refused": not published}
+        log(f"  {user.name}: adapted recogniser + projector K={k} WER {both['wer']:.3f} "
+            f"(projector trained {both['train_s']:.1f} s; {both['message']}); mode auto serves "
+            f"the {both['path']} path")
     return out
+
+
+def served_combination(user, k: int, hints, transcripts, systems, base, embeddings,
+                       recipe: AdaptConfig, config: AdaptConfig) -> dict:
+    """The ``both`` job's projector step as the adaptation node runs it (adapt_projector on
+    user_items' split): the base trained on 1 - val_fraction of the K pool utterances with the
+    hints the user's recogniser gives (``hints``: the new adapter's held-out transcripts,
+    without a confidence, as redecoded_hints; None: refused, the logged transcripts),
+    validated on the rest against the
+    current projector and the cascade on the same hints. Scored on the test utterances with
+    the served recogniser's transcripts (``transcripts``; None: the logged ones), and routed as
+    mode auto routes it: a projector that is not published leaves the user on the base, whose
+    gate shuts for a transcript with a confidence, i.e. the cascade."""
+    import dataclasses
+
+    from ..core.assistant.routing import route
+    from ..core.learning.adapt import adapt_projector
+    from ..core.learning.data import split
+
+    items = user.pool[:k]
+    if hints is not None:
+        items = [dataclasses.replace(it, transcript=h, confidence=None)
+                 for it, h in zip(items, hints)]
+    train, val = split(items, config.val_fraction, config.seed)
+    result = adapt_projector(train, val, base, systems.hinted, embeddings, recipe)
+    test = user.test if transcripts is None else [
+        dataclasses.replace(it, transcript=t) for it, t in zip(user.test, transcripts)]
+    try:
+        value = systems.wer("aligned", test, result.projector, hint=True)
+    finally:
+        systems.hinted.retire(result.projector)
+    chosen = (route(result.projector) if result.published else
+              dataclasses.replace(route(None), reason="not published: the base (its gate shut) "
+                                                      "and so the cascade"))
+    return {"wer": round(value, 4), "path": chosen.path, "reason": chosen.reason,
+            "published": result.published, "message": result.message,
+            "train_utterances": len(train), "validation_utterances": len(val),
+            "train_s": round(result.metrics["train_s"], 2)}
 
 
 def _r(v, digits: int = 4):

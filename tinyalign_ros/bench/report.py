@@ -56,13 +56,17 @@ def adapted_cascade_table(rows: list[dict]) -> list[str]:
     for row in rows:   # each combination beside the projector-only row it extends
         for key in row["wer_both"]:
             k = key.split("K=")[1].split("+")[0]
-            cols += [c for c in (f"adapted K={k}+hint (CE)", key) if c not in cols]
+            cols += [c for c in (f"adapted K={k}+hint (CE)", key, f"served (mode auto) K={k}")
+                     if c not in cols]
 
     def cell(row, col):
         value = {**row["wer"], **row.get("wer_ce_hint", {}), **row["wer_recognizer"],
-                 **row["wer_adapted_cascade"], **row["wer_both"]}.get(col)
+                 **row["wer_adapted_cascade"], **row["wer_both"],
+                 **row.get("wer_served", {})}.get(col)
         k = col.split("K=")[1].split("+")[0] if "K=" in col and not col.startswith(
             "adapted K=") else None
+        if col.startswith("served") and value is not None:   # which path mode auto chose
+            return f"{_pct(value)} ({row['served'][k]['path']})"
         refused = k is not None and not row["recognizer_adapt"].get(k, {}).get("published",
                                                                               True)
         return _pct(value) + (" (refused)" if refused and value is not None else "")
@@ -82,13 +86,16 @@ def adapted_cascade_table(rows: list[dict]) -> list[str]:
         parts += [f"recogniser+projector K={k} {b['recognizer_s'] or 0:.1f} + "
                   f"{b['projector_s']:.1f} s" for k, b in row["both_train_s"].items()]
         times.append(f"{row['user']}: " + ", ".join(parts))
-    return ["### Adapted cascade: the recogniser adapted per user (LoRA on Whisper's decoder, "
-            "the adaptation node's recipe), WER (lower is better)", "",
+    return ["### Adapted cascade: the recogniser adapted per user (a LoRA on Whisper, the "
+            "adaptation node's recipe), WER (lower is better)", "",
             "\"recognizer K\" is the transcript the user is served after adapting on K pool "
             "utterances (with the adapter, at the served beam; \"(refused)\": the gate kept "
             "faster-whisper, the whisper column); \"adapted cascade K\" sends it to the LLM; "
-            "\"adapted rec.+proj.\" adds the projector adapted with CE on the hints that "
-            "recogniser gives (with a refused recogniser: the \"+hint (CE)\" row).", "", *lines, "",
+            "\"adapted rec.+proj.\" adds the projector as the node's `both` job adapts it: "
+            "trained on 80 % of the K utterances with the hints that recogniser gives, "
+            "validated on the rest against the cascade on the same hints; \"served (mode "
+            "auto)\" is what the user then gets: that projector where it was published, else "
+            "the adapted cascade (the path in brackets).", "", *lines, "",
             f"Recogniser adaptation: {'/'.join(map(str, sorted(epochs)))} epochs, LoRA on "
             f"{'/'.join(lora_on)}; the gate "
             f"refused {refusals} of {adapted} adapters. Training time (recogniser: precompute "
@@ -140,6 +147,21 @@ def footprint_table(r: dict) -> list[str]:
         out.append(f"| {m['llm']} | {m['bytes'] / 1e6:.0f} MB | {m['tokens_per_s']} tok/s | "
                    f"{_pct(m['ceiling_wer'])} | {_pct(m['base_wer'])} |")
     return out + [""]
+
+
+def recognizer_memory_table(r: dict) -> list[str]:
+    m = r.get("recognizer_memory")
+    if not m:
+        return []
+    return [f"### ASR node memory per adapted user (recogniser LoRA on {m['lora_on']}, "
+            f"{m['users']} users, each transcribed once)", "",
+            "The per-user cost is the adapter's tensors the node's table holds (fp16; the fp32 "
+            "copy lives for one utterance). RSS growth is of the bench's process, which reuses "
+            "memory earlier sections freed, so it can read lower than the tensors.", "",
+            "| adapter on the wire | tensors held per user | RSS growth per user | RSS growth, "
+            "all users (the shared torch decoder included) |", "|---|---|---|---|",
+            f"| {m['adapter_bytes'] / 1e3:.0f} KB | {m['tensor_bytes_per_user'] / 1e6:.2f} MB | "
+            f"{m['per_user_mb']:.2f} MB | {m['all_users_mb']:.1f} MB |", ""]
 
 
 def design_table(r: dict) -> list[str]:
@@ -229,7 +251,8 @@ def markdown(r: dict) -> str:
                  "read these numbers as results.", ""]
     for name, err in r.get("errors", {}).items():
         head += [f"**Section {name} failed**: {err}", ""]
-    body = (quality_table(r) + cost_table(r) + footprint_table(r) + design_table(r) +
+    body = (quality_table(r) + cost_table(r) + footprint_table(r) +
+            recognizer_memory_table(r) + design_table(r) +
             curve_table(r) + latency_table(r))
     plots = [f"![{p}]({p})" for p in r.get("plots", [])]
     return "\n".join(head + body + plots) + "\n"

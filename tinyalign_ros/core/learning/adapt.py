@@ -66,6 +66,12 @@ class AdaptConfig:
                                   live=True)
     require_improvement: bool = setting(True, "publish only projectors that beat the current "
                                               "one on held-out utterances", live=True)
+    min_gain_words: int = setting(
+        2, "publish a projector only if it makes at least this many fewer word errors than the "
+           "cascade on the held-out utterances (and fewer than the current projector); 1: any "
+           "gain. A gain of one word on 10 held-out utterances was measured to publish a "
+           "projector 3x the cascade's WER on the user's next ones (docs/BENCHMARKS.md)",
+        live=True)
     gate_max_confidence: float = setting(
         1.0, "a gated projector's confidence limit once adapted (the base's was picked on other "
              "voices; 1.0: the user's own audio always enters, and validation against the "
@@ -216,6 +222,15 @@ def score_cascade(assistant, items: list[FeatureItem],
     return wer(refs, hyps)
 
 
+def beats(before: float, after: float, cascade: float, words: int,
+          min_gain_words: int) -> tuple[bool, int]:
+    """Whether a new projector may be published, and its gain: on the held-out utterances
+    (``words`` reference words) it must make fewer word errors than the current projector and
+    at least ``min_gain_words`` (>= 1) fewer than the cascade."""
+    gain = round((cascade - after) * words)
+    return after < before and gain >= max(min_gain_words, 1), gain
+
+
 def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistant, embeddings,
                asr_model_id: str, config: AdaptConfig,
                progress: Callable[[dict], None] | None = None,
@@ -306,7 +321,11 @@ def adapt_projector(train: list[FeatureItem], val: list[FeatureItem], current: P
         metrics.update(wer_before=before, wer_after=after, cascade_wer=cascade)
         metrics.update({ALIGNED_WER: after, CASCADE_WER: cascade})
     metrics["total_s"] = time.perf_counter() - t0
-    improved = before is None or (after is not None and after < before and after <= cascade)
+    improved = before is None
+    if before is not None:
+        words = sum(len(normalize(it.text).split()) for it in val)
+        improved, gain = beats(before, after, cascade, words, config.min_gain_words)
+        metrics["gain_words"] = gain
     publish = improved or not config.require_improvement
     if before is None:
         msg = "no held-out utterances: published without validation"
@@ -318,7 +337,8 @@ def adapt_projector(train: list[FeatureItem], val: list[FeatureItem], current: P
                f"{before:.3f} -> {after:.3f}, cascade {cascade:.3f}")
     else:
         msg = (f"kept the current projector: new WER {after:.3f} does not beat both the "
-               f"current {before:.3f} and the cascade {cascade:.3f} on {len(val)} held-out "
+               f"current {before:.3f} and the cascade {cascade:.3f} (by at least "
+               f"{max(config.min_gain_words, 1)} words: {gain}) on {len(val)} held-out "
                f"utterances")
     if cancel.is_set():
         return AdaptResult(False, False, message="cancelled; the current projector is kept")
@@ -341,6 +361,9 @@ class RecognizerResult:
     adapter: object = None         # RecognizerAdapter the user is served with after the job
                                    # (the new one if published, else their current one or None)
     items: list = field(default_factory=list)   # the RecognizerItems it trained and validated on
+    # utterance id -> the published adapter's held-out transcript of it (cross-fitted: by the
+    # fold adapter that did not train on it): what it gives on speech it has not seen
+    held_out: dict = field(default_factory=dict)
 
 
 class _Cancelled(Exception):
@@ -348,17 +371,22 @@ class _Cancelled(Exception):
 
 
 def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, recognizer,
-                     cancel: threading.Event | None = None, report=None) -> list:
+                     cancel: threading.Event | None = None, report=None,
+                     current=None) -> list:
     """The user's corrected utterances with logged audio, as RecognizerItems (the audio
-    re-encoded on the padded 30 s window; an utterance longer than one window is left out)."""
+    re-encoded on the padded 30 s window; an utterance longer than one window is left out),
+    keeping what the configured LoRA targets and the user's ``current`` adapter (a
+    RecognizerAdapter, which the gate decodes with) need."""
     from ..speech.audio import SAMPLE_RATE
-    from .recognizer_adapt import RecognizerItem
+    from .recognizer_adapt import RecognizerItem, item_depth
 
     corrected = store.utterances(user_id, corrected_only=True)
     usable = [u for u in corrected if u.has_audio]
     if config.max_utterances:
         usable = usable[-config.max_utterances:]
-    need = config.recognizer_config().min_utterances + 1
+    rconf = config.recognizer_config()
+    need = rconf.min_utterances + 1
+    depth = item_depth(rconf.targets, current.decoder_adapter() if current is not None else None)
     if len(usable) < need:
         raise AdaptationError(
             f"user {user_id!r} has {len(usable)} corrected utterances with logged audio (of "
@@ -372,7 +400,7 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
         if audio is None or audio.size > 30 * SAMPLE_RATE:
             continue
         items.append(RecognizerItem.of_audio(recognizer, audio, u.label, u.utterance_id,
-                                             served=u.transcript))
+                                             served=u.transcript, depth=depth))
         if report:
             report({"stage": "recognizer_encoding", "step": i + 1, "total_steps": len(usable),
                     "loss": 0.0, "eta_s": 0.0})
@@ -466,6 +494,8 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
                "recognizer_train_s": m["train_s"],
                "recognizer_total_s": time.perf_counter() - t0,
                "recognizer_bytes": len(data), "recognizer_best_epoch": m["best_epoch"],
+               # 1: training (a fold or the refit) stopped at recognizer_time_budget_s
+               "recognizer_time_capped": float(m.get("stopped") == "time_budget"),
                "recognizer_train_utterances": len(train),
                "recognizer_validation_utterances": len(val),
                "recognizer_crossfit": float(crossfit),
@@ -488,8 +518,10 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
     if cancel.is_set():
         return RecognizerResult(False, False, message="cancelled; the current recogniser is "
                                                       "kept", adapter=current)
+    hyps = m.get("hypotheses") or m.get("val_hypotheses") or []
+    held_out = {it.id: h for it, h in zip(val, hyps)} if publish else {}
     return RecognizerResult(True, publish, version, parent_version, msg, metrics, data,
-                            adapter if publish else current, items)
+                            adapter if publish else current, items, held_out)
 
 
 def adapt_user_recognizer(store: UtteranceStore, user_id: str, recognizer, config: AdaptConfig,
@@ -511,7 +543,7 @@ def adapt_user_recognizer(store: UtteranceStore, user_id: str, recognizer, confi
             raise AdaptationError(f"{user_id}'s current recogniser adapter {record.version} "
                                   f"is unusable ({exc}); roll it back first") from exc
     try:
-        items = recognizer_items(store, user_id, config, recognizer, cancel, progress)
+        items = recognizer_items(store, user_id, config, recognizer, cancel, progress, current)
     except _Cancelled:
         return RecognizerResult(False, False, message="cancelled; the current recogniser is "
                                                       "kept", adapter=current)
@@ -526,9 +558,14 @@ def adapt_user_recognizer(store: UtteranceStore, user_id: str, recognizer, confi
 def redecoded_hints(recognizer, result: RecognizerResult, beam_size: int, cancel=None):
     """``hint`` for user_items after a recogniser step: the transcript of each logged
     utterance with audio by the adapter the user is served with now (``result.adapter``; None:
-    the logged faster-whisper transcripts stay). Encoder states computed for training are
-    reused."""
+    the logged faster-whisper transcripts stay). An utterance the new adapter trained on gets
+    its held-out transcript (``result.held_out``): the adapter has all but learned those by
+    heart, so its own transcripts of them are far better than the ones it will give on new
+    speech, and a projector trained and validated on them learns to trust hints it should
+    not (docs/BENCHMARKS.md, "The combination on held-out hints"). Encoder states computed
+    for training are reused."""
     from ..speech.audio import SAMPLE_RATE
+    from ..speech.whisper_encoder import encoder_depth
     from .recognizer_adapt import RecognizerItem, transcribe_items
 
     adapter = result.adapter
@@ -540,11 +577,14 @@ def redecoded_hints(recognizer, result: RecognizerResult, beam_size: int, cancel
     def hint(u: LoggedUtterance) -> str:
         if cancel is not None and cancel.is_set():
             raise AdaptationError("cancelled")
+        if u.utterance_id in result.held_out:
+            return result.held_out[u.utterance_id]
         it = known.get(u.utterance_id)
         if it is None:
             audio = u.audio()
             if audio is None or audio.size > 30 * SAMPLE_RATE:
                 return u.transcript
-            it = RecognizerItem.of_audio(recognizer, audio, "", u.utterance_id)
+            it = RecognizerItem.of_audio(recognizer, audio, "", u.utterance_id,
+                                         depth=encoder_depth(ad))
         return transcribe_items(recognizer, [it], ad, beam_size=beam_size)[0]
     return hint

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 
 from ..metrics import wer
 from ..speech.whisper_decoder import DecodeOptions, DecoderAdapter, WhisperRecognizer
-from ..speech.whisper_encoder import BELOW_KEYS, ENCODER_KEYS, TOP_KEYS, encoder_depth
+from ..speech.whisper_encoder import (BELOW_KEYS, ENCODER_KEYS, TOP_KEYS, encoder_depth,
+                                      keys_depth)
 
 METHODS = ("lora", "last_block")
 VALIDATIONS = ("crossfit", "split")
@@ -51,6 +52,13 @@ LORA_TARGETS = DECODER_TARGETS + ENCODER_KEYS
 # values of every layer at every step (measured ~3x the training time for no gain needed here)
 DEFAULT_TARGETS = tuple(t for t in DECODER_TARGETS if t != "cross_kv")
 FORMAT = "tinyalign-recognizer-adapter/1"
+
+
+def item_depth(targets, *adapters) -> int:
+    """The encoder depth RecognizerItem.of_audio must keep for LoRA on ``targets`` and for
+    decoding with each of ``adapters`` (DecoderAdapters or None: e.g. the user's current one,
+    which the gate decodes with and may reach deeper than the targets now set)."""
+    return max([keys_depth(targets)] + [encoder_depth(ad) for ad in adapters])
 
 
 def lora_targets(lora_on: str) -> tuple:
@@ -138,15 +146,17 @@ class RecognizerItem:
 
     @classmethod
     def of_audio(cls, recognizer: WhisperRecognizer, audio: np.ndarray, text: str, id: str = "",
-                 served: str | None = None) -> "RecognizerItem":
-        """The first 30 s window of ``audio`` (16 kHz float), states kept in float16
-        (~1.1 MB + ~0.3 MB + ~1.3 MB for a 3 s utterance)."""
+                 served: str | None = None, depth: int = 2) -> "RecognizerItem":
+        """The first 30 s window of ``audio`` (16 kHz float), states kept in float16: the
+        encoder's output (~1.1 MB for a 3 s utterance) and the inputs an adapter reaching
+        ``depth`` of the encoder's last layers trains and decodes on (``item_depth``; 1: ~0.3 MB
+        more, 2: ~1.3 MB more)."""
         from ..speech.audio import SAMPLE_RATE
 
         memory, top, below = recognizer.encode_top(audio)[0]
         half = lambda ts: tuple(t.half().numpy() for t in ts)  # noqa: E731
         return cls(memory[0].half().numpy(), text, id, audio.size / SAMPLE_RATE, served,
-                   half(top), half(below))
+                   half(top) if depth >= 1 else None, half(below) if depth >= 2 else None)
 
     def memory_for(self, recognizer: WhisperRecognizer, ad: DecoderAdapter | None = None):
         """(1500, dim) float32 encoder states, with ``ad``'s encoder LoRA pairs applied."""
@@ -564,7 +574,7 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
     # (min_utterances counts the whole set, checked above; a fold trains on half of it)
     fold_config = dataclasses.replace(config, time_budget_s=0.3 * config.time_budget_s,
                                       min_utterances=1)
-    base_hyps = [None] * len(items)
+    base_hyps, stops = [None] * len(items), []
     for n, (train, held) in enumerate(folds, 1):
         report = (lambda h, part=f"fold {n}": progress(dict(h, part=part))) if progress else None
         # its held-out transcripts, unadapted and adapted (the unadapted ones where the fold
@@ -572,6 +582,7 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
         _, m = adapt_recognizer(recognizer, train, fold_config, val_items=held, progress=report,
                                 decode_unadapted=decode_unadapted)
         train_s += m["train_s"]
+        stops.append(m["stopped"])
         best_epochs.append(m["best_epoch"])
         best_steps.append(m["best_steps"])
         history += [dict(h, part=f"fold {n}") for h in m["history"]]
@@ -597,10 +608,14 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
             config, epochs=config.epochs if steps else epochs, max_steps=steps,
             time_budget_s=left, min_utterances=1), val_items=[], progress=report)
         train_s += m["train_s"]
+        stops.append(m["stopped"])
         history += [dict(h, part="all") for h in m["history"]]
         metrics["bytes"] = m["bytes"]
     improved = adapter is not None and decode_unadapted and \
         metrics["val_wer"] < metrics["base_val_wer"]
+    # a fold or the refit cut short by its time budget: the epochs picked depend on the
+    # machine's speed at the time
+    metrics.update(stopped="time_budget" if "time_budget" in stops else "")
     metrics.update(train_s=train_s, history=history, refit_steps=steps or None,
                    best_epoch=epochs, publish=bool(adapter is not None and (
                        improved or not config.require_improvement)),

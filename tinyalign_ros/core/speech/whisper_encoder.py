@@ -67,13 +67,17 @@ BELOW_KEYS = ("encoder.below.out", "encoder.below.ffn1", "encoder.below.ffn2")
 ENCODER_KEYS = TOP_KEYS + BELOW_KEYS
 
 
+def keys_depth(keys) -> int:
+    """How many of the encoder's last layers LoRA on ``keys`` reaches (0: none)."""
+    keys = set(keys)
+    if keys & set(BELOW_KEYS):
+        return 2
+    return 1 if keys & set(TOP_KEYS) else 0
+
+
 def encoder_depth(adapter) -> int:
     """How many of the encoder's last layers a DecoderAdapter's LoRA pairs reach (0: none)."""
-    if adapter is None:
-        return 0
-    if any(k in adapter.lora for k in BELOW_KEYS):
-        return 2
-    return 1 if any(k in adapter.lora for k in TOP_KEYS) else 0
+    return 0 if adapter is None else keys_depth(adapter.lora)
 
 
 def _lora(y, x, adapter, key):
