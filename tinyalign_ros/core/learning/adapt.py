@@ -558,12 +558,13 @@ def adapt_user_recognizer(store: UtteranceStore, user_id: str, recognizer, confi
 def redecoded_hints(recognizer, result: RecognizerResult, beam_size: int, cancel=None):
     """``hint`` for user_items after a recogniser step: the transcript of each logged
     utterance with audio by the adapter the user is served with now (``result.adapter``; None:
-    the logged faster-whisper transcripts stay). An utterance the new adapter trained on gets
-    its held-out transcript (``result.held_out``): the adapter has all but learned those by
-    heart, so its own transcripts of them are far better than the ones it will give on new
-    speech, and a projector trained and validated on them learns to trust hints it should
-    not (docs/BENCHMARKS.md, "The combination on held-out hints"). Encoder states computed
-    for training are reused."""
+    the logged faster-whisper transcripts stay). An utterance the new adapter was validated
+    on gets its held-out transcript (``result.held_out``: every utterance when cross-fitted,
+    the held-out share with ``split``): the refit adapter has all but learned its training
+    utterances by heart, so its own transcripts of them are far better than the ones it
+    gives on new speech, and a projector trained and validated on them is judged against a
+    cascade it will not meet (docs/BENCHMARKS.md, "The adapted cascade for K = 10 / 25 / 50 /
+    100"). Encoder states computed for training are reused."""
     from ..speech.audio import SAMPLE_RATE
     from ..speech.whisper_encoder import encoder_depth
     from .recognizer_adapt import RecognizerItem, transcribe_items
