@@ -213,14 +213,13 @@ def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
 
 
 def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory, from /proc (Linux)."""
+    """The process's peak resident memory (Linux); 0 once it is gone."""
+    from tinyalign_ros.bench.cost import rss_mb
+
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+        return rss_mb("VmHWM", pid)
+    except (OSError, RuntimeError):
+        return 0.0
 
 
 def main() -> int:

@@ -398,9 +398,11 @@ def main(argv=None) -> int:
         return future.result()
 
     class Job:
-        """An Adapt action goal with its feedback."""
+        """An Adapt action goal with its feedback (the projector alone unless ``target`` says
+        otherwise: the cases time and cancel its training; the node's default, both, would
+        adapt the recogniser first)."""
 
-        def __init__(self, user, epochs, objective="embedlink", target=""):
+        def __init__(self, user, epochs, objective="embedlink", target="projector"):
             if not spin_until(adapt_action.server_is_ready, 30):
                 raise Failed("the adapt action server is not available")
             self.feedback = []

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,10 +78,16 @@ def test_adapt_runs_the_nodes_recipe_offline(installed, tmp_path):
     recorded = adapted.meta.training["adapt"]
     assert recorded["epochs"] == 1 and recorded["objective"] == AdaptConfig().objective
     assert adapted.meta.training["user_id"] == "alice"
+    # the default target, both: the recogniser first, its adapter beside the projector
+    assert recorded["target"] == AdaptConfig().target == "both"
+    rec = row["recognizer"]
+    assert rec["published"] and rec["out"] == str(tmp_path / "alice.recognizer.safetensors")
+    assert Path(rec["out"]).is_file()
     # too few utterances: one clear line, nothing written
     res = run_cli("adapt", "--data", data, "--out", tmp_path / "x.safetensors", "--limit", 3,
                   exe=LIB_DIR / "tinyalign")
     assert res.returncode == 2 and "at least 6 are needed" in res.stderr
+    assert "recogniser not adapted" in res.stderr     # both: too few for either
     assert not (tmp_path / "x.safetensors").exists()
 
 

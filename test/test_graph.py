@@ -117,6 +117,10 @@ def test_single_process_graph_answers_and_adapts_with_one_llm(ros_node, start_no
     assert spin_until(ros_node, result_future.done, 300, procs), g.output()
     result = result_future.result().result
     assert result.success, result.message       # published, or refused by the gate: both done
-    assert {m.name for m in result.metrics} >= {"wer_before", "wer_after", "train_s"}
+    # the default target, both: the recogniser (on the audio the ASR node logged), then the
+    # projector
+    assert {m.name for m in result.metrics} >= {"wer_before", "wer_after", "train_s",
+                                                 "recognizer_wer_before",
+                                                 "recognizer_wer_after"}, result.message
     assert g.poll() is None
 

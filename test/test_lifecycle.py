@@ -2,12 +2,12 @@
 (~/change_state, ~/get_state, ~/get_available_transitions), as a lifecycle manager or
 `ros2 lifecycle set` would; real node processes, real models."""
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import GOFORWARD, call_service, spin_until
+from tinyalign_ros.bench.cost import rss_mb
 from tinyalign_ros.core.speech.audio import load_audio
 
 pytestmark = [pytest.mark.ros, pytest.mark.real_models]
@@ -36,11 +36,8 @@ def state(node, fqn, procs) -> str:
     return _call(node, GetState, f"{fqn}/get_state", GetState.Request(), procs).current_state.label
 
 
-def rss_mb(proc) -> float:
-    for line in Path(f"/proc/{proc.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+def node_rss_mb(proc) -> float:
+    return rss_mb(pid=proc.proc.pid)
 
 
 def features_msg(asr, utterance_id, user_id="alice"):
@@ -78,10 +75,10 @@ def test_response_node_transitions_serve_and_free_memory(ros_node, start_node):
     assert not answered("while-unconfigured", 3)
     assert node.wait_for_log("not answering 'while-unconfigured': the response node is "
                              "unconfigured", 10), node.output()
-    bare = rss_mb(node)
+    bare = node_rss_mb(node)
     assert transition(ros_node, "/response", "configure", procs)
     assert state(ros_node, "/response", procs) == "inactive"
-    loaded = rss_mb(node)
+    loaded = node_rss_mb(node)
     assert transition(ros_node, "/response", "activate", procs)
     assert state(ros_node, "/response", procs) == "active"
     assert answered("active-1"), node.output()
@@ -93,7 +90,7 @@ def test_response_node_transitions_serve_and_free_memory(ros_node, start_node):
     assert transition(ros_node, "/response", "cleanup", procs)
     assert state(ros_node, "/response", procs) == "unconfigured"
     time.sleep(0.5)
-    freed = rss_mb(node)
+    freed = node_rss_mb(node)
     print(f"response node RSS: {bare:.0f} MB unconfigured, {loaded:.0f} MB configured, "
           f"{freed:.0f} MB after cleanup")
     assert loaded - bare > 300                      # the fp32 LLM (135 M parameters) loaded

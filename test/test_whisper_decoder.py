@@ -9,7 +9,7 @@ import torch
 from conftest import GOFORWARD, LIBRIVOX, librivox_references
 from tinyalign_ros.core.learning.recognizer_adapt import (
     RecognizerAdaptConfig, RecognizerAdapter, RecognizerItem, adapt_recognizer, base_id,
-    evaluate)
+    evaluate, random_adapter)
 from tinyalign_ros.core.speech.audio import load_audio
 from tinyalign_ros.core.speech.asr import AsrConfig
 from tinyalign_ros.core.speech.whisper_decoder import (
@@ -83,17 +83,7 @@ def test_kv_cache_matches_the_full_forward(rec):
 
 
 def _random_adapter(rec, method):
-    cfg = RecognizerAdaptConfig(method=method)
-    from tinyalign_ros.core.learning.recognizer_adapt import _init_params
-
-    params, _ = _init_params(rec, cfg, torch.Generator().manual_seed(1))
-    tensors = {}
-    for k, v in params.items():   # LoRA B starts at zero: make the adapter do something
-        t = v.detach() + (0.02 * torch.randn_like(v) if k.endswith(".lora_b") or
-                          method == "last_block" else 0)
-        tensors[k] = t.half()
-    return RecognizerAdapter(method, tensors, {"base_model": base_id(rec), "method": method,
-                                               "rank": cfg.rank, "alpha": cfg.alpha})
+    return random_adapter(rec, RecognizerAdaptConfig(method=method))
 
 
 @pytest.mark.parametrize("method", ["lora", "last_block"])

@@ -156,9 +156,11 @@ def cmd_train(args) -> int:
 def cmd_adapt(args) -> int:
     """The adaptation node's recipe, offline: a user's utterances in, an adapted projector and/or
     recogniser adapter out (``--target``; each written only when it beats the starting one on
-    the held-out share, as the node would publish). With ``both`` the recogniser goes first and
-    the projector trains on the hints the recogniser the user ends up with re-decodes."""
-    from .core.learning.adapt import AdaptConfig
+    the held-out share, as the node would publish). With ``both`` (the default) the recogniser
+    goes first (its adapter beside --out unless --recognizer-out says where; too few
+    utterances for it: the projector alone) and the projector trains on the hints the
+    recogniser the user ends up with gives."""
+    from .core.learning.adapt import AdaptationError, AdaptConfig
     from .core.settings import from_flags
 
     config = from_flags(args, AdaptConfig, ADAPT_FLAGS, whisper_model=args.whisper_model)
@@ -166,6 +168,8 @@ def cmd_adapt(args) -> int:
     wants_recognizer = config.target in ("recognizer", "both")
     if wants_projector and not args.out:
         raise ValueError(f"--target {config.target} adapts the projector: --out is needed")
+    if config.target == "both" and not args.recognizer_out:     # beside the projector
+        args.recognizer_out = str(Path(args.out).with_suffix("")) + ".recognizer.safetensors"
     if wants_recognizer and not args.recognizer_out:
         raise ValueError(f"--target {config.target} adapts the recogniser: --recognizer-out is "
                          f"needed")
@@ -175,7 +179,15 @@ def cmd_adapt(args) -> int:
     asr = _asr(args)
     items = _load_items(args, asr, with_transcripts=True)
     if wants_recognizer:
-        rec_result, recognizer = _adapt_recognizer_offline(args, config, items)
+        try:
+            rec_result, recognizer = _adapt_recognizer_offline(args, config, items)
+        except (ValueError, AdaptationError) as exc:
+            if config.target == "recognizer":
+                raise
+            # as the node's both job: the projector still adapts, on the logged transcripts
+            print(f"recogniser not adapted: {exc}", file=sys.stderr)
+            row["recognizer"] = {"out": None, "published": False, "message": str(exc)}
+    if rec_result is not None:
         if rec_result.published:
             Path(args.recognizer_out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.recognizer_out).write_bytes(rec_result.data)
@@ -234,9 +246,9 @@ def _adapt_recognizer_offline(args, config, feature_items):
 def _adapt_projector_offline(args, config, asr, items, rec_result, recognizer) -> dict:
     from .core.assistant.checkpoint import load_checkpoint
     from .core.assistant.llm import EmbeddingTable
-    from .core.learning.adapt import adapt_projector
-    from .core.learning.data import split
-    from .core.learning.recognizer_adapt import transcribe_items
+    from types import SimpleNamespace
+
+    from .core.learning.adapt import adapt_projector, redecoded_hints, train_validation
     from .core.models import default_projector
 
     if len(items) < config.min_utterances:
@@ -245,14 +257,16 @@ def _adapt_projector_offline(args, config, asr, items, rec_result, recognizer) -
     if config.max_utterances:
         items = items[-config.max_utterances:]
     if rec_result is not None and rec_result.adapter is not None:
-        # the hints the adapted recogniser gives (the projector serves beside it)
-        by_id = {it.id: it for it in rec_result.items}
-        ad = rec_result.adapter.decoder_adapter()
+        # the node's both job: the hints of the recogniser the user is now served, held out
+        # where it was validated, and without a confidence (redecoded_hints; it reads a logged
+        # utterance's id, transcript and audio, and an utterance too long for the recogniser
+        # keeps its transcript)
+        hint = redecoded_hints(recognizer, rec_result, config.recognizer_beam_size)
         for it in items:
-            if it.id in by_id:
-                it.transcript = transcribe_items(recognizer, [by_id[it.id]], ad,
-                                                 beam_size=config.recognizer_beam_size)[0]
-    train, val = split(items, config.val_fraction, config.seed)
+            it.transcript = hint(SimpleNamespace(utterance_id=it.id, transcript=it.transcript,
+                                                 audio=lambda: None))
+            it.confidence = None
+    train, val = train_validation(items, [], config)    # every utterance has its true text
     llm = _llm(args)
     assistant = _assistant(args, llm)
     start = load_checkpoint(args.projector or default_projector(), asr.model_id, llm.model_id)
@@ -533,8 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "and both); written only if it beats --projector")
     p.add_argument("--projector", help="projector to start from (default: the shipped base)")
     p.add_argument("--recognizer-out", help="recogniser adapter to write (.safetensors; "
-                                            "targets recognizer and both); written only if it "
-                                            "beats --recognizer")
+                                            "targets recognizer and both; with both, default "
+                                            "OUT.recognizer.safetensors beside --out); written "
+                                            "only if it beats --recognizer")
     p.add_argument("--recognizer", help="the user's current recogniser adapter, to beat "
                                         "(default: the unadapted recogniser)")
     p.add_argument("--user", default="offline", help="user id recorded in the checkpoint")

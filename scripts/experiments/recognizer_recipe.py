@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 
-CACHE = Path("/tmp/recexp2")   # items with the encoder's top inputs
+CACHE = Path("/tmp/recexp3")   # items with the encoder's top inputs, 75 test utterances
 
 
-def bench_examples(name, pool_n=100, test_n=25):
-    """The bench's users (bench.speakers.examples): "real" is the Asterisk speaker (40 test)."""
+def bench_examples(name, pool_n=100, test_n=75):
+    """The bench's users (bench.speakers.examples): "real" is the Asterisk speaker (40 test).
+    75 synthetic test utterances, as the bench since 2026-12-06 (night); 25 before."""
     from tinyalign_ros.bench import speakers
     if name == "real":
         return speakers.examples(speakers.REAL, pool_n, 40)

@@ -306,16 +306,14 @@ def footprint_section(ctx: BenchContext) -> None:
 
 def recognizer_memory_section(ctx: BenchContext) -> None:
     """The ASR node's memory per adapted user (an adapter of the node recipe's shape), each
-    user's transcript made once from a held-out utterance."""
+    user's transcript made once from a held-out utterance; in a fresh process."""
     from ..core.learning.adapt import AdaptConfig
-    from ..core.speech.audio import load_audio
     from . import footprint
 
     c = ctx.config
-    audio = load_audio(ctx.heldout().test_audio[0])
     ctx.report["recognizer_memory"] = footprint.recognizer_users(
-        ctx.recognizer(), c.recognizer_lora_on or AdaptConfig().recognizer_lora_on,
-        c.recognizer_memory_users, audio, ctx.log)
+        c.recognizer_lora_on or AdaptConfig().recognizer_lora_on, c.recognizer_memory_users,
+        str(ctx.heldout().test_audio[0]), c.threads, ctx.log)
 
 
 def latency_section(ctx: BenchContext) -> None:

@@ -53,16 +53,22 @@ def random_llm(shape: dict, name: str) -> Path:
     return out
 
 
+def rss_mb(field: str = "VmRSS", pid: int | str = "self") -> float:
+    """A process's resident memory from /proc/PID/status, in MB: VmRSS (now) or VmHWM (its
+    peak since exec or the last reset_peak_rss)."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
 def peak_rss_mb() -> int:
     """This process's peak resident memory (VmHWM: reset at exec, unlike ru_maxrss, which a
     child inherits from its parent's size at fork on Linux)."""
     try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return round(rss_mb("VmHWM"))
+    except (OSError, RuntimeError):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def reset_peak_rss() -> None:
@@ -126,12 +132,18 @@ def training_numbers(objective: str, n: int, epochs: int, threads: int, llm_path
             "rss_before_training_mb": round(rss_before)}
 
 
-def _in_subprocess(*args) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "tinyalign_ros.bench.cost", *map(str, args)],
+def in_subprocess(module: str, *args) -> dict:
+    """``python -m module args...`` in a fresh process (its memory its own); the JSON object its
+    last line of output prints."""
+    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"training benchmark {args} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"benchmark {module} {args} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _in_subprocess(*args) -> dict:
+    return in_subprocess("tinyalign_ros.bench.cost", *args)
 
 
 def pair(n: int, epochs: int, threads: int, llm_path: str = "", ce_max_steps: int = 0) -> dict:

@@ -120,57 +120,70 @@ def llm_variants(test, base, threads: int, max_new_tokens: int, log=print) -> li
     return rows
 
 
-def current_rss_mb() -> float:
-    """This process's resident memory now (VmRSS), in MB."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def recognizer_users(recognizer, lora_on: str, users: int, audio, log=print) -> dict:
+def recognizer_users(lora_on: str, users: int, audio_path: str, threads: int,
+                     log=print) -> dict:
     """The ASR node's memory for adapted users: its RecognizerTable holding ``users`` adapters
     of the node recipe's shape (LoRA on ``lora_on``, rank 8, fp16 as published), each user's
-    path run once on ``audio`` (so every lazily made state exists). The shared torch decoder is
-    counted apart: it loads with the first adapter and goes with the last."""
-    import gc
+    path run once on the audio file (so every lazily made state exists). The shared torch
+    decoder is counted apart: it loads with the first adapter and goes with the last.
+    Measured in a fresh process, so that the RSS growth is the table's, not memory that an
+    earlier section freed and the allocator hands out again."""
+    from .cost import in_subprocess
 
-    from ..core.learning.adapt import AdaptConfig
-    from ..core.learning.recognizer_adapt import (RecognizerAdapter, _init_params, base_id,
-                                                  lora_targets)
-    from ..core.speech.recognizers import RecognizerTable
-
-    config = AdaptConfig(recognizer_lora_on=lora_on).recognizer_config()
-    params, _ = _init_params(recognizer, config, torch.Generator().manual_seed(0))
-    gen = torch.Generator().manual_seed(1)
-    # LoRA B starts at zero; a trained one does not (the memory is the same, the path real)
-    tensors = {k: (v.detach() + (0.01 * torch.randn(v.shape, generator=gen)
-                                 if k.endswith(".lora_b") else 0)).half()
-               for k, v in params.items()}
-    meta = {"base_model": base_id(recognizer), "method": "lora", "rank": config.rank,
-            "alpha": config.alpha, "targets": list(lora_targets(lora_on))}
-    data = RecognizerAdapter("lora", tensors, meta).to_bytes()
-    table = RecognizerTable()
-    table.attach(recognizer.model_path, recognizer.encoder)
-    gc.collect()
-    start = current_rss_mb()
-    table.put("user-0", data, "v0")
-    table.transcriber("user-0")(audio)
-    gc.collect()
-    first = current_rss_mb()
-    for i in range(1, users):
-        table.put(f"user-{i}", data, f"v{i}")
-        table.transcriber(f"user-{i}")(audio)
-    gc.collect()
-    rss = current_rss_mb()
-    out = {"lora_on": lora_on, "users": users, "adapter_bytes": len(data),
-           "tensor_bytes_per_user": table.nbytes("user-0"),
-           "first_user_mb": round(first - start, 1),
-           "per_user_mb": round((rss - first) / max(1, users - 1), 3),
-           "all_users_mb": round(rss - start, 1)}
-    table.clear()
-    log(f"  ASR node, adapted users ({lora_on}): adapter {len(data) / 1e3:.0f} KB, "
+    out = in_subprocess("tinyalign_ros.bench.footprint", "recognizer-users", lora_on, users,
+                        audio_path, threads)
+    log(f"  ASR node, adapted users ({lora_on}): adapter {out['adapter_bytes'] / 1e3:.0f} KB, "
         f"{out['tensor_bytes_per_user'] / 1e6:.2f} MB of tensors and {out['per_user_mb']:.2f} MB "
         f"RSS per user ({users} users: +{out['all_users_mb']:.1f} MB, the first with the shared "
         f"decoder +{out['first_user_mb']:.1f} MB)")
     return out
+
+
+def _recognizer_users_here(lora_on: str, users: int, audio_path: str, threads: int) -> dict:
+    """recognizer_users' measurement, in this (fresh) process."""
+    import gc
+
+    from ..core.learning.adapt import AdaptConfig
+    from ..core.learning.recognizer_adapt import random_adapter
+    from ..core.speech.audio import load_audio
+    from ..core.speech.recognizers import RecognizerTable
+    from ..core.speech.whisper_decoder import WhisperRecognizer
+    from .cost import rss_mb
+
+    torch.set_num_threads(threads)
+    recognizer = WhisperRecognizer()     # the encoder the ASR node shares with its table
+    audio = load_audio(audio_path)
+    config = AdaptConfig(recognizer_lora_on=lora_on).recognizer_config()
+    # random weights: the memory of a trained adapter, and a real path through it
+    data = random_adapter(recognizer, config, seed=0, scale=0.01).to_bytes()
+    table = RecognizerTable()
+    table.attach(recognizer.model_path, recognizer.encoder)
+    recognizer.transcribe(audio)    # the encoder's first-run allocations (the ASR node's too)
+    gc.collect()
+    start = rss_mb()
+    table.put("user-0", data, "v0")
+    for _ in range(2):    # the second time, the first one's transient buffers are reused
+        table.transcriber("user-0")(audio)
+    gc.collect()
+    first = rss_mb()
+    for i in range(1, users):
+        table.put(f"user-{i}", data, f"v{i}")
+        table.transcriber(f"user-{i}")(audio)
+    gc.collect()
+    rss = rss_mb()
+    return {"lora_on": lora_on, "users": users, "adapter_bytes": len(data),
+            "tensor_bytes_per_user": table.nbytes("user-0"),
+            "first_user_mb": round(first - start, 1),
+            "per_user_mb": round((rss - first) / max(1, users - 1), 3),
+            "all_users_mb": round(rss - start, 1)}
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    what, *args = sys.argv[1:]
+    if what != "recognizer-users":
+        raise SystemExit(f"usage: python -m tinyalign_ros.bench.footprint recognizer-users "
+                         f"LORA_ON USERS AUDIO THREADS (got {what!r})")
+    print(json.dumps(_recognizer_users_here(args[0], int(args[1]), args[2], int(args[3]))))

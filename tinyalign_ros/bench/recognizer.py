@@ -42,7 +42,7 @@ from ..core.learning.adapt import AdaptConfig
 from ..core.metrics import wer
 
 #: the adaptation node's recogniser recipe (AdaptConfig's defaults: rank 8, 8 epochs, 20 %
-#: held out, the improvement gate, the 50 s training budget)
+#: held out, the improvement gate, the 180 s safety limit on training)
 NODE_RECIPE = AdaptConfig(target="recognizer")
 
 
@@ -159,7 +159,7 @@ def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, k
 def served_combination(user, k: int, hints, transcripts, systems, base, embeddings,
                        recipe: AdaptConfig, config: AdaptConfig) -> dict:
     """The ``both`` job's projector step as the adaptation node runs it (adapt_projector on
-    user_items' split): the base trained on 1 - val_fraction of the K pool utterances with the
+    user_items' split, train_validation): the base trained on 1 - val_fraction of the K pool utterances with the
     hints the user's recogniser gives (``hints``: the new adapter's held-out transcripts,
     without a confidence, as redecoded_hints; None: refused, the logged transcripts),
     validated on the rest against the
@@ -167,17 +167,15 @@ def served_combination(user, k: int, hints, transcripts, systems, base, embeddin
     the served recogniser's transcripts (``transcripts``; None: the logged ones), and routed as
     mode auto routes it: a projector that is not published leaves the user on the base, whose
     gate shuts for a transcript with a confidence, i.e. the cascade."""
-    import dataclasses
 
     from ..core.assistant.routing import route
-    from ..core.learning.adapt import adapt_projector
-    from ..core.learning.data import split
+    from ..core.learning.adapt import adapt_projector, train_validation
 
     items = user.pool[:k]
     if hints is not None:
         items = [dataclasses.replace(it, transcript=h, confidence=None)
                  for it, h in zip(items, hints)]
-    train, val = split(items, config.val_fraction, config.seed)
+    train, val = train_validation(items, [], config)     # every pool utterance is corrected
     result = adapt_projector(train, val, base, systems.hinted, embeddings, recipe)
     test = user.test if transcripts is None else [
         dataclasses.replace(it, transcript=t) for it, t in zip(user.test, transcripts)]

@@ -156,8 +156,8 @@ def recognizer_memory_table(r: dict) -> list[str]:
     return [f"### ASR node memory per adapted user (recogniser LoRA on {m['lora_on']}, "
             f"{m['users']} users, each transcribed once)", "",
             "The per-user cost is the adapter's tensors the node's table holds (fp16; the fp32 "
-            "copy lives for one utterance). RSS growth is of the bench's process, which reuses "
-            "memory earlier sections freed, so it can read lower than the tensors.", "",
+            "copy lives for one utterance). RSS growth is measured in a fresh process from "
+            "when its encoder has run once; the allocator may still round it.", "",
             "| adapter on the wire | tensors held per user | RSS growth per user | RSS growth, "
             "all users (the shared torch decoder included) |", "|---|---|---|---|",
             f"| {m['adapter_bytes'] / 1e3:.0f} KB | {m['tensor_bytes_per_user'] / 1e6:.2f} MB | "

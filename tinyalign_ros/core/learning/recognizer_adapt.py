@@ -94,7 +94,8 @@ class RecognizerAdaptConfig:
     refit: str = "steps"
     max_steps: int = 0                  # training stops after this many steps (0 = no limit)
     min_utterances: int = 5
-    time_budget_s: float = 50.0         # training stops early past this (precompute included)
+    time_budget_s: float = 180.0        # a safety limit: training stops early past this
+                                        # (precompute included)
     require_improvement: bool = True
     # held-out utterances are decoded with the beam the ASR node serves (AsrConfig.beam_size),
     # so the gate compares an adapter with what the user actually gets
@@ -422,6 +423,29 @@ def _init_params(recognizer, config: RecognizerAdaptConfig, gen):
     return params, start_layer
 
 
+def _metadata(recognizer, config: RecognizerAdaptConfig) -> dict:
+    """What an adapter of ``config``'s shape records about itself (checked when it loads)."""
+    lora = config.method == "lora"
+    return {"base_model": base_id(recognizer), "method": config.method,
+            "rank": config.rank if lora else 0, "alpha": config.alpha,
+            "targets": list(config.targets) if lora else []}
+
+
+def random_adapter(recognizer, config: RecognizerAdaptConfig, seed: int = 1,
+                   scale: float = 0.02) -> "RecognizerAdapter":
+    """An adapter of ``config``'s shape with random weights, for tests and the memory benchmark:
+    the method's initial parameters, with the ones that start out changing nothing (LoRA B is
+    zero; a last block starts as the base's) moved by ``scale`` so the adapter does something."""
+    gen = torch.Generator().manual_seed(seed)
+    params, _ = _init_params(recognizer, config, gen)
+    dtype = getattr(torch, config.save_dtype)
+    tensors = {k: (v.detach() + (scale * torch.randn(v.shape, generator=gen)
+                                 if k.endswith(".lora_b") or config.method == "last_block"
+                                 else 0)).to(dtype).contiguous()
+               for k, v in params.items()}
+    return RecognizerAdapter(config.method, tensors, _metadata(recognizer, config))
+
+
 def _adapter_of(params, config, scale) -> DecoderAdapter:
     lora, overrides = {}, {}
     for name, t in params.items():
@@ -513,10 +537,7 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
     train_s = time.perf_counter() - t0
     dtype = getattr(torch, config.save_dtype)
     tensors = {k: v.to(dtype).contiguous() for k, v in best[2].items()}
-    metadata = {"base_model": base_id(recognizer), "method": config.method,
-                "rank": config.rank if config.method == "lora" else 0,
-                "alpha": config.alpha, "targets": list(config.targets)
-                if config.method == "lora" else [], "train_utterances": len(train),
+    metadata = {**_metadata(recognizer, config), "train_utterances": len(train),
                 "val_utterances": len(val), "best_epoch": best[1]}
     adapter = RecognizerAdapter(config.method, tensors, metadata)
     metrics = {"train_s": train_s, "prepare_s": t_prep, "steps": steps, "stopped": stopped,
