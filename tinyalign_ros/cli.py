@@ -244,10 +244,10 @@ def _adapt_recognizer_offline(args, config, feature_items):
 
 
 def _adapt_projector_offline(args, config, asr, items, rec_result, recognizer) -> dict:
-    from .core.assistant.checkpoint import load_checkpoint
-    from .core.assistant.llm import EmbeddingTable
     from types import SimpleNamespace
 
+    from .core.assistant.checkpoint import load_checkpoint
+    from .core.assistant.llm import EmbeddingTable
     from .core.learning.adapt import adapt_projector, redecoded_hints, train_validation
     from .core.models import default_projector
 

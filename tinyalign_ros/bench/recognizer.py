@@ -159,15 +159,14 @@ def recognizer_quality(user, row: dict, recognizer, systems, base, embeddings, k
 def served_combination(user, k: int, hints, transcripts, systems, base, embeddings,
                        recipe: AdaptConfig, config: AdaptConfig) -> dict:
     """The ``both`` job's projector step as the adaptation node runs it (adapt_projector on
-    user_items' split, train_validation): the base trained on 1 - val_fraction of the K pool utterances with the
-    hints the user's recogniser gives (``hints``: the new adapter's held-out transcripts,
-    without a confidence, as redecoded_hints; None: refused, the logged transcripts),
-    validated on the rest against the
-    current projector and the cascade on the same hints. Scored on the test utterances with
+    user_items' split, train_validation): the base trained on 1 - val_fraction of the K pool
+    utterances with the hints the user's recogniser gives (``hints``: the new adapter's
+    held-out transcripts, without a confidence, as redecoded_hints; None: refused, the logged
+    transcripts), validated on the rest against the current projector and the cascade on the
+    same hints. Scored on the test utterances with
     the served recogniser's transcripts (``transcripts``; None: the logged ones), and routed as
     mode auto routes it: a projector that is not published leaves the user on the base, whose
     gate shuts for a transcript with a confidence, i.e. the cascade."""
-
     from ..core.assistant.routing import route
     from ..core.learning.adapt import adapt_projector, train_validation
 

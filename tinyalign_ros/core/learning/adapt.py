@@ -83,8 +83,9 @@ class AdaptConfig:
                 "corrected utterances with logged audio; served by the ASR node) or both (the "
                 "recogniser first, then the projector on the hints the adapted recogniser "
                 "gives; without enough logged audio, the projector alone). both: in the bench "
-                "the adapted recogniser took the hard voices to 0.53-0.65x the cascade at "
-                "K = 50, where the projector alone was refused for every user", live=True,
+                "the adapted recogniser took the hard voices to 0.51-0.65x the cascade at "
+                "K = 50 (four runs), where the projector alone was refused for every user",
+        live=True,
         choices=TARGETS)
     recognizer_epochs: int = setting(8, "recogniser adaptation epochs (the best by held-out "
                                         "loss is kept)", live=True)
@@ -109,7 +110,7 @@ class AdaptConfig:
         180.0, "a safety limit: recogniser training stops after this many seconds (each "
                "cross-fitted fold after 30 % of it) and the job says so "
                "(recognizer_time_capped). The epochs, not the clock, decide what is trained: "
-               "K = 50 trains ~57 s on 2 idle cores. A budget the job reaches makes the adapter "
+               "K = 50 trained 45-62 s on 2 idle cores. A budget the job reaches makes the adapter "
                "depend on how busy the machine is (at 50 s, croaky's test WER was 9.1-13.2 % "
                "over three runs; docs/RECOGNIZER.md)", live=True)
     recognizer_beam_size: int = setting(
