@@ -138,16 +138,23 @@ def run_adapt(node, user: str):
 def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
                       test_n: int) -> None:
     """A hard synthetic speaker (a bench user: a voice Whisper often mishears) corrects
-    ``pool_n`` utterances and asks to adapt; then says ``test_n`` new sentences, answered by the
-    cascade and the aligned path side by side. Their features are made here with the ASR node's
-    own front end (AsrFrontEnd) and published as the ASR node would, to spare minutes of
-    real-time playback."""
+    ``pool_n`` utterances and asks to adapt (the default job: the recogniser, then the
+    projector); then says ``test_n`` new sentences, answered by the cascade and the aligned path
+    side by side. Their features (with their audio, as the ASR node's publish_audio sends it)
+    are made here with the ASR node's own front end and published as the ASR node would, to
+    spare minutes of real-time playback; once the user's recogniser adapter is published (on
+    the latched recognizer_updates), their transcripts come from it, as the ASR node serves
+    an adapted user."""
+    import rclpy
+
     from tinyalign_ros.bench.speakers import examples
     from tinyalign_ros.core.metrics import wer
     from tinyalign_ros.core.speech.asr import AsrFrontEnd
     from tinyalign_ros.core.speech.audio import load_audio
-    from tinyalign_ros.msg import SpeechFeatures
-    from tinyalign_ros.nodes.common import RELIABLE_QOS, features_to_msg
+    from tinyalign_ros.core.speech.recognizers import RecognizerTable
+    from tinyalign_ros.msg import RecognizerUpdate, SpeechFeatures
+    from tinyalign_ros.nodes.asr_node import audio_int16
+    from tinyalign_ros.nodes.common import PROJECTOR_QOS, RELIABLE_QOS, features_to_msg
     from tinyalign_ros.srv import CorrectTranscript
 
     user = f"{speaker}_voice"
@@ -155,11 +162,21 @@ def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
           f"corrected utterances, then {test_n} new ones ---")
     pool, test = examples(speaker, pool_n, test_n)
     asr = AsrFrontEnd(cpu_threads=2)
+    recognizers = RecognizerTable()      # the ASR node's, for this user
+    recognizers.attach(asr.model_path, asr.torch_encoder, asr.beam_size)
+    node.create_subscription(
+        RecognizerUpdate, "recognizer_updates",
+        lambda m: recognizers.put(m.user_id, bytes(m.adapter), m.version)
+        if m.user_id == user and len(m.adapter) else None, PROJECTOR_QOS)
     pub = node.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
 
     def say(ex, utterance_id: str, timeout: float = 60.0) -> SpeechFeatures:
-        msg = features_to_msg(asr.process(load_audio(ex.audio)), utterance_id, user,
-                              asr.model_id, speech_end=node.get_clock().now().to_msg())
+        audio = load_audio(ex.audio)
+        result = asr.process(audio, transcribe=recognizers.transcriber(user))
+        msg = features_to_msg(result, utterance_id, user, asr.model_id,
+                              recognizer_version=recognizers.version(user) or "",
+                              speech_end=node.get_clock().now().to_msg())
+        msg.audio, msg.audio_sample_rate = audio_int16(audio), 16000
         pub.publish(msg)
         wait_for_responses(node, responses, utterance_id, want_modes, timeout)
         return msg
@@ -181,17 +198,30 @@ def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
     result = run_adapt(node, user)
     if result is None:
         return
-    if not result.published:
-        print("  not published, so this user keeps the base projector, which answers as the "
-              "cascade (its audio gate is shut)")
+    if result.recognizer_version:    # the latched update reaches this listener too
+        t1 = time.monotonic()
+        while recognizers.version(user) != result.recognizer_version and \
+                time.monotonic() - t1 < 30:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        print(f"  recogniser adapter {recognizers.version(user) or '(not received)'} now "
+              f"transcribes this user, as it does in the ASR node")
+    else:
+        print("  no recogniser adapter was published: faster-whisper still transcribes this "
+              "user")
     print(f"  {test_n} new sentences, each answered by both paths:")
     refs, hyps = [e.text for e in test], {"cascade": [], "aligned": []}
     firsts = {"cascade": [], "aligned": []}
+    heard, unadapted = [], []
+    adapted = recognizers.version(user) is not None
     for i, ex in enumerate(test):
         uid = f"{user}-new-{i:02d}"
         msg = say(ex, uid)
         by_mode = {r.mode: r for r in responses.get(uid, [])}
+        heard.append(msg.transcript)
         print(f"  said:    {ex.text!r}\n  heard:   {msg.transcript!r}")
+        if adapted:   # what faster-whisper alone would have heard, for comparison
+            unadapted.append(asr.process(load_audio(ex.audio)).transcript.text)
+            print(f"  (faster-whisper alone: {unadapted[-1]!r})")
         for mode in ("cascade", "aligned"):
             r = by_mode.get(mode)
             hyps[mode].append(r.text if r else "")
@@ -200,6 +230,10 @@ def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
             print(f"  {mode + ':':8} {(r.text if r else '(no answer)')!r}")
     scores = {mode: wer(refs, h) for mode, h in hyps.items()}
     mean = {m: sum(v) / len(v) if v else 0.0 for m, v in firsts.items()}
+    if adapted:
+        print(f"  transcripts of the {test_n} new sentences: faster-whisper alone "
+              f"{wer(refs, unadapted):.1%} WER, this user's adapted recogniser "
+              f"{wer(refs, heard):.1%} (what both paths below read)")
     # speech_end is stamped when the features are published here: no VAD wait, no ASR time
     print(f"  WER on the {test_n} new sentences: cascade {scores['cascade']:.1%}, aligned "
           f"{scores['aligned']:.1%}; first token (mean, from the features' publication, each "
