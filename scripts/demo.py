@@ -170,8 +170,7 @@ def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
         if m.user_id == user and len(m.adapter) else None, PROJECTOR_QOS)
     pub = node.create_publisher(SpeechFeatures, "speech_features", RELIABLE_QOS)
 
-    def say(ex, utterance_id: str, timeout: float = 60.0) -> SpeechFeatures:
-        audio = load_audio(ex.audio)
+    def say(audio, utterance_id: str, timeout: float = 60.0) -> SpeechFeatures:
         result = asr.process(audio, transcribe=recognizers.transcriber(user))
         msg = features_to_msg(result, utterance_id, user, asr.model_id,
                               recognizer_version=recognizers.version(user) or "",
@@ -182,7 +181,7 @@ def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
         return msg
 
     t0 = time.monotonic()
-    said = [say(ex, f"{user}-{i:02d}") for i, ex in enumerate(pool)]
+    said = [say(load_audio(ex.audio), f"{user}-{i:02d}") for i, ex in enumerate(pool)]
     wrong = sum(wer([ex.text], [m.transcript]) > 0 for m, ex in zip(said, pool))
     print(f"  {len(said)} utterances said and answered ({time.monotonic() - t0:.0f} s); Whisper "
           f"heard {wer([e.text for e in pool], [m.transcript for m in said]):.1%} WER "
@@ -215,12 +214,13 @@ def hard_speaker_demo(node, responses, want_modes, speaker: str, pool_n: int,
     adapted = recognizers.version(user) is not None
     for i, ex in enumerate(test):
         uid = f"{user}-new-{i:02d}"
-        msg = say(ex, uid)
+        audio = load_audio(ex.audio)
+        msg = say(audio, uid)
         by_mode = {r.mode: r for r in responses.get(uid, [])}
         heard.append(msg.transcript)
         print(f"  said:    {ex.text!r}\n  heard:   {msg.transcript!r}")
         if adapted:   # what faster-whisper alone would have heard, for comparison
-            unadapted.append(asr.process(load_audio(ex.audio)).transcript.text)
+            unadapted.append(asr.transcribe(audio).text)
             print(f"  (faster-whisper alone: {unadapted[-1]!r})")
         for mode in ("cascade", "aligned"):
             r = by_mode.get(mode)

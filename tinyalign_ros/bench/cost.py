@@ -142,13 +142,12 @@ def in_subprocess(module: str, *args) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _in_subprocess(*args) -> dict:
-    return in_subprocess("tinyalign_ros.bench.cost", *args)
-
-
 def pair(n: int, epochs: int, threads: int, llm_path: str = "", ce_max_steps: int = 0) -> dict:
-    out = {"embedlink": _in_subprocess("embedlink", n, epochs, threads, llm_path, 0),
-           "ce": _in_subprocess("ce", n, epochs, threads, llm_path, ce_max_steps)}
+    def trainer(objective, max_steps):    # each in a fresh process: its memory its own
+        return in_subprocess("tinyalign_ros.bench.cost", objective, n, epochs, threads,
+                             llm_path, max_steps)
+
+    out = {"embedlink": trainer("embedlink", 0), "ce": trainer("ce", ce_max_steps)}
     out["ce_over_embedlink_per_step"] = round(out["ce"]["step_s"] / out["embedlink"]["step_s"], 2)
     out["ce_over_embedlink_per_epoch"] = round(out["ce"]["epoch_s"] /
                                                out["embedlink"]["epoch_s"], 2)

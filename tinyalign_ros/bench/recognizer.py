@@ -163,10 +163,10 @@ def served_combination(user, k: int, hints, transcripts, systems, base, embeddin
     utterances with the hints the user's recogniser gives (``hints``: the new adapter's
     held-out transcripts, without a confidence, as redecoded_hints; None: refused, the logged
     transcripts), validated on the rest against the current projector and the cascade on the
-    same hints. Scored on the test utterances with
-    the served recogniser's transcripts (``transcripts``; None: the logged ones), and routed as
-    mode auto routes it: a projector that is not published leaves the user on the base, whose
-    gate shuts for a transcript with a confidence, i.e. the cascade."""
+    same hints. Scored on the test utterances with the served recogniser's transcripts
+    (``transcripts``; None: the logged ones), and routed as mode auto routes it: a projector
+    that is not published leaves the user on the base, whose gate shuts for a transcript with
+    a confidence, i.e. the cascade."""
     from ..core.assistant.routing import route
     from ..core.learning.adapt import adapt_projector, train_validation
 
