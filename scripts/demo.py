@@ -99,8 +99,13 @@ def adapt_demo(node, got, refs, sources, responses, want_modes) -> None:
         print(f"  again: {r.text!r} [{r.mode}; projector {r.projector_version or '-'}]")
 
 
+ADAPT_WAIT_S = 600
+
+
 def run_adapt(node, user: str):
-    """The Adapt action for ``user``, its feedback printed; the result, or None after 300 s."""
+    """The Adapt action for ``user``, its feedback printed; the result, or None after
+    ``ADAPT_WAIT_S`` (the default job on 40 utterances took 178 s on 2 idle cores, and over
+    300 s beside a test run)."""
     import rclpy
     from rclpy.action import ActionClient
 
@@ -124,11 +129,11 @@ def run_adapt(node, user: str):
     while not goal_future.done():
         rclpy.spin_once(node, timeout_sec=0.1)
     result_future = goal_future.result().get_result_async()
-    while not result_future.done() and time.monotonic() - t0 < 300:
+    while not result_future.done() and time.monotonic() - t0 < ADAPT_WAIT_S:
         rclpy.spin_once(node, timeout_sec=0.1)
     result = result_future.result().result if result_future.done() else None
     if result is None:
-        print("  no adaptation result within 300 s")
+        print(f"  no adaptation result within {ADAPT_WAIT_S} s")
         return None
     print(f"  result after {time.monotonic() - t0:.1f} s: success={result.success} "
           f"published={result.published} version={result.version!r}: {result.message}")

@@ -141,6 +141,7 @@ def recognizer_users(lora_on: str, users: int, audio_path: str, threads: int,
 
 def _recognizer_users_here(lora_on: str, users: int, audio_path: str, threads: int) -> dict:
     """recognizer_users' measurement, in this (fresh) process."""
+    import ctypes
     import gc
 
     from ..core.learning.adapt import AdaptConfig
@@ -149,6 +150,16 @@ def _recognizer_users_here(lora_on: str, users: int, audio_path: str, threads: i
     from ..core.speech.recognizers import RecognizerTable
     from ..core.speech.whisper_decoder import WhisperRecognizer
     from .cost import rss_mb
+
+    def live_mb() -> float:
+        """RSS once freed memory is given back (gc, then glibc's malloc_trim): what is held,
+        not what the allocator kept from an utterance's transient buffers."""
+        gc.collect()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):   # not glibc: RSS as it is
+            pass
+        return rss_mb()
 
     torch.set_num_threads(threads)
     recognizer = WhisperRecognizer()     # the encoder the ASR node shares with its table
@@ -159,18 +170,15 @@ def _recognizer_users_here(lora_on: str, users: int, audio_path: str, threads: i
     table = RecognizerTable()
     table.attach(recognizer.model_path, recognizer.encoder)
     recognizer.transcribe(audio)    # the encoder's first-run allocations (the ASR node's too)
-    gc.collect()
-    start = rss_mb()
+    start = live_mb()
     table.put("user-0", data, "v0")
     for _ in range(2):    # the second time, the first one's transient buffers are reused
         table.transcriber("user-0")(audio)
-    gc.collect()
-    first = rss_mb()
+    first = live_mb()
     for i in range(1, users):
         table.put(f"user-{i}", data, f"v{i}")
         table.transcriber(f"user-{i}")(audio)
-    gc.collect()
-    rss = rss_mb()
+    rss = live_mb()
     return {"lora_on": lora_on, "users": users, "adapter_bytes": len(data),
             "tensor_bytes_per_user": table.nbytes("user-0"),
             "first_user_mb": round(first - start, 1),

@@ -157,7 +157,7 @@ def recognizer_memory_table(r: dict) -> list[str]:
             f"{m['users']} users, each transcribed once)", "",
             "The per-user cost is the adapter's tensors the node's table holds (fp16; the fp32 "
             "copy lives for one utterance). RSS growth is measured in a fresh process from "
-            "when its encoder has run once; the allocator may still round it.", "",
+            "when its encoder has run once, freed memory given back before each reading.", "",
             "| adapter on the wire | tensors held per user | RSS growth per user | RSS growth, "
             "all users (the shared torch decoder included) |", "|---|---|---|---|",
             f"| {m['adapter_bytes'] / 1e3:.0f} KB | {m['tensor_bytes_per_user'] / 1e6:.2f} MB | "
