@@ -212,6 +212,41 @@ def test_encoder_lora_trains_on_the_top_inputs_and_serves_the_same_states(rec, c
     assert made.metadata["targets"] == list(keys)
 
 
+def test_training_computes_the_served_decoders_loss_from_half_precision_micro_batches(
+        rec, croaky_items):
+    """What training reads (keys and values prepared once per job in float16; each batch's
+    gradient accumulated a few utterances at a time) gives the loss of the decoder as the ASR
+    node serves it with the adapter (its encoder states, their keys and values, teacher-forced
+    logits), and the same gradient whatever the micro-batch."""
+    import torch.nn.functional as F
+
+    from tinyalign_ros.core.learning import recognizer_adapt as ra
+
+    config = RecognizerAdaptConfig(targets=ra.lora_targets("both_top2"))
+    items = croaky_items[:4]
+    prep = ra._Prepared(rec, items, config, 0)
+    adapter = random_adapter(rec, config, scale=0.05)
+    ad = adapter.decoder_adapter()
+    for i, it in enumerate(items):
+        with torch.no_grad():
+            memory = it.memory_for(rec, ad)[None]
+            inp, tgt = ra._batch_tokens(rec, [it.text])
+            logits, _ = rec.decoder(inp, rec.decoder.cross_kv(memory), ad=ad)
+            want = F.cross_entropy(logits[tgt >= 0], tgt[tgt >= 0], reduction="sum")
+            got, k = ra._loss(rec, prep, [i], ad)
+        assert k == prep.n_targets(i) == int((tgt >= 0).sum())
+        assert abs(float(got) - float(want)) < 1e-3 * float(want), (float(got), float(want))
+    grads = []
+    for micro in (4, 1):
+        params = {k: v.float().requires_grad_(True) for k, v in adapter.tensors.items()}
+        loss, k = ra._backward(rec, prep, [0, 1, 2, 3], ra._adapter_of(params, config,
+                                                                         adapter.scale), micro)
+        grads.append({k: p.grad for k, p in params.items()})
+    assert loss > 0 and k == sum(prep.n_targets(i) for i in range(4))
+    for name, g in grads[0].items():
+        assert g.norm() > 0 and (g - grads[1][name]).norm() < 1e-4 * g.norm(), name
+
+
 def test_too_few_utterances_are_refused(rec):
     item = RecognizerItem(np.zeros((1500, 384), np.float32), "stop")
     adapter, m = adapt_recognizer(rec, [item] * 3)

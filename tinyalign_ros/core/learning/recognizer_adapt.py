@@ -83,6 +83,9 @@ class RecognizerAdaptConfig:
     weight_decay: float = 0.0
     epochs: int = 8
     batch_size: int = 8
+    # utterances per forward and backward pass; the gradient is still the whole batch's. Each
+    # carries its 1500 frames' keys and values (~37 MB float32 with their gradients, tiny.en)
+    micro_batch_size: int = 4
     val_fraction: float = 0.2           # validation "split": the held-out share
     # "crossfit": two adapters, each trained on half the utterances, decode the other half (every
     # utterance held out once: at K = 50 the gate sees 50, not 10); the adapter kept trains on
@@ -248,8 +251,11 @@ def _batch_tokens(recognizer: WhisperRecognizer, texts: list[str]):
 
 
 class _Prepared:
-    """What training reads per utterance, computed once: the cross-attention keys/values of the
-    frozen layers (+ for last_block the input of the last block)."""
+    """What training reads per utterance, computed once per job (the cross-fitted folds and the
+    refit share it): the cross-attention keys/values of the frozen layers (+ for last_block the
+    input of the last block; for encoder targets the encoder's top inputs). Kept in float16,
+    half the memory (~12 MB an utterance for tiny.en, most of it the 1500 frames' keys and
+    values); each batch is read back in float32."""
 
     def __init__(self, recognizer, items, config, start_layer):
         dec = recognizer.decoder
@@ -260,6 +266,7 @@ class _Prepared:
         # BELOW_KEYS: per utterance the layer below's (x, context) and the padding's base keys
         # and values at the last layer (computed once here, not at every step)
         self.below = [] if set(BELOW_KEYS) & set(config.targets) else None
+        half = lambda ts: tuple(t.half() for t in ts)  # noqa: E731
         with torch.inference_mode():
             for it in items:
                 if self.top is not None:
@@ -267,16 +274,14 @@ class _Prepared:
                         raise ValueError(f"utterance {it.id!r}: encoder LoRA targets need the "
                                          "encoder's top inputs (RecognizerItem.of_audio)")
                     x, c = (torch.from_numpy(np.asarray(t, dtype=np.float32)) for t in it.top)
-                    self.top.append((x, c, recognizer.encoder.top(x[None], c[None])[0]))
+                    self.top.append(half((x, c, recognizer.encoder.top(x[None], c[None])[0])))
                 if self.below is not None:
                     if it.below is None:
                         raise ValueError(f"utterance {it.id!r}: LoRA on the encoder's layer "
                                          "below the last needs its inputs "
                                          "(RecognizerItem.of_audio)")
-                    # normal tensors: training reads them in autograd
-                    with torch.inference_mode(False), torch.no_grad():
-                        xb, cb, padding = _tensors(it.below)
-                        self.below.append((xb, cb, recognizer.encoder.padding_kv(padding)))
+                    xb, cb, padding = _tensors(it.below)
+                    self.below.append(half((xb, cb) + recognizer.encoder.padding_kv(padding)))
                 mem = torch.from_numpy(np.asarray(it.memory, dtype=np.float32))[None]
                 cross = dec.cross_kv(mem)
                 inp, tgt = _batch_tokens(recognizer, [it.text])
@@ -288,9 +293,9 @@ class _Prepared:
                     x0 = x[0].clone()
                 self.inp.append(inp[0])
                 self.tgt.append(tgt[0])
-                self.cross.append([(k[0].clone(), v[0].clone()) for k, v in cross[start_layer:]])
+                self.cross.append([half((k[0], v[0])) for k, v in cross[start_layer:]])
                 self.x0.append(x0)
-                self.mem.append(mem[0] if "cross_kv" in config.targets
+                self.mem.append(mem[0].half() if "cross_kv" in config.targets
                                 and config.method == "lora" else None)
 
     def batch(self, idx, eot):
@@ -300,8 +305,8 @@ class _Prepared:
         for j, i in enumerate(idx):
             inp[j, :len(self.inp[i])] = self.inp[i]
             tgt[j, :len(self.tgt[i])] = self.tgt[i]
-        cross = [(torch.stack([self.cross[i][l][0] for i in idx]),
-                  torch.stack([self.cross[i][l][1] for i in idx]))
+        cross = [(torch.stack([self.cross[i][l][0] for i in idx]).float(),
+                  torch.stack([self.cross[i][l][1] for i in idx]).float())
                  for l in range(len(self.cross[idx[0]]))]
         x0 = None
         if self.start_layer > 0:
@@ -309,8 +314,13 @@ class _Prepared:
             x0 = torch.zeros(len(idx), n, d)
             for j, i in enumerate(idx):
                 x0[j, :len(self.x0[i])] = self.x0[i]
-        mem = torch.stack([self.mem[i] for i in idx]) if self.mem[idx[0]] is not None else None
+        mem = (torch.stack([self.mem[i] for i in idx]).float() if self.mem[idx[0]] is not None
+               else None)
         return inp, tgt, cross, x0, mem
+
+    def n_targets(self, i) -> int:
+        """The number of predicted tokens of utterance ``i`` (what its loss sums over)."""
+        return int((self.tgt[i] >= 0).sum())
 
     def top_batch(self, idx):
         """Zero-padded (x, context, unadapted output, mask) of the encoder frames with audio."""
@@ -342,8 +352,8 @@ def _loss(recognizer, prep: _Prepared, idx, ad: DecoderAdapter | None):
         x, c, base, mask = prep.top_batch(idx)
         if prep.below is not None:   # the last layer's inputs move: per utterance (their
             for j, i in enumerate(idx):   # padding keys and values differ in length)
-                xb, cb, padding_kv = prep.below[i]
-                xj, cj = recognizer.encoder.top_from_below(xb, cb, padding_kv, ad)
+                xb, cb, pk, pv = (t.float() for t in prep.below[i])
+                xj, cj = recognizer.encoder.top_from_below(xb, cb, (pk, pv), ad)
                 x[j, :xj.shape[1]], c[j, :xj.shape[1]] = xj[0], cj[0]
         delta = (recognizer.encoder.top(x, c, ad) - base) * mask
         cross, n = list(cross), delta.shape[1]
@@ -365,12 +375,25 @@ def _loss(recognizer, prep: _Prepared, idx, ad: DecoderAdapter | None):
     return F.cross_entropy(logits, tgt[keep], reduction="sum"), int(keep.sum())
 
 
-def _mean_loss(recognizer, prep, ad, batch_size) -> float:
+def _backward(recognizer, prep: _Prepared, idx, ad, micro_batch_size: int) -> tuple:
+    """Backpropagates the batch ``idx``'s mean per-token loss ``micro_batch_size`` utterances
+    at a time (the gradient is the whole batch's; the memory a micro-batch's). Returns (summed
+    loss, tokens)."""
+    k = sum(prep.n_targets(i) for i in idx)
+    total = 0.0
+    for m in range(0, len(idx), micro_batch_size):
+        loss, _ = _loss(recognizer, prep, idx[m:m + micro_batch_size], ad)
+        (loss / k).backward()
+        total += float(loss.detach())
+    return total, k
+
+
+def _mean_loss(recognizer, prep, idx, ad, batch_size) -> float:
+    """Mean per-token loss on the prepared utterances ``idx``."""
     total, n = 0.0, 0
     with torch.no_grad():
-        for s in range(0, len(prep.items), batch_size):
-            l, k = _loss(recognizer, prep, list(range(s, min(s + batch_size, len(prep.items)))),
-                         ad)
+        for s in range(0, len(idx), batch_size):
+            l, k = _loss(recognizer, prep, idx[s:s + batch_size], ad)
             total, n = total + float(l), n + k
     return total / max(n, 1)
 
@@ -411,7 +434,6 @@ def _init_params(recognizer, config: RecognizerAdaptConfig, gen):
             params[key + ".lora_a"] = a.requires_grad_(True)
             params[key + ".lora_b"] = torch.zeros(lin.out_features, config.rank,
                                                   requires_grad=True)
-        start_layer = 0
     else:
         last = len(dec.layers) - 1
         base = dict(dec.named_parameters())
@@ -419,8 +441,12 @@ def _init_params(recognizer, config: RecognizerAdaptConfig, gen):
             if (name.startswith(f"layers.{last}.") and ".cross_kv." not in name) or \
                     name.startswith("norm."):
                 params[name] = p.detach().clone().requires_grad_(True)
-        start_layer = last
-    return params, start_layer
+    return params
+
+
+def _start_layer(recognizer, config: RecognizerAdaptConfig) -> int:
+    """The first decoder layer training runs (last_block: the lower ones run once, prepared)."""
+    return 0 if config.method == "lora" else len(recognizer.decoder.layers) - 1
 
 
 def _metadata(recognizer, config: RecognizerAdaptConfig) -> dict:
@@ -437,7 +463,7 @@ def random_adapter(recognizer, config: RecognizerAdaptConfig, seed: int = 1,
     the method's initial parameters, with the ones that start out changing nothing (LoRA B is
     zero; a last block starts as the base's) moved by ``scale`` so the adapter does something."""
     gen = torch.Generator().manual_seed(seed)
-    params, _ = _init_params(recognizer, config, gen)
+    params = _init_params(recognizer, config, gen)
     dtype = getattr(torch, config.save_dtype)
     tensors = {k: (v.detach() + (scale * torch.randn(v.shape, generator=gen)
                                  if k.endswith(".lora_b") or config.method == "last_block"
@@ -484,20 +510,31 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
         train, val = split_items(items, config.val_fraction, config.seed)
     else:
         train, val = list(items), list(val_items)
+    prep = _Prepared(recognizer, train + val, config, _start_layer(recognizer, config))
+    n = len(train)
+    return _adapt(recognizer, prep, list(range(n)), list(range(n, n + len(val))), config,
+                  progress, decode_unadapted, t0)
+
+
+def _adapt(recognizer, prep: _Prepared, train_idx: list, val_idx: list,
+           config: RecognizerAdaptConfig, progress, decode_unadapted: bool, t0: float):
+    """adapt_recognizer on prepared utterances: trains on ``train_idx``, validates on
+    ``val_idx`` (positions in ``prep.items``); ``t0`` starts the time budget."""
+    train = [prep.items[i] for i in train_idx]
+    val = [prep.items[i] for i in val_idx]
+    t_prep = time.perf_counter() - t0
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    params, start_layer = _init_params(recognizer, config, gen)
+    params = _init_params(recognizer, config, gen)
     scale = config.alpha / config.rank
-    prep = _Prepared(recognizer, train, config, start_layer)
-    vprep = _Prepared(recognizer, val, config, start_layer) if val else None
-    t_prep = time.perf_counter() - t0
     ad = _adapter_of(params, config, scale)
     encoder = [v for k, v in params.items() if k.startswith(ENCODER_KEYS)]
     groups = [{"params": [v for k, v in params.items() if not k.startswith(ENCODER_KEYS)]},
               {"params": encoder, "lr": config.encoder_learning_rate or config.lr}]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr,
                             weight_decay=config.weight_decay)
-    base_val_loss = _mean_loss(recognizer, vprep, None, config.batch_size) if vprep else None
+    base_val_loss = (_mean_loss(recognizer, prep, val_idx, None, config.micro_batch_size)
+                     if val else None)
     best = (base_val_loss if base_val_loss is not None else math.inf, -1,
             {k: v.detach().clone() for k, v in params.items()})
     rng = random.Random(config.seed)
@@ -511,14 +548,14 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
         for s in range(0, len(order), config.batch_size):
             if config.max_steps and steps >= config.max_steps:
                 break               # the last epoch, cut short
-            idx = order[s:s + config.batch_size]
-            loss, k = _loss(recognizer, prep, idx, ad)
+            idx = [train_idx[i] for i in order[s:s + config.batch_size]]
             opt.zero_grad()
-            (loss / k).backward()
+            loss, k = _backward(recognizer, prep, idx, ad, config.micro_batch_size)
             opt.step()
             steps += 1
-            total, n = total + float(loss.detach()), n + k
-        val_loss = _mean_loss(recognizer, vprep, ad, config.batch_size) if vprep else None
+            total, n = total + loss, n + k
+        val_loss = (_mean_loss(recognizer, prep, val_idx, ad, config.micro_batch_size)
+                    if val else None)
         history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1),
                         "val_loss": val_loss, "steps": steps})
         if progress:
@@ -531,7 +568,7 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
             break
     if config.max_steps and steps >= config.max_steps:
         stopped = "max_steps"
-    if vprep is None:
+    if not val:
         best = (None, len(history), {k: v.detach().clone() for k, v in params.items()})
         best_steps = steps
     train_s = time.perf_counter() - t0
@@ -587,10 +624,12 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
         return None, {"publish": False, "reason": f"{len(items)} utterances < "
                                                   f"{max(config.min_utterances, 2)}"}
     t0 = time.perf_counter()
-    first, second = split_items(items, 0.5, config.seed)
-    folds = ((second, first), (first, second))     # (train, held out)
-    position = {id(it): i for i, it in enumerate(items)}
-    hyps, best_epochs, best_steps, history, train_s = [None] * len(items), [], [], [], 0.0
+    # every utterance is prepared once: both folds and the refit read the same keys and values
+    prep = _Prepared(recognizer, list(items), config, _start_layer(recognizer, config))
+    prepare_s = time.perf_counter() - t0
+    first, second = split_items(list(range(len(items))), 0.5, config.seed)
+    folds = ((second, first), (first, second))     # (train, held out), positions in items
+    hyps, best_epochs, best_steps, history, train_s = [None] * len(items), [], [], [], prepare_s
     # each fold may use 30 % of the time budget; refitting on all gets what is left
     # (min_utterances counts the whole set, checked above; a fold trains on half of it)
     fold_config = dataclasses.replace(config, time_budget_s=0.3 * config.time_budget_s,
@@ -600,16 +639,16 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
         report = (lambda h, part=f"fold {n}": progress(dict(h, part=part))) if progress else None
         # its held-out transcripts, unadapted and adapted (the unadapted ones where the fold
         # never beat the unadapted loss), come back with its metrics
-        _, m = adapt_recognizer(recognizer, train, fold_config, val_items=held, progress=report,
-                                decode_unadapted=decode_unadapted)
+        _, m = _adapt(recognizer, prep, train, held, fold_config, report, decode_unadapted,
+                      time.perf_counter())
         train_s += m["train_s"]
         stops.append(m["stopped"])
         best_epochs.append(m["best_epoch"])
         best_steps.append(m["best_steps"])
         history += [dict(h, part=f"fold {n}") for h in m["history"]]
-        for it, h, b in zip(held, m["val_hypotheses"],
-                            m.get("base_val_hypotheses", [None] * len(held))):
-            hyps[position[id(it)]], base_hyps[position[id(it)]] = h, b
+        for i, h, b in zip(held, m["val_hypotheses"],
+                           m.get("base_val_hypotheses", [None] * len(held))):
+            hyps[i], base_hyps[i] = h, b
     refs = [it.text for it in items]
     metrics = {"val_wer": wer(refs, hyps),
                "hypotheses": hyps,
@@ -625,9 +664,9 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
     if epochs > 0:
         left = max(config.time_budget_s - (time.perf_counter() - t0), 0.2 * config.time_budget_s)
         report = (lambda h: progress(dict(h, part="all"))) if progress else None
-        adapter, m = adapt_recognizer(recognizer, items, dataclasses.replace(
+        adapter, m = _adapt(recognizer, prep, list(range(len(items))), [], dataclasses.replace(
             config, epochs=config.epochs if steps else epochs, max_steps=steps,
-            time_budget_s=left, min_utterances=1), val_items=[], progress=report)
+            time_budget_s=left), report, True, time.perf_counter())
         train_s += m["train_s"]
         stops.append(m["stopped"])
         history += [dict(h, part="all") for h in m["history"]]
@@ -637,7 +676,8 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
     # a fold or the refit cut short by its time budget: the epochs picked depend on the
     # machine's speed at the time
     metrics.update(stopped="time_budget" if "time_budget" in stops else "")
-    metrics.update(train_s=train_s, history=history, refit_steps=steps or None,
+    metrics.update(train_s=train_s, prepare_s=prepare_s, history=history,
+                   refit_steps=steps or None,
                    best_epoch=epochs, publish=bool(adapter is not None and (
                        improved or not config.require_improvement)),
                    reason="cross-fitted held-out WER below the unadapted one" if improved else
