@@ -5,8 +5,10 @@ a warm-up, which must be flat (every adapter that is no longer served is freed).
 
 The capture node plays a recording in a loop (file source, real time, a short gap after each
 take), the ASR node transcribes every utterance, the response node answers and the adaptation
-node logs them; every --adapt-every minutes an Adapt call trains and publishes a new projector
-for the speaking user, which replaces the one the response node serves. Not in CI. Run from
+node logs them; each utterance is corrected with the recording's text (--no-correct: left as
+heard), so the default Adapt job adapts the recogniser (on the newest recognizer_max_utterances)
+and then the projector; every --adapt-every minutes an Adapt call trains and publishes a new
+projector for the speaking user, which replaces the one the response node serves. Not in CI. Run from
 `source scripts/env.sh`; exits 1 when a node died or a slope after warm-up exceeds --max-slope.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faults import GOFORWARD, Graph  # noqa: E402
 
 NODES = ("capture_node", "asr_node", "response_node", "adaptation_node")
+GOFORWARD_TEXT = "go forward ten meters"
 
 
 def rss_mb(pid: int) -> float:
@@ -55,6 +58,10 @@ def main(argv=None) -> int:
                     help="the adaptation node's max_utterances_per_user (0: its default, 500): a "
                          "smaller log reaches its cap sooner, so a run shows default-size jobs "
                          "(the whole log) once they stop growing")
+    ap.add_argument("--correct", action=argparse.BooleanOptionalAction, default=True,
+                    help="correct each utterance with the recording's text (default), so that "
+                         "the Adapt job's recogniser step runs; --no-correct: the projector "
+                         "alone, on pseudo-labels")
     ap.add_argument("--sample-every", type=float, default=15.0, help="seconds between RSS samples")
     ap.add_argument("--warmup", type=float, default=None,
                     help="minutes of warm-up left out of the slope (default: a third of the "
@@ -71,7 +78,7 @@ def main(argv=None) -> int:
 
     from tinyalign_ros.msg import ProjectorUpdate, Response, SpeechFeatures
     from tinyalign_ros.nodes.common import PROJECTOR_QOS, RELIABLE_QOS
-    from tinyalign_ros.srv import Adapt
+    from tinyalign_ros.srv import Adapt, CorrectTranscript
 
     work = Path(tempfile.mkdtemp(prefix="tinyalign-soak-"))
     graph = Graph(work)
@@ -86,17 +93,24 @@ def main(argv=None) -> int:
 
     rclpy.init()
     node = rclpy.create_node("soak")
-    counts = {"features": 0, "responses": 0, "updates": 0}
+    counts = {"features": 0, "responses": 0, "updates": 0, "corrected": 0}
+    to_correct, corrections = [], []
 
     def counter(key):
         def cb(_msg):
             counts[key] += 1
         return cb
-    node.create_subscription(SpeechFeatures, "speech_features", counter("features"), RELIABLE_QOS)
+
+    def on_features(msg):
+        counts["features"] += 1
+        if args.correct:
+            to_correct.append(msg.utterance_id)
+    node.create_subscription(SpeechFeatures, "speech_features", on_features, RELIABLE_QOS)
     node.create_subscription(Response, "response", counter("responses"), RELIABLE_QOS)
     node.create_subscription(ProjectorUpdate, "projector_updates", counter("updates"),
                              PROJECTOR_QOS)
     adapt = node.create_client(Adapt, "adapt")
+    correct = node.create_client(CorrectTranscript, "correct_transcript")
 
     print(f"tinyalign_ros soak: {args.minutes:g} min, Adapt every {args.adapt_every:g} min, "
           f"warm-up {warmup:g} min; logs in {work}", flush=True)
@@ -128,6 +142,14 @@ def main(argv=None) -> int:
                       + f"   {counts['features']:>17} {counts['responses']:>9} "
                         f"{counts['updates']:>7}", flush=True)
                 next_sample += args.sample_every
+            while to_correct and correct.service_is_ready():
+                # the adaptation node logs the utterance as it arrives; a correction that comes
+                # first is refused, and the next Adapt job simply has one fewer
+                corrections.append(correct.call_async(CorrectTranscript.Request(
+                    user_id="soak", utterance_id=to_correct.pop(0), text=GOFORWARD_TEXT)))
+            for f in [f for f in corrections if f.done()]:
+                corrections.remove(f)
+                counts["corrected"] += bool(f.result() and f.result().success)
             if now >= next_adapt and adapt.service_is_ready():
                 pending = adapt.call_async(Adapt.Request(user_id="soak",
                                                             max_utterances=args.adapt_utterances))
@@ -156,8 +178,14 @@ def main(argv=None) -> int:
         status |= not flat
         print(f"  {e:16} {first:8.1f} {w:8.1f} {last:8.1f} {peak:8.1f}   {slope:+6.2f} MB/min  "
               f"{'flat' if flat else 'GROWING'}")
-    print(f"{counts['features']} utterances transcribed, {counts['responses']} responses, "
+    print(f"{counts['features']} utterances transcribed ({counts['corrected']} corrected), "
+          f"{counts['responses']} responses, "
           f"{counts['updates']} projector updates; Adapt calls: {'; '.join(adapts) or 'none'}")
+    ended = [line[line.index("adaptation "):] for line in graph.log("adaptation_node").splitlines()
+             if "adaptation " in line and " for 'soak' " in line]
+    print(f"{len(ended)} adaptation job(s) ended:")
+    for line in ended:
+        print(f"  {line[:400]}")
     return status
 
 

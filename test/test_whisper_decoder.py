@@ -247,6 +247,36 @@ def test_training_computes_the_served_decoders_loss_from_half_precision_micro_ba
         assert g.norm() > 0 and (g - grads[1][name]).norm() < 1e-4 * g.norm(), name
 
 
+def test_the_recogniser_step_trains_on_the_users_newest_utterances(rec, tmp_path):
+    """recognizer_max_utterances bounds the job's memory and time: of a user's corrected
+    utterances with logged audio, the step encodes and trains on the newest N (and of those
+    within max_utterances, when that is set); a limit that leaves too few is refused."""
+    from tinyalign_ros.core.learning.adapt import AdaptConfig, recognizer_items
+    from tinyalign_ros.core.learning.store import UtteranceStore
+
+    audio = (load_audio(GOFORWARD) * 32767).astype(np.int16)
+    store = UtteranceStore(tmp_path)
+    for i in range(9):
+        store.log(f"u{i}", "erin", np.zeros((4, 8), np.float32), "go forward", 0.9, "tiny",
+                  created=1000.0 + i, audio=audio if i != 4 else None)
+        store.correct("erin", f"u{i}", f"go forward {i} meters")
+    store.log("u9", "erin", np.zeros((4, 8), np.float32), "go", 0.9, "tiny", created=1009.0,
+              audio=audio)                                   # not corrected: not used
+    items = recognizer_items(store, "erin", AdaptConfig(min_utterances=3,
+                                                        recognizer_max_utterances=5), rec)
+    assert [it.id for it in items] == ["u3", "u5", "u6", "u7", "u8"]   # u4 has no audio
+    assert items[-1].text == "go forward 8 meters" and items[-1].served == "go forward"
+    items = recognizer_items(store, "erin", AdaptConfig(min_utterances=3,
+                                                        recognizer_max_utterances=0), rec)
+    assert len(items) == 8
+    items = recognizer_items(store, "erin", AdaptConfig(
+        min_utterances=3, max_utterances=4, recognizer_max_utterances=5), rec)
+    assert [it.id for it in items] == ["u5", "u6", "u7", "u8"]
+    with pytest.raises(ValueError, match="recognizer_max_utterances"):
+        AdaptConfig(min_utterances=6, recognizer_max_utterances=6)
+    store.close()
+
+
 def test_too_few_utterances_are_refused(rec):
     item = RecognizerItem(np.zeros((1500, 384), np.float32), "stop")
     adapter, m = adapt_recognizer(rec, [item] * 3)

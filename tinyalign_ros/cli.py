@@ -204,7 +204,7 @@ def cmd_adapt(args) -> int:
 
 
 def _adapt_recognizer_offline(args, config, feature_items):
-    from .core.learning.adapt import adapt_recognizer_items
+    from .core.learning.adapt import adapt_recognizer_items, newest_for_recognizer
     from .core.learning.data import load_examples
     from .core.learning.recognizer_adapt import RecognizerAdapter, RecognizerItem, item_depth
     from .core.speech.audio import SAMPLE_RATE, load_audio
@@ -218,6 +218,7 @@ def _adapt_recognizer_offline(args, config, feature_items):
     examples = load_examples(args.data)
     if args.limit:
         examples = examples[:args.limit]
+    examples = newest_for_recognizer(examples, config)   # as the node picks them
     # what the ASR node would have served (and logged): the gate's "before" for a new user
     served = {it.id: it.transcript for it in feature_items}
     items = []
@@ -228,8 +229,6 @@ def _adapt_recognizer_offline(args, config, feature_items):
         if audio.size <= 30 * SAMPLE_RATE:      # one padded window per utterance
             items.append(RecognizerItem.of_audio(recognizer, audio, ex.text, ex.id,
                                                  served.get(ex.id), depth))
-    if config.max_utterances:
-        items = items[-config.max_utterances:]
     need = config.recognizer_config().min_utterances + 1
     if len(items) < need:
         raise ValueError(f"{len(items)} utterances (of at most 30 s) in {args.data}; recogniser "
@@ -458,7 +457,7 @@ ADAPT_FLAGS = ("objective", "epochs", "ce_epochs", "learning_rate", "batch_size"
                "val_fraction", "min_utterances", "use_pseudo_labels", "pseudo_label_confidence",
                "max_utterances", "require_improvement", "min_gain_words", "lora_rank", "target",
                "recognizer_epochs", "recognizer_rank", "recognizer_min_gain_words",
-               "recognizer_validation", "recognizer_lora_on",
+               "recognizer_validation", "recognizer_lora_on", "recognizer_max_utterances",
                "recognizer_time_budget_s")
 PROMPT_FLAGS = ("task", "transcript_hint")
 # every TrainConfig setting but threads (the shared --threads flag)

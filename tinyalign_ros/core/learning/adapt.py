@@ -106,6 +106,12 @@ class AdaptConfig:
                      "the encoder's last two layers: in the bench 0.51-0.62x the cascade on the "
                      "synthetic hard voices, against 0.73-0.79x for decoder; docs/RECOGNIZER.md)",
         live=True, choices=("decoder", "encoder_top", "both", "encoder_top2", "both_top2"))
+    recognizer_max_utterances: int = setting(
+        50, "the recogniser step trains on the user's newest N corrected utterances with audio "
+            "(0 = all of them, up to the store's retention): its memory and time grow with N. "
+            "K = 50 on 2 cores: ~1 GB more at the job's peak (~12 MB an utterance) and 57-84 s "
+            "of training; a larger N wants a larger recognizer_time_budget_s "
+            "(docs/RECOGNIZER.md)", live=True)
     recognizer_time_budget_s: float = setting(
         180.0, "a safety limit: recogniser training stops after this many seconds (each "
                "cross-fitted fold after 30 % of it) and the job says so "
@@ -123,6 +129,10 @@ class AdaptConfig:
 
     def __post_init__(self):
         check_choices(self)
+        if 0 < self.recognizer_max_utterances <= self.min_utterances:
+            raise ValueError(f"recognizer_max_utterances {self.recognizer_max_utterances} leaves "
+                             f"too few to adapt the recogniser on (at least min_utterances + 1 "
+                             f"= {self.min_utterances + 1}; 0 = no limit)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -384,6 +394,15 @@ class _Cancelled(Exception):
     pass
 
 
+def newest_for_recognizer(utterances: list, config: AdaptConfig) -> list:
+    """The utterances (oldest first) the recogniser step trains on: the newest
+    ``max_utterances``, and of those the newest ``recognizer_max_utterances`` (0: no limit)."""
+    for cap in (config.max_utterances, config.recognizer_max_utterances):
+        if cap:
+            utterances = utterances[-cap:]
+    return utterances
+
+
 def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, recognizer,
                      cancel: threading.Event | None = None, report=None,
                      current=None) -> list:
@@ -395,9 +414,7 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
     from .recognizer_adapt import RecognizerItem, item_depth
 
     corrected = store.utterances(user_id, corrected_only=True)
-    usable = [u for u in corrected if u.has_audio]
-    if config.max_utterances:
-        usable = usable[-config.max_utterances:]
+    usable = newest_for_recognizer([u for u in corrected if u.has_audio], config)
     rconf = config.recognizer_config()
     need = rconf.min_utterances + 1
     depth = item_depth(rconf.targets, current.decoder_adapter() if current is not None else None)
