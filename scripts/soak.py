@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     rclpy.init()
     node = rclpy.create_node("soak")
     counts = {"features": 0, "responses": 0, "updates": 0, "corrected": 0}
-    to_correct, corrections = [], []
+    to_correct, corrections, refusals = [], [], []
 
     def counter(key):
         def cb(_msg):
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     def on_features(msg):
         counts["features"] += 1
         if args.correct:
-            to_correct.append(msg.utterance_id)
+            to_correct.append((time.monotonic(), msg.utterance_id))
     node.create_subscription(SpeechFeatures, "speech_features", on_features, RELIABLE_QOS)
     node.create_subscription(Response, "response", counter("responses"), RELIABLE_QOS)
     node.create_subscription(ProjectorUpdate, "projector_updates", counter("updates"),
@@ -142,14 +142,18 @@ def main(argv=None) -> int:
                       + f"   {counts['features']:>17} {counts['responses']:>9} "
                         f"{counts['updates']:>7}", flush=True)
                 next_sample += args.sample_every
-            while to_correct and correct.service_is_ready():
-                # the adaptation node logs the utterance as it arrives; a correction that comes
-                # first is refused, and the next Adapt job simply has one fewer
+            # a few seconds after the features: the adaptation node must have logged the
+            # utterance (its subscription and this service are separate callbacks)
+            while (to_correct and time.monotonic() - to_correct[0][0] > 5.0
+                   and correct.service_is_ready()):
                 corrections.append(correct.call_async(CorrectTranscript.Request(
-                    user_id="soak", utterance_id=to_correct.pop(0), text=GOFORWARD_TEXT)))
+                    user_id="soak", utterance_id=to_correct.pop(0)[1], text=GOFORWARD_TEXT)))
             for f in [f for f in corrections if f.done()]:
                 corrections.remove(f)
-                counts["corrected"] += bool(f.result() and f.result().success)
+                if f.result() is not None and f.result().success:
+                    counts["corrected"] += 1
+                else:
+                    refusals.append(f.result().message if f.result() else "no answer")
             if now >= next_adapt and adapt.service_is_ready():
                 pending = adapt.call_async(Adapt.Request(user_id="soak",
                                                             max_utterances=args.adapt_utterances))
@@ -168,19 +172,35 @@ def main(argv=None) -> int:
         print("too few samples")
         return 1
     warm = [s for s in samples if s[0] >= warmup * 60] or samples[-2:]
+    # a job lifts the adaptation node by a GB for minutes, so the slope of all samples says
+    # where the run ended more than whether memory leaks: the verdict is the slope of each
+    # Adapt interval's lowest sample (between jobs), all samples' beside it
+    window = args.adapt_every * 60
+    n_windows = len({int(t // window) for t, _ in warm})
     print(f"\nRSS per node (MB): start, after warm-up ({warmup:g} min), end, max; slope after "
-          f"warm-up ({len(warm)} samples)")
+          f"warm-up of each {args.adapt_every:g}-min interval's lowest sample ({n_windows} "
+          f"intervals: the verdict), and of all {len(warm)} samples")
     for e in NODES:
+        lows: dict[int, tuple[float, float]] = {}
+        for t, row in warm:
+            k = int(t // window)
+            if k not in lows or row[e] < lows[k][1]:
+                lows[k] = (t, row[e])
+        points = sorted(lows.values())
+        slope = slope_mb_per_min([p[0] for p in points], [p[1] for p in points])
+        every = slope_mb_per_min([s[0] for s in warm], [s[1][e] for s in warm])
         first, w, last = samples[0][1][e], warm[0][1][e], samples[-1][1][e]
         peak = max(s[1][e] for s in samples)
-        slope = slope_mb_per_min([s[0] for s in warm], [s[1][e] for s in warm])
-        flat = slope <= args.max_slope     # a falling slope is not growth
+        flat = n_windows >= 3 and slope <= args.max_slope   # a falling slope is not growth
         status |= not flat
-        print(f"  {e:16} {first:8.1f} {w:8.1f} {last:8.1f} {peak:8.1f}   {slope:+6.2f} MB/min  "
-              f"{'flat' if flat else 'GROWING'}")
+        print(f"  {e:16} {first:8.1f} {w:8.1f} {last:8.1f} {peak:8.1f}   {slope:+6.2f} MB/min "
+              f"(all samples {every:+6.2f})  "
+              f"{'flat' if flat else 'GROWING' if n_windows >= 3 else 'too short to tell'}")
     print(f"{counts['features']} utterances transcribed ({counts['corrected']} corrected), "
           f"{counts['responses']} responses, "
           f"{counts['updates']} projector updates; Adapt calls: {'; '.join(adapts) or 'none'}")
+    if refusals:
+        print(f"{len(refusals)} correction(s) refused, e.g. {refusals[0]!r}")
     ended = [line[line.index("adaptation "):] for line in graph.log("adaptation_node").splitlines()
              if "adaptation " in line and " for 'soak' " in line]
     print(f"{len(ended)} adaptation job(s) ended:")

@@ -53,6 +53,51 @@ def test_retention_keeps_corrected_and_newest(tmp_path):
     assert len(files) == 3
 
 
+def test_retention_keeps_new_speech_when_every_older_utterance_is_corrected(tmp_path):
+    """Once all of a user's utterances are corrected, a new one is still logged (so it can be
+    corrected): the oldest corrected one goes instead. The newest tenth of the cap stays while
+    its correction may still come."""
+    store = UtteranceStore(tmp_path, max_utterances_per_user=20)
+    for i in range(20):
+        store.log(f"c{i}", "alice", feats(), "x", 0.9, "asr:8", created=i)
+        store.correct("alice", f"c{i}", "x!")
+    for i in range(3):
+        store.log(f"n{i}", "alice", feats(), "y", 0.9, "asr:8", created=100 + i)
+    # each new utterance was kept, and the oldest corrected ones went; n0, uncorrected and no
+    # longer among the newest two (a tenth of 20), went before any corrected one
+    kept = [u.utterance_id for u in store.utterances("alice")]
+    assert kept == [f"c{i}" for i in range(2, 20)] + ["n1", "n2"]
+    store.correct("alice", "n1", "y!")
+    for i in range(3, 5):
+        store.log(f"n{i}", "alice", feats(), "y", 0.9, "asr:8", created=100 + i)
+    kept = [u.utterance_id for u in store.utterances("alice")]
+    assert kept == [f"c{i}" for i in range(3, 20)] + ["n1", "n3", "n4"]
+    assert len(list((tmp_path / "users" / "alice" / "features").glob("*.npy"))) == 20
+
+
+def test_an_utterance_dropped_during_a_job_is_left_out_of_it(tmp_path):
+    """A job lists the user's utterances, then reads them for minutes; new speech meanwhile
+    makes retention drop the oldest. The job goes on without the dropped one (before: the
+    whole job failed with "No such file or directory", seen in make soak)."""
+    from tinyalign_ros.core.learning.adapt import AdaptConfig, user_items
+
+    store = UtteranceStore(tmp_path)
+    for i in range(8):
+        store.log(f"u{i}", "alice", feats(), "x", 0.9, "asr:8", created=i)
+        store.correct("alice", f"u{i}", f"x {i}")
+    listed = store.utterances
+
+    def utterances_then_retention(*args, **kwargs):
+        out = listed(*args, **kwargs)
+        out[0].features_path.unlink()
+        out[0].audio_path.unlink(missing_ok=True)
+        return out
+    store.utterances = utterances_then_retention
+    train, val = user_items(store, "alice", AdaptConfig(min_utterances=3), "asr:8")
+    ids = sorted(it.id for it in train + val)
+    assert ids == [f"u{i}" for i in range(1, 8)]
+
+
 @pytest.mark.parametrize("bad", ["../../etc", "a/b", "..", ""])
 def test_hostile_user_ids_touch_no_path(tmp_path, bad):
     store = UtteranceStore(tmp_path)

@@ -193,6 +193,13 @@ def user_items(store: UtteranceStore, user_id: str, config: AdaptConfig,
     logged = [u for u in logged if u.asr_model_id == asr_model_id]
     if config.max_utterances:
         logged = logged[-config.max_utterances:]
+    features = {}
+    for u in logged:
+        try:
+            features[u.utterance_id] = u.features()
+        except FileNotFoundError:   # dropped by retention since the job began (new speech
+            pass                    # came in): the job goes on without it
+    logged = [u for u in logged if u.utterance_id in features]
     if len(logged) < config.min_utterances:
         raise AdaptationError(f"user {user_id!r} has {len(logged)} usable utterances (corrected, "
                               f"or confident enough for pseudo-labels); at least "
@@ -200,10 +207,10 @@ def user_items(store: UtteranceStore, user_id: str, config: AdaptConfig,
     hints = {u.utterance_id: (hint(u) if hint else u.transcript) for u in logged}
     # the logged confidence belongs to the logged transcript, not to a re-recognised hint
     confidence = {u.utterance_id: None if hint else u.confidence for u in logged}
-    corrected = [FeatureItem(u.features(), u.label, u.utterance_id, hints[u.utterance_id],
-                             confidence[u.utterance_id])
+    corrected = [FeatureItem(features[u.utterance_id], u.label, u.utterance_id,
+                             hints[u.utterance_id], confidence[u.utterance_id])
                  for u in logged if u.corrected_text is not None]
-    pseudo = [FeatureItem(u.features(), hints[u.utterance_id], u.utterance_id,
+    pseudo = [FeatureItem(features[u.utterance_id], hints[u.utterance_id], u.utterance_id,
                           hints[u.utterance_id], confidence[u.utterance_id])
               for u in logged if u.corrected_text is None]
     return train_validation(corrected, pseudo, config)
@@ -427,7 +434,10 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
     for i, u in enumerate(usable):
         if cancel is not None and cancel.is_set():
             raise _Cancelled
-        audio = u.audio()
+        try:
+            audio = u.audio()
+        except FileNotFoundError:   # dropped by retention since it was listed
+            continue
         if audio is None or audio.size > 30 * SAMPLE_RATE:
             continue
         items.append(RecognizerItem.of_audio(recognizer, audio, u.label, u.utterance_id,
@@ -613,7 +623,10 @@ def redecoded_hints(recognizer, result: RecognizerResult, beam_size: int, cancel
             return result.held_out[u.utterance_id]
         it = known.get(u.utterance_id)
         if it is None:
-            audio = u.audio()
+            try:
+                audio = u.audio()
+            except FileNotFoundError:   # dropped by retention meanwhile
+                audio = None
             if audio is None or audio.size > 30 * SAMPLE_RATE:
                 return u.transcript
             it = RecognizerItem.of_audio(recognizer, audio, "", u.utterance_id,

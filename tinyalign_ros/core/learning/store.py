@@ -91,7 +91,8 @@ class StoreConfig:
     store_dir: str = setting("", "where utterances and projectors are kept; '' = "
                                  "$TINYALIGN_HOME/store (~/.local/share/tinyalign_ros/store)")
     max_utterances_per_user: int = setting(500, "retention: beyond this, a user's oldest "
-                                                "uncorrected utterances go first")
+                                                "uncorrected utterances go first, then the "
+                                                "oldest corrected ones; the newest tenth stays")
     min_free_mb: int = setting(200, "stop logging when the disk has less free space than this")
 
     def path(self) -> Path:
@@ -314,13 +315,22 @@ class UtteranceStore:
         self._enforce_retention(user_id)
 
     def _enforce_retention(self, user_id: str) -> None:
+        """Beyond max_per_user, drops a user's oldest uncorrected utterances first, then their
+        oldest corrected ones. The newest tenth of the cap (at least the newest utterance)
+        stays whatever its state: its correction may still come. (Dropping the uncorrected
+        first with nothing kept back would drop each new utterance on arrival once all the
+        older ones are corrected, and the user could never correct new speech.)"""
         with self._lock:
             try:
                 rows = self._db.execute(
-                    "SELECT utterance_id, features_path FROM utterances WHERE user_id=? "
-                    "ORDER BY (corrected_text IS NOT NULL) DESC, created DESC LIMIT -1 OFFSET ?",
-                    (user_id, self.max_per_user)).fetchall()
-                for uid, path in rows:
+                    "SELECT utterance_id, features_path, corrected_text IS NOT NULL "
+                    "FROM utterances WHERE user_id=? ORDER BY created", (user_id,)).fetchall()
+                excess = len(rows) - self.max_per_user
+                if excess <= 0:
+                    return
+                older = rows[:len(rows) - max(1, self.max_per_user // 10)]
+                # a stable sort: uncorrected before corrected, each oldest first
+                for uid, path, _ in sorted(older, key=lambda r: r[2])[:excess]:
                     self._db.execute("DELETE FROM utterances WHERE utterance_id=?", (uid,))
                     Path(path).unlink(missing_ok=True)
                     audio_path_of(Path(path)).unlink(missing_ok=True)
