@@ -36,7 +36,7 @@ test: setup corpus-setup
 faults: setup
 	$(ENV) && python scripts/faults.py
 
-# Continuous speech into the four-process graph plus an Adapt call every 2 min (scripts/soak.py;
+# Continuous speech into the four-process graph plus an Adapt call every 4 min (scripts/soak.py;
 # not in CI): prints each node's RSS over time and its slope after warm-up, which must be flat.
 # Each job trains on the whole log, which grows until the retention cap; RETENTION 150 caps it
 # after ~8 min so a 30-min run measures the steady state (the node's default cap is 500).

@@ -49,8 +49,11 @@ def slope_mb_per_min(t_s: list[float], mb: list[float]) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0, help="length of the run (default 10)")
-    ap.add_argument("--adapt-every", type=float, default=2.0,
-                    help="minutes between Adapt calls (default 2; the first after 1 min)")
+    ap.add_argument("--adapt-every", type=float, default=4.0,
+                    help="minutes between Adapt calls (default 4; the first after 1 min). Each "
+                         "interval needs a sample between jobs for the verdict: the default "
+                         "job (recogniser on 50 utterances, then the projector) took ~3.5 min "
+                         "in the four-process graph on 2 cores")
     ap.add_argument("--adapt-utterances", type=int, default=0,
                     help="train each job on at most this many utterances (0: the node's "
                          "max_utterances), so that job size does not grow with the log")
