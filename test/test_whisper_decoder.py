@@ -250,8 +250,9 @@ def test_training_computes_the_served_decoders_loss_from_half_precision_micro_ba
 def test_the_recogniser_step_trains_on_the_users_newest_utterances(rec, tmp_path):
     """recognizer_max_utterances bounds the job's memory and time: of a user's corrected
     utterances with logged audio, the step encodes and trains on the newest N (and of those
-    within max_utterances, when that is set); a limit that leaves too few is refused."""
-    from tinyalign_ros.core.learning.adapt import AdaptConfig, recognizer_items
+    within max_utterances, when that is set); a limit below what the step needs is refused by
+    name."""
+    from tinyalign_ros.core.learning.adapt import AdaptationError, AdaptConfig, recognizer_items
     from tinyalign_ros.core.learning.store import UtteranceStore
 
     audio = (load_audio(GOFORWARD) * 32767).astype(np.int16)
@@ -272,8 +273,9 @@ def test_the_recogniser_step_trains_on_the_users_newest_utterances(rec, tmp_path
     items = recognizer_items(store, "erin", AdaptConfig(
         min_utterances=3, max_utterances=4, recognizer_max_utterances=5), rec)
     assert [it.id for it in items] == ["u5", "u6", "u7", "u8"]
-    with pytest.raises(ValueError, match="recognizer_max_utterances"):
-        AdaptConfig(min_utterances=6, recognizer_max_utterances=6)
+    with pytest.raises(AdaptationError, match="recognizer_max_utterances 5 is below"):
+        recognizer_items(store, "erin", AdaptConfig(min_utterances=6,
+                                                    recognizer_max_utterances=5), rec)
     store.close()
 
 

@@ -129,10 +129,6 @@ class AdaptConfig:
 
     def __post_init__(self):
         check_choices(self)
-        if 0 < self.recognizer_max_utterances <= self.min_utterances:
-            raise ValueError(f"recognizer_max_utterances {self.recognizer_max_utterances} leaves "
-                             f"too few to adapt the recogniser on (at least min_utterances + 1 "
-                             f"= {self.min_utterances + 1}; 0 = no limit)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -424,6 +420,11 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
     usable = newest_for_recognizer([u for u in corrected if u.has_audio], config)
     rconf = config.recognizer_config()
     need = rconf.min_utterances + 1
+    if 0 < config.recognizer_max_utterances < need:
+        raise AdaptationError(
+            f"recognizer_max_utterances {config.recognizer_max_utterances} is below the {need} "
+            f"utterances recogniser adaptation needs: raise it, or 0 for "
+            f"no limit")
     depth = item_depth(rconf.targets, current.decoder_adapter() if current is not None else None)
     if len(usable) < need:
         raise AdaptationError(
