@@ -141,24 +141,18 @@ def recognizer_users(lora_on: str, users: int, audio_path: str, threads: int,
 
 def _recognizer_users_here(lora_on: str, users: int, audio_path: str, threads: int) -> dict:
     """recognizer_users' measurement, in this (fresh) process."""
-    import ctypes
-    import gc
-
     from ..core.learning.adapt import AdaptConfig
     from ..core.learning.recognizer_adapt import random_adapter
     from ..core.speech.audio import load_audio
     from ..core.speech.recognizers import RecognizerTable
     from ..core.speech.whisper_decoder import WhisperRecognizer
+    from ..core.memory import release_memory
     from .cost import rss_mb
 
     def live_mb() -> float:
-        """RSS once freed memory is given back (gc, then glibc's malloc_trim): what is held,
-        not what the allocator kept from an utterance's transient buffers."""
-        gc.collect()
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):   # not glibc: RSS as it is
-            pass
+        """RSS once freed memory is given back: what is held, not what the allocator kept
+        from an utterance's transient buffers."""
+        release_memory()
         return rss_mb()
 
     torch.set_num_threads(threads)

@@ -4,7 +4,6 @@ main() that starts and stops rclpy cleanly. Uses only API that ROS 2 Humble has.
 """
 from __future__ import annotations
 
-import gc
 import queue
 import sys
 import threading
@@ -15,6 +14,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
+from tinyalign_ros.core.memory import release_memory  # noqa: F401 (the nodes import it here)
 from tinyalign_ros.core.settings import parameters
 
 # Raw microphone stream: best effort, like any sensor. Subscribers must use it too (a RELIABLE
@@ -358,20 +358,6 @@ class ManagedModels:
         with self.models_lock:
             self.free_models()
         release_memory()
-
-
-def release_memory() -> None:
-    """Frees what Python no longer references and hands glibc's free heap pages back to the
-    system. Without the trim, each training job or projector swap leaves its peak behind in
-    malloc's arenas (one per thread that allocated), and a long-running node grows by
-    100+ MB per Adapt job (make soak)."""
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):   # not glibc: nothing to trim
-        pass
 
 
 class Diagnostics:
