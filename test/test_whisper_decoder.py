@@ -9,7 +9,7 @@ import torch
 from conftest import GOFORWARD, LIBRIVOX, librivox_references
 from tinyalign_ros.core.learning.recognizer_adapt import (
     RecognizerAdaptConfig, RecognizerAdapter, RecognizerItem, adapt_recognizer, base_id,
-    evaluate, random_adapter)
+    evaluate, lora_targets, random_adapter)
 from tinyalign_ros.core.speech.audio import load_audio
 from tinyalign_ros.core.speech.asr import AsrConfig
 from tinyalign_ros.core.speech.whisper_decoder import (
@@ -64,6 +64,30 @@ def test_greedy_and_beam_agree_with_faster_whisper(rec, faster):
             assert rec.decode(mem[0], DecodeOptions(beam_size=5)).text.strip() == \
                 fw_text(faster, audio, 5)
     assert "forward" in rec.transcribe(clips[0][0]).lower()
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_windows_decoded_together_give_what_each_gives_alone(rec, croaky_items, beam):
+    """decode_batch (the validation decodes of a job): every window keeps its own hypotheses,
+    stopping rule and token cap. Checked with an adapter on the encoder and decoder, on hard
+    speech, with caps that cut some windows short."""
+    ad = random_adapter(rec, RecognizerAdaptConfig(targets=lora_targets("both_top2")),
+                        scale=0.01)
+    ad = ad.decoder_adapter()
+    items = croaky_items[:6]
+    mems = [it.memory_for(rec, ad) for it in items]
+    caps = [it.max_new_tokens() if i % 3 else 4 for i, it in enumerate(items)]
+    opts = [DecodeOptions(beam_size=beam, max_new_tokens=c) for c in caps]
+    alone = [rec.decode(m, o, ad) for m, o in zip(mems, opts)]
+    together = rec.decode_batch(mems, opts, ad)
+    assert [d.tokens for d in together] == [d.tokens for d in alone]
+    assert [d.text for d in together] == [d.text for d in alone]
+    assert [len(d.tokens) for d in alone][0] <= 4 < max(len(d.tokens) for d in alone)
+    for a, b in zip(alone, together):
+        assert b.avg_logprob == pytest.approx(a.avg_logprob, abs=1e-4)
+        assert b.no_speech_prob == pytest.approx(a.no_speech_prob, abs=1e-5)
+    with pytest.raises(ValueError, match="max_new_tokens only"):
+        rec.decode_batch(mems[:2], [opts[0], DecodeOptions(beam_size=beam + 1)], ad)
 
 
 def test_kv_cache_matches_the_full_forward(rec):

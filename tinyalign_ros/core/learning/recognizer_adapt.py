@@ -398,16 +398,25 @@ def _mean_loss(recognizer, prep, idx, ad, batch_size) -> float:
     return total / max(n, 1)
 
 
+#: utterances decoded together by transcribe_items: at beam 5 on 2 cores, 8 took ~1/3 of the
+#: time of one by one; their cross-attention states take ~18 MB each
+DECODE_BATCH = 8
+
+
 def transcribe_items(recognizer: WhisperRecognizer, items, adapter=None,
-                     options: DecodeOptions | None = None, beam_size: int = 1) -> list[str]:
-    """Each item's transcript (``options``, or ``beam_size`` with the item's token cap)."""
+                     options: DecodeOptions | None = None, beam_size: int = 1,
+                     batch_size: int = DECODE_BATCH) -> list[str]:
+    """Each item's transcript (``options``, or ``beam_size`` with the item's token cap),
+    ``batch_size`` utterances decoded together (``WhisperRecognizer.decode_batch``)."""
     ad = adapter.decoder_adapter() if isinstance(adapter, RecognizerAdapter) else adapter
     out = []
-    for it in items:
-        o = options or DecodeOptions(beam_size=beam_size, max_new_tokens=it.max_new_tokens())
+    for s in range(0, len(items), max(1, batch_size)):
+        chunk = items[s:s + max(1, batch_size)]
+        opts = [options or DecodeOptions(beam_size=beam_size, max_new_tokens=it.max_new_tokens())
+                for it in chunk]
         with torch.inference_mode():
-            mem = it.memory_for(recognizer, ad)
-        out.append(recognizer.decode(mem, o, ad).text.strip())
+            mems = [it.memory_for(recognizer, ad) for it in chunk]
+        out += [d.text.strip() for d in recognizer.decode_batch(mems, opts, ad)]
     return out
 
 
