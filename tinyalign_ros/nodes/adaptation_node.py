@@ -482,6 +482,10 @@ class AdaptationNode(ManagedModels, LifecycleNode):
         hint = None
         if config.target == "both" and rec.success:
             hint = redecoded_hints(recognizer, rec, config.recognizer_beam_size, cancel)
+        # the step's encoder states go (the hint keeps those it still needs), and the memory
+        # its training freed goes back before the projector step, not at the end of the job
+        rec.items = []
+        release_memory()
         return rec, hint
 
     def on_adapt(self, req, res):

@@ -615,7 +615,8 @@ def redecoded_hints(recognizer, result: RecognizerResult, beam_size: int, cancel
     if adapter is None:
         return None
     ad = adapter.decoder_adapter()
-    known = {it.id: it for it in result.items}
+    # encoder states kept only for what has no held-out transcript (~2.4 MB an utterance)
+    known = {it.id: it for it in result.items if it.id not in result.held_out}
 
     def hint(u: LoggedUtterance) -> str:
         if cancel is not None and cancel.is_set():
