@@ -98,7 +98,8 @@ def test_ce_loss_goes_down_and_labels_only_the_answer(tiny_llm_dir):
     data = items()
     # labels: everything but the answer and its end-of-turn is masked
     captured = {}
-    original = llm.model.forward
+    decoder = llm.model.get_decoder()     # the LM head runs apart, on the answer's positions
+    original = decoder.forward
 
     def spy(*args, **kw):
         captured.setdefault("calls", []).append(kw)
@@ -111,25 +112,27 @@ def test_ce_loss_goes_down_and_labels_only_the_answer(tiny_llm_dir):
         ce_calls.append(target)
         return real_ce(logits, target, **kw)
 
-    llm.model.forward = spy
+    decoder.forward = spy
     torch.nn.functional.cross_entropy = ce_spy
     try:
         trainer.ce_loss(data[:2])
     finally:
-        llm.model.forward = original
+        decoder.forward = original
         torch.nn.functional.cross_entropy = real_ce
     call = captured["calls"][-1]                       # the batch pass (after the prefix pass)
     attn = call["attention_mask"]
-    labels = ce_calls[-1].view(2, -1)                  # shifted targets of the batch
+    targets = ce_calls[-1].tolist()                    # the labelled positions', row by row
     P = len(prompt.prefix_ids)
     # the prefix comes from the shared KV cache: only the rest is fed, and the cache is copied
     assert call["inputs_embeds"].shape[1] == attn.shape[1] - P
     assert trainer._prefix_cache().get_seq_length() == P
+    answers = []
     for i, it in enumerate(data[:2]):
         answer = llm.tokenizer(it.text, add_special_tokens=False).input_ids + [trainer.end_id]
-        assert labels[i][labels[i] != -100].tolist() == answer
+        answers += answer
         audio_tokens = min(len(answer) - 1, 8)           # one per text token, at most T
         assert int(attn[i].sum()) == P + audio_tokens + len(prompt.suffix_ids()) + len(answer)
+    assert targets == answers
     assert all(not p.requires_grad for p in llm.model.parameters())
     before = trainer.evaluate(data, trainer.ce_loss)
     trainer.fit(data, [])

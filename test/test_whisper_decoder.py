@@ -14,6 +14,7 @@ from tinyalign_ros.core.speech.audio import load_audio
 from tinyalign_ros.core.speech.asr import AsrConfig
 from tinyalign_ros.core.speech.whisper_decoder import (
     DecodeOptions, DecoderAdapter, TorchWhisperDecoder, WhisperRecognizer)
+from tinyalign_ros.core.speech.whisper_encoder import TorchWhisperEncoder
 
 pytestmark = pytest.mark.real_models
 
@@ -88,6 +89,29 @@ def test_windows_decoded_together_give_what_each_gives_alone(rec, croaky_items, 
         assert b.no_speech_prob == pytest.approx(a.no_speech_prob, abs=1e-5)
     with pytest.raises(ValueError, match="max_new_tokens only"):
         rec.decode_batch(mems[:2], [opts[0], DecodeOptions(beam_size=beam + 1)], ad)
+
+
+def test_the_process_holds_one_recogniser_on_the_asr_front_ends_encoder():
+    """The single-process graph: the ASR node's per-user table (on its front end's encoder) and
+    the adaptation node's jobs get one WhisperRecognizer, freed when the last drops it."""
+    import gc
+    import weakref
+
+    from tinyalign_ros.core.speech.asr import AsrFrontEnd
+    from tinyalign_ros.core.speech.recognizers import RecognizerTable
+    from tinyalign_ros.core.speech.whisper_decoder import shared_recognizer
+
+    asr = AsrFrontEnd(cpu_threads=2)
+    table = RecognizerTable()
+    table.attach(asr.model_path, asr.torch_encoder)
+    job = shared_recognizer()                          # what an Adapt job takes
+    assert table._load() is job and job.encoder is asr.torch_encoder
+    assert shared_recognizer(encoder=TorchWhisperEncoder.from_ct2(asr.model_path)) is not job
+    gone = weakref.ref(job)
+    del job, asr
+    table.detach()
+    gc.collect()
+    assert gone() is None
 
 
 def test_kv_cache_matches_the_full_forward(rec):

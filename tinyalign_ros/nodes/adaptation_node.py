@@ -461,11 +461,12 @@ class AdaptationNode(ManagedModels, LifecycleNode):
     def _adapt_recognizer(self, job_id: str, user_id: str, config: AdaptConfig, progress,
                           cancel):
         """The recogniser step of a job: (RecognizerResult, the projector's hint function or
-        None). Whisper in torch is loaded for the job only (~150 MB for tiny.en) and goes when
-        the job lets go of the hint function."""
-        from tinyalign_ros.core.speech.whisper_decoder import WhisperRecognizer
+        None). Whisper in torch is held for the job only (~150 MB for tiny.en) and goes when
+        the job lets go of the hint function; in the single-process graph it is the ASR
+        node's copy (shared_recognizer), loaded already if a user there has an adapter."""
+        from tinyalign_ros.core.speech.whisper_decoder import shared_recognizer
 
-        recognizer = WhisperRecognizer(config.whisper_model or None)
+        recognizer = shared_recognizer(config.whisper_model or None)
         rec = adapt_user_recognizer(self.store, user_id, recognizer, config, progress, cancel,
                                     job_id=job_id)
         if rec.success and rec.published:

@@ -105,13 +105,14 @@ class AsrFrontEnd:
         if encoder == "var":
             import torch
 
-            from .whisper_encoder import TorchWhisperEncoder
+            from .whisper_encoder import TorchWhisperEncoder, shared_encoder
 
-            self.torch_encoder = TorchWhisperEncoder.from_ct2(self.model_path)
             if cpu_threads > 0:
                 torch.set_num_threads(cpu_threads)
-            if self.device == "cuda":
-                self.torch_encoder = self.torch_encoder.half().cuda()
+            if self.device == "cuda":      # a copy of its own: it is moved and cast
+                self.torch_encoder = TorchWhisperEncoder.from_ct2(self.model_path).half().cuda()
+            else:   # the process's copy (the adaptation node's jobs read the same one)
+                self.torch_encoder = shared_encoder(self.model_path)
             self.dim = self.torch_encoder.dim
         else:
             self.dim = self._probe_dim()

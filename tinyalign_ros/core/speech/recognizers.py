@@ -52,9 +52,10 @@ class RecognizerTable:
 
     def _load(self):
         if self.recognizer is None:
-            from .whisper_decoder import WhisperRecognizer
+            from .whisper_decoder import shared_recognizer
 
-            self.recognizer = WhisperRecognizer(self._model_dir, encoder=self._encoder)
+            # the process's copy: in the single-process graph, the adaptation node's too
+            self.recognizer = shared_recognizer(self._model_dir, encoder=self._encoder)
         return self.recognizer
 
     def _check(self, adapter) -> None:

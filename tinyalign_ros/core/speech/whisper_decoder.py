@@ -30,6 +30,8 @@ import dataclasses
 
 import json
 import math
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .whisper_encoder import TorchWhisperEncoder, read_ct2_variables
+from .whisper_encoder import TorchWhisperEncoder, read_ct2_variables, shared_encoder
 
 N_FRAMES = 3000          # mel frames in one 30 s window
 MAX_LENGTH = 448         # Whisper's decoder context
@@ -499,3 +501,28 @@ class WhisperRecognizer:
             if r.text.strip():
                 texts.append(r.text.strip())
         return " ".join(texts)
+
+
+_shared: "weakref.WeakValueDictionary[tuple, WhisperRecognizer]" = weakref.WeakValueDictionary()
+_shared_lock = threading.Lock()
+
+
+def shared_recognizer(model_dir: str | Path | None = None,
+                      encoder: TorchWhisperEncoder | None = None) -> WhisperRecognizer:
+    """The process's WhisperRecognizer of this model, loaded on first use and freed when its
+    last user drops it, on ``encoder`` (default: ``shared_encoder``'s). In the single-process
+    graph the ASR node's per-user table and the adaptation node's jobs then hold one decoder
+    (~120 MB for tiny.en) on the ASR front end's encoder, not a copy each. Adapters are per
+    call, never written into the shared modules; torch threads are the caller's business."""
+    from ..models import resolve_whisper
+
+    path = resolve_whisper(str(model_dir) if model_dir else None)
+    encoder = encoder if encoder is not None else shared_encoder(path)
+    # the entry holds its encoder, so the encoder's id is not reused while the entry lives
+    key = (str(Path(path).resolve()), id(encoder))
+    with _shared_lock:
+        rec = _shared.get(key)
+        if rec is None:
+            rec = WhisperRecognizer(path, encoder=encoder)
+            _shared[key] = rec
+        return rec

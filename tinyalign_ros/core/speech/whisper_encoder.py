@@ -10,6 +10,8 @@ are refused with the other. With pad_to_30s=True it reproduces CTranslate2's out
 from __future__ import annotations
 
 import struct
+import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -246,3 +248,20 @@ class TorchWhisperEncoder(nn.Module):
         """(n_mels, n) unpadded log-mel -> (ceil(n/2), dim) float32."""
         x = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)).unsqueeze(0)
         return self.forward(x)[0].numpy()
+
+
+_shared: "weakref.WeakValueDictionary[str, TorchWhisperEncoder]" = weakref.WeakValueDictionary()
+_shared_lock = threading.Lock()
+
+
+def shared_encoder(model_dir: str | Path) -> TorchWhisperEncoder:
+    """The process's CPU float32 encoder of this CTranslate2 model, loaded on first use and
+    freed when its last user drops it: in the single-process graph the ASR front end and the
+    adaptation node's jobs hold one copy. Never modified in place (adapters are per call)."""
+    key = str(Path(model_dir).resolve())
+    with _shared_lock:
+        enc = _shared.get(key)
+        if enc is None:
+            enc = TorchWhisperEncoder.from_ct2(model_dir)
+            _shared[key] = enc
+        return enc
