@@ -496,10 +496,13 @@ def test_the_both_jobs_hints_are_the_new_adapters_held_out_transcripts(rec, croa
     first, second = croaky_items[:2]
     result = RecognizerResult(True, True, adapter=adapter, items=[first, second],
                               held_out={first.id: "as the fold adapter heard it"})
-    hint = redecoded_hints(rec, result, beam_size=1)
-    assert hint(SimpleNamespace(utterance_id=first.id)) == "as the fold adapter heard it"
-    assert hint(SimpleNamespace(utterance_id=second.id)) == transcribe_items(
-        rec, [second], adapter.decoder_adapter(), beam_size=1)[0]
+    hints = redecoded_hints(rec, result, beam_size=1)
+    gone = SimpleNamespace(utterance_id="dropped", transcript="as logged", audio=lambda: None)
+    logged = [SimpleNamespace(utterance_id=u.id, transcript="as logged") for u in (first, second)]
+    assert hints(logged + [gone]) == [
+        "as the fold adapter heard it",
+        transcribe_items(rec, [second], adapter.decoder_adapter(), beam_size=1)[0],
+        "as logged"]                         # no audio any more: its logged transcript stays
 
 
 def test_a_new_users_adapter_must_beat_what_they_were_served(rec, croaky_items):

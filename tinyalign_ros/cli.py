@@ -260,11 +260,11 @@ def _adapt_projector_offline(args, config, asr, items, rec_result, recognizer) -
         # where it was validated, and without a confidence (redecoded_hints; it reads a logged
         # utterance's id, transcript and audio, and an utterance too long for the recogniser
         # keeps its transcript)
-        hint = redecoded_hints(recognizer, rec_result, config.recognizer_beam_size)
-        for it in items:
-            it.transcript = hint(SimpleNamespace(utterance_id=it.id, transcript=it.transcript,
-                                                 audio=lambda: None))
-            it.confidence = None
+        hints = redecoded_hints(recognizer, rec_result, config.recognizer_beam_size)
+        logged = [SimpleNamespace(utterance_id=it.id, transcript=it.transcript,
+                                  audio=lambda: None) for it in items]
+        for it, text in zip(items, hints(logged)):
+            it.transcript, it.confidence = text, None
     train, val = train_validation(items, [], config)    # every utterance has its true text
     llm = _llm(args)
     assistant = _assistant(args, llm)

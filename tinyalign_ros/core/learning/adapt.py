@@ -177,12 +177,13 @@ class AdaptationError(RuntimeError):
 
 
 def user_items(store: UtteranceStore, user_id: str, config: AdaptConfig,
-               asr_model_id: str, hint: Callable[[LoggedUtterance], str] | None = None
+               asr_model_id: str,
+               hint: Callable[[list[LoggedUtterance]], list[str]] | None = None
                ) -> tuple[list[FeatureItem], list[FeatureItem]]:
     """(train, validation) items of a user; validation prefers corrected utterances.
-    ``hint``: the transcript of a logged utterance by the recogniser the user is served with
-    now (after recogniser adaptation), used as the hint and, for an uncorrected utterance, as
-    its pseudo-label; default: the transcript that was logged."""
+    ``hint``: the transcripts of logged utterances by the recogniser the user is served with
+    now (after recogniser adaptation; redecoded_hints), used as the hints and, for an
+    uncorrected utterance, as its pseudo-label; default: the transcripts that were logged."""
     logged = store.utterances(user_id, min_confidence=(config.pseudo_label_confidence
                                                        if config.use_pseudo_labels else None),
                               corrected_only=not config.use_pseudo_labels)
@@ -200,7 +201,8 @@ def user_items(store: UtteranceStore, user_id: str, config: AdaptConfig,
         raise AdaptationError(f"user {user_id!r} has {len(logged)} usable utterances (corrected, "
                               f"or confident enough for pseudo-labels); at least "
                               f"{config.min_utterances} are needed")
-    hints = {u.utterance_id: (hint(u) if hint else u.transcript) for u in logged}
+    hints = dict(zip((u.utterance_id for u in logged),
+                     hint(logged) if hint else [u.transcript for u in logged]))
     # the logged confidence belongs to the logged transcript, not to a re-recognised hint
     confidence = {u.utterance_id: None if hint else u.confidence for u in logged}
     corrected = [FeatureItem(features[u.utterance_id], u.label, u.utterance_id,
@@ -262,7 +264,8 @@ def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistan
                asr_model_id: str, config: AdaptConfig,
                progress: Callable[[dict], None] | None = None,
                cancel: threading.Event | None = None, job_id: str | None = None,
-               hint: Callable[[LoggedUtterance], str] | None = None) -> AdaptResult:
+               hint: Callable[[list[LoggedUtterance]], list[str]] | None = None
+               ) -> AdaptResult:
     """Train a copy of ``current`` on the user's log; keep it only if it beats ``current``.
 
     ``job_id``: the job recorded in the store (``UtteranceStore.start_job``); the projector is
@@ -598,18 +601,19 @@ def adapt_user_recognizer(store: UtteranceStore, user_id: str, recognizer, confi
 
 
 def redecoded_hints(recognizer, result: RecognizerResult, beam_size: int, cancel=None):
-    """``hint`` for user_items after a recogniser step: the transcript of each logged
-    utterance with audio by the adapter the user is served with now (``result.adapter``; None:
+    """``hint`` for user_items after a recogniser step: for a list of logged utterances, the
+    transcript of each by the adapter the user is served with now (``result.adapter``; None:
     the logged faster-whisper transcripts stay). An utterance the new adapter was validated
     on gets its held-out transcript (``result.held_out``: every utterance when cross-fitted,
     the held-out share with ``split``): the refit adapter has all but learned its training
     utterances by heart, so its own transcripts of them are far better than the ones it
     gives on new speech, and a projector trained and validated on them is judged against a
     cascade it will not meet (docs/BENCHMARKS.md, "The adapted cascade for K = 10 / 25 / 50 /
-    100"). Encoder states computed for training are reused."""
+    100"). Encoder states computed for training are reused; the others are encoded and
+    decoded ``DECODE_BATCH`` at a time (a long log holds hundreds)."""
     from ..speech.audio import SAMPLE_RATE
     from ..speech.whisper_encoder import encoder_depth
-    from .recognizer_adapt import RecognizerItem, transcribe_items
+    from .recognizer_adapt import DECODE_BATCH, RecognizerItem, transcribe_items
 
     adapter = result.adapter
     if adapter is None:
@@ -618,20 +622,30 @@ def redecoded_hints(recognizer, result: RecognizerResult, beam_size: int, cancel
     # encoder states kept only for what has no held-out transcript (~2.4 MB an utterance)
     known = {it.id: it for it in result.items if it.id not in result.held_out}
 
-    def hint(u: LoggedUtterance) -> str:
+    def item(u: LoggedUtterance):
         if cancel is not None and cancel.is_set():
             raise AdaptationError("cancelled")
-        if u.utterance_id in result.held_out:
-            return result.held_out[u.utterance_id]
         it = known.get(u.utterance_id)
-        if it is None:
-            try:
-                audio = u.audio()
-            except FileNotFoundError:   # dropped by retention meanwhile
-                audio = None
-            if audio is None or audio.size > 30 * SAMPLE_RATE:
-                return u.transcript
-            it = RecognizerItem.of_audio(recognizer, audio, "", u.utterance_id,
-                                         depth=encoder_depth(ad))
-        return transcribe_items(recognizer, [it], ad, beam_size=beam_size)[0]
-    return hint
+        if it is not None:
+            return it
+        try:
+            audio = u.audio()
+        except FileNotFoundError:   # dropped by retention meanwhile
+            audio = None
+        if audio is None or audio.size > 30 * SAMPLE_RATE:
+            return None             # it keeps its logged transcript
+        return RecognizerItem.of_audio(recognizer, audio, "", u.utterance_id,
+                                       depth=encoder_depth(ad))
+
+    def hints(utterances: list) -> list[str]:
+        out = [result.held_out.get(u.utterance_id, u.transcript) for u in utterances]
+        todo = [i for i, u in enumerate(utterances) if u.utterance_id not in result.held_out]
+        for s in range(0, len(todo), DECODE_BATCH):
+            chunk = [(i, item(utterances[i])) for i in todo[s:s + DECODE_BATCH]]
+            chunk = [(i, it) for i, it in chunk if it is not None]
+            texts = transcribe_items(recognizer, [it for _, it in chunk], ad,
+                                     beam_size=beam_size)
+            for (i, _), text in zip(chunk, texts):
+                out[i] = text
+        return out
+    return hints
