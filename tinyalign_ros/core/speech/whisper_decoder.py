@@ -27,7 +27,6 @@ replacement tensors for named parameters; the base module is never modified.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import math
 import threading
