@@ -305,8 +305,7 @@ class _Prepared:
         for j, i in enumerate(idx):
             inp[j, :len(self.inp[i])] = self.inp[i]
             tgt[j, :len(self.tgt[i])] = self.tgt[i]
-        cross = [(torch.stack([self.cross[i][l][0] for i in idx]).float(),
-                  torch.stack([self.cross[i][l][1] for i in idx]).float())
+        cross = [tuple(self._stacked([self.cross[i][l][kv] for i in idx]) for kv in (0, 1))
                  for l in range(len(self.cross[idx[0]]))]
         x0 = None
         if self.start_layer > 0:
@@ -317,6 +316,14 @@ class _Prepared:
         mem = (torch.stack([self.mem[i] for i in idx]).float() if self.mem[idx[0]] is not None
                else None)
         return inp, tgt, cross, x0, mem
+
+    @staticmethod
+    def _stacked(halves: list) -> torch.Tensor:
+        """float16 tensors of one shape, stacked into float32 in one copy each."""
+        out = torch.empty((len(halves),) + tuple(halves[0].shape))
+        for j, t in enumerate(halves):
+            out[j].copy_(t)
+        return out
 
     def n_targets(self, i) -> int:
         """The number of predicted tokens of utterance ``i`` (what its loss sums over)."""
@@ -389,9 +396,9 @@ def _backward(recognizer, prep: _Prepared, idx, ad, micro_batch_size: int) -> tu
 
 
 def _mean_loss(recognizer, prep, idx, ad, batch_size) -> float:
-    """Mean per-token loss on the prepared utterances ``idx``."""
+    """Mean per-token loss on the prepared utterances ``idx``, ``batch_size`` at a time."""
     total, n = 0.0, 0
-    with torch.no_grad():
+    with torch.inference_mode():
         for s in range(0, len(idx), batch_size):
             l, k = _loss(recognizer, prep, idx[s:s + batch_size], ad)
             total, n = total + float(l), n + k
