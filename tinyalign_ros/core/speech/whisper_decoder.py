@@ -377,8 +377,10 @@ class WhisperRecognizer:
         begin = torch.zeros_like(mask)
         if o.suppress_blank:
             begin[self.suppress_begin] = True
-        search = self._greedy if o.beam_size <= 1 else self._beam
-        found = search(cross, cache, prompt[:, -1:], max_steps, mask, begin, adapter, o)
+        start = prompt[:, -1:]
+        found = (self._greedy(cross, cache, start, max_steps, mask, begin, adapter)
+                 if o.beam_size <= 1 else
+                 self._beam(cross, cache, start, max_steps, mask, begin, adapter, o))
         # faster-whisper: avg_logprob = (score * n ** length_penalty) / (n + 1)
         lp = o.length_penalty if o.beam_size > 1 else 1.0
         out = []
@@ -407,7 +409,7 @@ class WhisperRecognizer:
         r = torch.tensor(rows)
         return cross, [(k.index_select(0, r), v.index_select(0, r)) for k, v in cache]
 
-    def _greedy(self, cross, cache, start, max_steps, mask, begin, ad, o):
+    def _greedy(self, cross, cache, start, max_steps, mask, begin, ad):
         """CTranslate2's greedy search, for each window (row) of the batch."""
         alive = list(range(len(max_steps)))        # the windows still searching, row order
         tokens, scores = [[] for _ in alive], [0.0] * len(alive)
