@@ -30,6 +30,22 @@ def test_bad_input_is_one_clear_line(tmp_path):
     assert out.returncode == 2 and "does not hold a CTranslate2 Whisper model" in out.stderr
 
 
+def test_every_subcommand_prints_its_help():
+    """Every flag's help renders (argparse %-formats it: a stray "%" in a setting's help once
+    made `tinyalign adapt --help` end in a TypeError)."""
+    import argparse
+
+    from tinyalign_ros.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert "adapt" in subparsers.choices
+    for name, sub in subparsers.choices.items():
+        text = sub.format_help()
+        assert f"usage: tinyalign {name}" in text, name
+    assert "30 % of it" in subparsers.choices["adapt"].format_help()
+
+
 def test_prepare_models_is_idempotent():
     out = run_cli("prepare-models")
     assert out.returncode == 0, out.stderr

@@ -137,8 +137,9 @@ def add_flags(parser: argparse.ArgumentParser, config_cls, names: tuple = (), pr
     for f in Group(config_cls, names, prefix).fields():
         default = defaults.get(f.name, f.default)
         text = f.metadata["help"] if f.metadata["choices"] else describe(f)  # argparse lists them
+        # argparse %-formats help text: a literal "%" (e.g. "30 % of it") must be doubled
         kw: dict = {"default": default, "dest": prefix + f.name,
-                    "help": f"{text} (default: {default})"}
+                    "help": f"{text} (default: {default})".replace("%", "%%")}
         if isinstance(f.default, bool):
             kw["action"] = argparse.BooleanOptionalAction
         else:
