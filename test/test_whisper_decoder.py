@@ -114,6 +114,25 @@ def test_the_process_holds_one_recogniser_on_the_asr_front_ends_encoder():
     assert gone() is None
 
 
+def test_split_attention_is_attention_over_the_concatenation():
+    """Training's attention over keys/values in two parts (moving frames with gradients, the
+    padding's without) gives SDPA's output over the concatenation, and its gradients."""
+    import torch.nn.functional as F
+
+    from tinyalign_ros.core.speech.whisper_encoder import split_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, km, vm = (torch.randn(2, 6, 9, 64, generator=g).requires_grad_(True) for _ in range(3))
+    kf, vf = (torch.randn(2, 6, 40, 64, generator=g) for _ in range(2))
+    out = split_attention(q, km[:, :, :7], vm[:, :, :7], kf, vf)
+    want = F.scaled_dot_product_attention(q, torch.cat([km[:, :, :7], kf], 2),
+                                          torch.cat([vm[:, :, :7], vf], 2))
+    assert out.shape == want.shape and torch.allclose(out, want, atol=1e-5)
+    grads = [torch.autograd.grad((o * want.detach()).sum(), (q, km, vm)) for o in (out, want)]
+    for a, b in zip(*grads):
+        assert a.norm() > 0 and torch.allclose(a, b, atol=1e-5)
+
+
 def test_kv_cache_matches_the_full_forward(rec):
     dec = rec.decoder
     g = torch.Generator().manual_seed(0)

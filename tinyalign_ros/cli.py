@@ -207,6 +207,7 @@ def _adapt_recognizer_offline(args, config, feature_items):
     from .core.learning.adapt import adapt_recognizer_items, newest_for_recognizer
     from .core.learning.data import load_examples
     from .core.learning.recognizer_adapt import RecognizerAdapter, RecognizerItem, item_depth
+    from .core.memory import release_memory
     from .core.speech.audio import SAMPLE_RATE, load_audio
     from .core.speech.whisper_decoder import WhisperRecognizer
 
@@ -229,6 +230,7 @@ def _adapt_recognizer_offline(args, config, feature_items):
         if audio.size <= 30 * SAMPLE_RATE:      # one padded window per utterance
             items.append(RecognizerItem.of_audio(recognizer, audio, ex.text, ex.id,
                                                  served.get(ex.id), depth))
+    release_memory()   # the encoder's temporaries, freed between the kept states
     need = config.recognizer_config().min_utterances + 1
     if len(items) < need:
         raise ValueError(f"{len(items)} utterances (of at most 30 s) in {args.data}; recogniser "

@@ -24,6 +24,7 @@ from typing import Callable
 
 from ..assistant.checkpoint import Projector, ProjectorMeta, to_bytes
 from ..assistant.routing import ALIGNED_WER, CASCADE_WER
+from ..memory import release_memory
 from ..metrics import normalize, wer
 from ..settings import check_choices, setting
 from ..speech.asr import SERVED_BEAM_SIZE
@@ -449,6 +450,7 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
         if report:
             report({"stage": "recognizer_encoding", "step": i + 1, "total_steps": len(usable),
                     "loss": 0.0, "eta_s": 0.0})
+    release_memory()   # the encoder's temporaries, freed between the kept states
     return items
 
 
@@ -458,7 +460,7 @@ def recognizer_version(user_id: str, data: bytes) -> str:
 
 
 def served_wer(recognizer, val: list, current, unadapted_wer: float,
-               beam_size: int) -> tuple[float, str]:
+               beam_size: int, batch_size: int) -> tuple[float, str]:
     """The held-out WER a new adapter must beat, and what it is of: the user's current adapter
     ("adapter"); without one, the transcripts the user was served when the utterances were
     logged ("served": faster-whisper as the ASR node runs it, which is what refusing keeps);
@@ -466,7 +468,8 @@ def served_wer(recognizer, val: list, current, unadapted_wer: float,
     from .recognizer_adapt import evaluate
 
     if current is not None:
-        return evaluate(recognizer, val, current, beam_size=beam_size)["wer"], "adapter"
+        return (evaluate(recognizer, val, current, beam_size=beam_size,
+                         batch_size=batch_size)["wer"], "adapter")
     if val and all(it.served is not None for it in val):
         return wer([it.text for it in val], [it.served for it in val]), "served"
     return unadapted_wer, "unadapted"
@@ -517,7 +520,7 @@ def adapt_recognizer_items(recognizer, items: list, current, config: AdaptConfig
     report({"stage": "recognizer_validating", "step": 0, "total_steps": 0, "loss": 0.0,
             "eta_s": 0.0, "validation_wer": m["val_wer"]})
     before, versus = served_wer(recognizer, val, current, m.get("base_val_wer"),
-                                rconf.beam_size)
+                                rconf.beam_size, rconf.decode_batch_size)
     after = m["val_wer"]
     words = sum(len(normalize(it.text).split()) for it in val)
     gain = round((before - after) * words)         # word errors saved on the held-out set

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..memory import release_memory
 from ..metrics import wer
 from ..speech.whisper_decoder import DecodeOptions, DecoderAdapter, WhisperRecognizer
 from ..speech.whisper_encoder import (BELOW_KEYS, ENCODER_KEYS, TOP_KEYS, encoder_depth,
@@ -86,6 +87,9 @@ class RecognizerAdaptConfig:
     # utterances per forward and backward pass; the gradient is still the whole batch's. Each
     # carries its 1500 frames' keys and values (~37 MB float32 with their gradients, tiny.en)
     micro_batch_size: int = 4
+    # held-out windows decoded together by the gate (transcribe_items): at K = 50, 8 peaked
+    # ~250 MB higher than 4 for ~2 s less of the job (docs/RECOGNIZER.md)
+    decode_batch_size: int = 4
     val_fraction: float = 0.2           # validation "split": the held-out share
     # "crossfit": two adapters, each trained on half the utterances, decode the other half (every
     # utterance held out once: at K = 50 the gate sees 50, not 10); the adapter kept trains on
@@ -370,8 +374,8 @@ def _loss(recognizer, prep: _Prepared, idx, ad: DecoderAdapter | None):
             h = layer.heads
             dk, dv = (z.view(z.shape[0], n, h, -1).transpose(1, 2) for z in (dk, dv))
             k, v = cross[i]
-            cross[i] = (torch.cat([k[:, :, :n] + dk, k[:, :, n:]], 2),
-                        torch.cat([v[:, :, :n] + dv, v[:, :, n:]], 2))
+            # the frames that move and the padding's (views, no gradient): _split_attention
+            cross[i] = (k[:, :, :n] + dk, v[:, :, :n] + dv, k[:, :, n:], v[:, :, n:])
     if prep.start_layer > 0:
         full = [None] * prep.start_layer + list(cross)
         h, _ = dec.hidden(inp, full, ad=ad, start_layer=prep.start_layer, x=x0)
@@ -428,8 +432,9 @@ def transcribe_items(recognizer: WhisperRecognizer, items, adapter=None,
 
 
 def evaluate(recognizer: WhisperRecognizer, items, adapter=None,
-             options: DecodeOptions | None = None, beam_size: int = 1) -> dict:
-    hyps = transcribe_items(recognizer, items, adapter, options, beam_size)
+             options: DecodeOptions | None = None, beam_size: int = 1,
+             batch_size: int = DECODE_BATCH) -> dict:
+    hyps = transcribe_items(recognizer, items, adapter, options, beam_size, batch_size)
     return {"wer": wer([it.text for it in items], hyps), "hypotheses": hyps}
 
 
@@ -527,6 +532,7 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
     else:
         train, val = list(items), list(val_items)
     prep = _Prepared(recognizer, train + val, config, _start_layer(recognizer, config))
+    release_memory()   # what preparing freed between the kept states goes back (fragments)
     n = len(train)
     return _adapt(recognizer, prep, list(range(n)), list(range(n, n + len(val))), config,
                   progress, decode_unadapted, t0)
@@ -601,11 +607,14 @@ def _adapt(recognizer, prep: _Prepared, train_idx: list, val_idx: list,
     if val:
         t1 = time.perf_counter()
         beam = config.beam_size
-        base = evaluate(recognizer, val, beam_size=beam) if decode_unadapted else None
+        together = config.decode_batch_size
+        base = (evaluate(recognizer, val, beam_size=beam, batch_size=together)
+                if decode_unadapted else None)
         if best[1] > 0:
-            adapted = evaluate(recognizer, val, adapter, beam_size=beam)
+            adapted = evaluate(recognizer, val, adapter, beam_size=beam, batch_size=together)
         else:                        # never beat the unadapted loss: the adapter is the base
-            adapted = base if base is not None else evaluate(recognizer, val, beam_size=beam)
+            adapted = base if base is not None else evaluate(recognizer, val, beam_size=beam,
+                                                             batch_size=together)
         metrics.update(val_wer=adapted["wer"], val_hypotheses=adapted["hypotheses"],
                        validate_s=time.perf_counter() - t1)
         if base is not None:
@@ -642,6 +651,9 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
     t0 = time.perf_counter()
     # every utterance is prepared once: both folds and the refit read the same keys and values
     prep = _Prepared(recognizer, list(items), config, _start_layer(recognizer, config))
+    # preparing leaves freed fp32 temporaries between the kept float16 states: without giving
+    # those pages back, the job's peak was ~0.3 GB higher (docs/RECOGNIZER.md)
+    release_memory()
     prepare_s = time.perf_counter() - t0
     first, second = split_items(list(range(len(items))), 0.5, config.seed)
     folds = ((second, first), (first, second))     # (train, held out), positions in items
@@ -665,6 +677,7 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
         for i, h, b in zip(held, m["val_hypotheses"],
                            m.get("base_val_hypotheses", [None] * len(held))):
             hyps[i], base_hyps[i] = h, b
+        release_memory()   # the fold's decodes
     refs = [it.text for it in items]
     metrics = {"val_wer": wer(refs, hyps),
                "hypotheses": hyps,

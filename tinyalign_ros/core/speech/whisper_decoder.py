@@ -39,7 +39,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .whisper_encoder import TorchWhisperEncoder, read_ct2_variables, shared_encoder
+from .whisper_encoder import (TorchWhisperEncoder, read_ct2_variables, shared_encoder,
+                              split_attention)
 
 N_FRAMES = 3000          # mel frames in one 30 s window
 MAX_LENGTH = 448         # Whisper's decoder context
@@ -134,7 +135,9 @@ class _Block(nn.Module):
         x = x + self.self_out(a.transpose(1, 2).reshape(b, t, d), ad)
         q = _split_heads(self.cross_q(self.cross_norm(x, ad), ad), self.heads)
         n = cross[0].shape[0]
-        if n == b:
+        if len(cross) == 4:   # training: (k, v) of the frames that move, then of those that don't
+            a = split_attention(q, *cross)
+        elif n == b:
             a = F.scaled_dot_product_attention(q, cross[0], cross[1])
         else:   # b = n windows x g beams: a window's beams are queries of its keys/values
             g, h = b // n, self.heads
