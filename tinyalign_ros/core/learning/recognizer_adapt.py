@@ -87,9 +87,10 @@ class RecognizerAdaptConfig:
     # utterances per forward and backward pass; the gradient is still the whole batch's. Each
     # carries its 1500 frames' keys and values (~37 MB float32 with their gradients, tiny.en)
     micro_batch_size: int = 4
-    # held-out windows decoded together by the gate (transcribe_items): at K = 50, 8 peaked
-    # ~250 MB higher than 4 for ~2 s less of the job (docs/RECOGNIZER.md)
-    decode_batch_size: int = 4
+    # held-out windows decoded together by the gate (transcribe_items), at beam 5 ~60 MB each
+    # with an encoder adapter: 16 windows in batches of 2 peaked 115 MB above the job's floor
+    # against 234-299 MB for 4, in the same time (docs/RECOGNIZER.md)
+    decode_batch_size: int = 2
     val_fraction: float = 0.2           # validation "split": the held-out share
     # "crossfit": two adapters, each trained on half the utterances, decode the other half (every
     # utterance held out once: at K = 50 the gate sees 50, not 10); the adapter kept trains on
