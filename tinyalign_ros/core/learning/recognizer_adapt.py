@@ -85,7 +85,8 @@ class RecognizerAdaptConfig:
     epochs: int = 8
     batch_size: int = 8
     # utterances per forward and backward pass; the gradient is still the whole batch's. Each
-    # carries its 1500 frames' keys and values (~37 MB float32 with their gradients, tiny.en)
+    # carries its 1500 frames' keys and values (~18 MB in float32 for tiny.en; only the frames
+    # with audio get gradients). 2 would peak ~130 MB lower at K = 50, for ~8 % more time
     micro_batch_size: int = 4
     # held-out windows decoded together by the gate (transcribe_items), at beam 5 ~60 MB each
     # with an encoder adapter: 16 windows in batches of 2 peaked 115 MB above the job's floor
@@ -375,7 +376,7 @@ def _loss(recognizer, prep: _Prepared, idx, ad: DecoderAdapter | None):
             h = layer.heads
             dk, dv = (z.view(z.shape[0], n, h, -1).transpose(1, 2) for z in (dk, dv))
             k, v = cross[i]
-            # the frames that move and the padding's (views, no gradient): _split_attention
+            # the frames that move, then the padding's (views, no gradient): split_attention
             cross[i] = (k[:, :, :n] + dk, v[:, :, :n] + dv, k[:, :, n:], v[:, :, n:])
     if prep.start_layer > 0:
         full = [None] * prep.start_layer + list(cross)
@@ -652,8 +653,8 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
     t0 = time.perf_counter()
     # every utterance is prepared once: both folds and the refit read the same keys and values
     prep = _Prepared(recognizer, list(items), config, _start_layer(recognizer, config))
-    # preparing leaves freed fp32 temporaries between the kept float16 states: without giving
-    # those pages back, the job's peak was ~0.3 GB higher (docs/RECOGNIZER.md)
+    # preparing frees float32 temporaries between the float16 states it keeps: their pages go
+    # back now, not at the end of the job (docs/RECOGNIZER.md, "The job's memory")
     release_memory()
     prepare_s = time.perf_counter() - t0
     first, second = split_items(list(range(len(items))), 0.5, config.seed)
