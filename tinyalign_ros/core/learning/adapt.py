@@ -63,8 +63,12 @@ class AdaptConfig:
                                       live=True)
     pseudo_label_confidence: float = setting(0.8, "ASR confidence above which a transcript "
                                                   "counts as a label", live=True)
-    max_utterances: int = setting(0, "train on the newest N usable utterances; 0 = all",
-                                  live=True)
+    max_utterances: int = setting(
+        100, "the projector step trains and validates on the user's newest N usable utterances "
+             "(0 = all, up to the store's retention of 500): its time grows with N (2 cores, "
+             "tinyalign adapt --target projector: 50 utterances 36 s, 175 utterances 133 s, "
+             "whose projector was not better; docs/BENCHMARKS.md). 100 covers every K the bench "
+             "measures", live=True)
     require_improvement: bool = setting(True, "publish only projectors that beat the current "
                                               "one on held-out utterances", live=True)
     min_gain_words: int = setting(
