@@ -98,6 +98,24 @@ def test_an_utterance_dropped_during_a_job_is_left_out_of_it(tmp_path):
     assert ids == [f"u{i}" for i in range(1, 8)]
 
 
+def test_the_projector_step_reads_the_users_newest_utterances_only(tmp_path):
+    """A long log does not make a long job: the projector step trains and validates on the
+    newest ``max_utterances`` usable utterances (the default 100 of the store's 500); 0 reads
+    them all."""
+    from tinyalign_ros.core.learning.adapt import AdaptConfig, user_items
+
+    store = UtteranceStore(tmp_path)
+    for i in range(130):
+        store.log(f"u{i:03d}", "alice", feats(), "x", 0.9, "asr:8", created=i)
+        if i % 2:
+            store.correct("alice", f"u{i:03d}", f"x {i}")
+    assert AdaptConfig().max_utterances == 100
+    train, val = user_items(store, "alice", AdaptConfig(), "asr:8")
+    assert sorted(it.id for it in train + val) == [f"u{i:03d}" for i in range(30, 130)]
+    train, val = user_items(store, "alice", AdaptConfig(max_utterances=0), "asr:8")
+    assert len(train + val) == 130
+
+
 @pytest.mark.parametrize("bad", ["../../etc", "a/b", "..", ""])
 def test_hostile_user_ids_touch_no_path(tmp_path, bad):
     store = UtteranceStore(tmp_path)
