@@ -99,9 +99,9 @@ def _qkv(layer, x):
 def split_attention(q, k_moving, v_moving, k_fixed, v_fixed):
     """Attention over keys/values given in two parts, one softmax over both: the first part
     (the frames an encoder adapter changes) carries gradients, the second (the padding, the
-    base's) none, so neither the whole keys/values nor their gradients are ever built (in
-    recogniser training, ~37 MB an utterance less at the decoder than one SDPA over the
-    concatenation)."""
+    base's) none, so neither the whole keys/values nor their gradients are ever built (by
+    shape, ~37 MB an utterance at the decoder in recogniser training; the measured job peak
+    fell ~0.1 GB at K = 50, docs/RECOGNIZER.md)."""
     scale = q.shape[-1] ** -0.5
     n = k_moving.shape[2]
     scores = torch.cat([q @ k_moving.transpose(-1, -2), q @ k_fixed.transpose(-1, -2)], -1)
