@@ -13,13 +13,11 @@ import sys
 import threading
 import time
 
+from tinyalign_ros.bench.cost import rss_mb
+
 T0 = time.time()
 TRIM_EVERY = float(os.environ.get("TRIM_EVERY", "0"))
 
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
 
 
 class Stamped:

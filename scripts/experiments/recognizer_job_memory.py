@@ -17,15 +17,12 @@ import time
 import torch
 
 from recognizer_recipe import items_of
+from tinyalign_ros.bench.cost import rss_mb
 from tinyalign_ros.core.learning import recognizer_adapt as ra
 from tinyalign_ros.core.learning.adapt import AdaptConfig
 from tinyalign_ros.core.memory import release_memory
 from tinyalign_ros.core.speech.whisper_decoder import WhisperRecognizer
 
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
 
 
 def main():
