@@ -303,6 +303,9 @@ class _Prepared:
                 self.x0.append(x0)
                 self.mem.append(mem[0].half() if "cross_kv" in config.targets
                                 and config.method == "lora" else None)
+        # the float32 temporaries freed between the float16 states kept: their pages go back now,
+        # not at the end of the job (docs/RECOGNIZER.md, "The job's memory")
+        release_memory()
 
     def batch(self, idx, eot):
         n = max(len(self.inp[i]) for i in idx)
@@ -534,7 +537,6 @@ def adapt_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerItem],
     else:
         train, val = list(items), list(val_items)
     prep = _Prepared(recognizer, train + val, config, _start_layer(recognizer, config))
-    release_memory()   # what preparing freed between the kept states goes back (fragments)
     n = len(train)
     return _adapt(recognizer, prep, list(range(n)), list(range(n, n + len(val))), config,
                   progress, decode_unadapted, t0)
@@ -653,9 +655,6 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
     t0 = time.perf_counter()
     # every utterance is prepared once: both folds and the refit read the same keys and values
     prep = _Prepared(recognizer, list(items), config, _start_layer(recognizer, config))
-    # preparing frees float32 temporaries between the float16 states it keeps: their pages go
-    # back now, not at the end of the job (docs/RECOGNIZER.md, "The job's memory")
-    release_memory()
     prepare_s = time.perf_counter() - t0
     first, second = split_items(list(range(len(items))), 0.5, config.seed)
     folds = ((second, first), (first, second))     # (train, held out), positions in items
