@@ -25,19 +25,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faults import GOFORWARD, Graph  # noqa: E402
+from tinyalign_ros.bench.cost import rss_mb as process_rss_mb  # noqa: E402
 
 NODES = ("capture_node", "asr_node", "response_node", "adaptation_node")
 GOFORWARD_TEXT = "go forward ten meters"
 
 
 def rss_mb(pid: int) -> float:
+    """A node's resident memory; 0 once its process is gone (the soak counts deaths itself)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        return process_rss_mb(pid=pid)
     except OSError:
-        pass
-    return 0.0
+        return 0.0
 
 
 def slope_mb_per_min(t_s: list[float], mb: list[float]) -> float:

@@ -279,17 +279,20 @@ def test_encoder_lora_trains_on_the_top_inputs_and_serves_the_same_states(rec, c
     assert made.metadata["targets"] == list(keys)
 
 
+# int8 padding: 2e-4 to 7e-4 of the loss on four pool utterances of the bench's croaky voice
+@pytest.mark.parametrize("padding, tolerance", [("float16", 1e-3), ("int8", 3e-3)])
 def test_training_computes_the_served_decoders_loss_from_half_precision_micro_batches(
-        rec, croaky_items):
-    """What training reads (keys and values prepared once per job in float16; each batch's
-    gradient accumulated a few utterances at a time) gives the loss of the decoder as the ASR
-    node serves it with the adapter (its encoder states, their keys and values, teacher-forced
-    logits), and the same gradient whatever the micro-batch."""
+        rec, croaky_items, padding, tolerance):
+    """What training reads (keys and values prepared once per job in float16, the padding's
+    in int8 or float16; each batch's gradient accumulated a few utterances at a time) gives
+    the loss of the decoder as the ASR node serves it with the adapter (its encoder states,
+    their keys and values, teacher-forced logits), and the same gradient whatever the
+    micro-batch."""
     import torch.nn.functional as F
 
     from tinyalign_ros.core.learning import recognizer_adapt as ra
 
-    config = RecognizerAdaptConfig(targets=ra.lora_targets("both_top2"))
+    config = RecognizerAdaptConfig(targets=ra.lora_targets("both_top2"), padding_dtype=padding)
     items = croaky_items[:4]
     prep = ra._Prepared(rec, items, config, 0)
     adapter = random_adapter(rec, config, scale=0.05)
@@ -302,7 +305,8 @@ def test_training_computes_the_served_decoders_loss_from_half_precision_micro_ba
             want = F.cross_entropy(logits[tgt >= 0], tgt[tgt >= 0], reduction="sum")
             got, k = ra._loss(rec, prep, [i], ad)
         assert k == prep.n_targets(i) == int((tgt >= 0).sum())
-        assert abs(float(got) - float(want)) < 1e-3 * float(want), (float(got), float(want))
+        assert abs(float(got) - float(want)) < tolerance * float(want), (float(got),
+                                                                         float(want))
         singles = singles + float(got) if i else float(got)
     with torch.no_grad():    # utterances of different lengths in one pass: the same sum
         together, _ = ra._loss(rec, prep, [0, 1, 2, 3], ad)
@@ -317,6 +321,26 @@ def test_training_computes_the_served_decoders_loss_from_half_precision_micro_ba
     assert loss > 0 and k == sum(prep.n_targets(i) for i in range(4))
     for name, g in grads[0].items():
         assert g.norm() > 0 and (g - grads[1][name]).norm() < 1e-4 * g.norm(), name
+
+
+def test_prepared_padding_frames_are_kept_in_int8_with_a_scale_per_channel():
+    """The frames with audio are kept in float16 as they were; the padding's in int8, half
+    the bytes, each value within half a step of its channel's scale."""
+    from tinyalign_ros.core.learning.recognizer_adapt import _Frames
+
+    torch.manual_seed(0)
+    t = torch.randn(6, 1500, 64) * torch.rand(6, 1, 64) * 4     # channels of different ranges
+    f = _Frames(t, 200, "int8")
+    back = f.float()
+    assert back.shape == t.shape and f.padding.dtype == torch.int8
+    assert torch.equal(back[:, :200], t[:, :200].half().float())
+    step = t[:, 200:].abs().amax(1, keepdim=True) / 127
+    assert ((back[:, 200:] - t[:, 200:]).abs() <= step / 2 + 1e-6).all()
+    half = _Frames(t, 200, "float16")
+    assert torch.equal(half.float(), t.half().float())
+    assert f.padding.nbytes * 2 == half.padding.nbytes
+    with pytest.raises(ValueError, match="padding_dtype"):
+        RecognizerAdaptConfig(padding_dtype="int4")
 
 
 def test_the_recogniser_step_trains_on_the_users_newest_utterances(rec, tmp_path):

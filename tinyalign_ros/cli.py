@@ -206,9 +206,8 @@ def cmd_adapt(args) -> int:
 def _adapt_recognizer_offline(args, config, feature_items):
     from .core.learning.adapt import adapt_recognizer_items, newest_for_recognizer
     from .core.learning.data import load_examples
-    from .core.learning.recognizer_adapt import RecognizerAdapter, RecognizerItem, item_depth
-    from .core.memory import release_memory
-    from .core.speech.audio import SAMPLE_RATE, load_audio
+    from .core.learning.recognizer_adapt import RecognizerAdapter, encode_items, item_depth
+    from .core.speech.audio import load_audio
     from .core.speech.whisper_decoder import WhisperRecognizer
 
     recognizer = WhisperRecognizer(config.whisper_model or None, threads=args.threads)
@@ -222,15 +221,11 @@ def _adapt_recognizer_offline(args, config, feature_items):
     examples = newest_for_recognizer(examples, config)   # as the node picks them
     # what the ASR node would have served (and logged): the gate's "before" for a new user
     served = {it.id: it.transcript for it in feature_items}
-    items = []
     depth = item_depth(config.recognizer_config().targets,
                        current.decoder_adapter() if current is not None else None)
-    for ex in examples:
-        audio = load_audio(ex.audio)
-        if audio.size <= 30 * SAMPLE_RATE:      # one padded window per utterance
-            items.append(RecognizerItem.of_audio(recognizer, audio, ex.text, ex.id,
-                                                 served.get(ex.id), depth))
-    release_memory()   # the encoder's temporaries, freed between the kept states
+    # a missing file is an error here (load_audio raises), not an utterance left out
+    items = encode_items(recognizer, [((lambda ex=ex: load_audio(ex.audio)), ex.text, ex.id,
+                                       served.get(ex.id)) for ex in examples], depth)
     need = config.recognizer_config().min_utterances + 1
     if len(items) < need:
         raise ValueError(f"{len(items)} utterances (of at most 30 s) in {args.data}; recogniser "

@@ -2,7 +2,7 @@
 decodes) grows its process, sampled every 50 ms, and how long it trains.
 
     PYTHONPATH=.:scripts/experiments python scripts/experiments/recognizer_job_memory.py \
-        whisper 50 --micro-batch 4 --decode-batch 2 [--progress]
+        whisper 50 --micro-batch 4 --decode-batch 2 [--padding-dtype int8] [--progress]
 
 The voice's items come from recognizer_recipe.py's cache (encoded before the start reading), so
 the growth is preparing + training + decoding. --progress trims the heap and prints the RSS
@@ -31,6 +31,7 @@ def main():
     p.add_argument("k", type=int)
     p.add_argument("--micro-batch", type=int, default=0, help="0: the recipe's")
     p.add_argument("--decode-batch", type=int, default=0, help="0: the recipe's")
+    p.add_argument("--padding-dtype", default="", help="'': the recipe's (int8 or float16)")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(2)
@@ -39,7 +40,8 @@ def main():
     config = AdaptConfig().recognizer_config()
     config = dataclasses.replace(config,
                                  micro_batch_size=args.micro_batch or config.micro_batch_size,
-                                 decode_batch_size=args.decode_batch or config.decode_batch_size)
+                                 decode_batch_size=args.decode_batch or config.decode_batch_size,
+                                 padding_dtype=args.padding_dtype or config.padding_dtype)
     release_memory()
     start, samples, done = rss_mb(), [], threading.Event()
 
@@ -60,7 +62,7 @@ def main():
                                   progress=progress if args.progress else None)
     done.set()
     print(f"{args.voice} K={args.k} micro-batch {config.micro_batch_size} decode batch "
-          f"{config.decode_batch_size} beam {config.beam_size}: start {start:.0f} MB, peak "
+          f"{config.decode_batch_size} padding {config.padding_dtype} beam {config.beam_size}: start {start:.0f} MB, peak "
           f"+{max(samples) - start:.0f} MB, wall {time.perf_counter() - t0:.1f} s, train_s "
           f"{m['train_s']:.1f}, held-out WER {m['val_wer']:.4f} (unadapted "
           f"{m['base_val_wer']:.4f}), fold best epochs {m['fold_best_epochs']}, refit steps "

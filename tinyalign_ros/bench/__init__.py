@@ -123,12 +123,12 @@ class BenchContext:
     _recognizer: Any = None
 
     def recognizer(self):
-        """Whisper in torch (core.speech.whisper_decoder), loaded on first use, sharing the
-        ASR front end's torch encoder."""
+        """Whisper in torch (core.speech.whisper_decoder), the process's shared one (as the
+        nodes get it), on the ASR front end's torch encoder; loaded on first use."""
         if self._recognizer is None:
-            from ..core.speech.whisper_decoder import WhisperRecognizer
+            from ..core.speech.whisper_decoder import shared_recognizer
 
-            self._recognizer = WhisperRecognizer(encoder=getattr(self.asr, "torch_encoder",
+            self._recognizer = shared_recognizer(encoder=getattr(self.asr, "torch_encoder",
                                                                  None))
         return self._recognizer
 

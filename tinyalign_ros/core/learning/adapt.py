@@ -24,7 +24,6 @@ from typing import Callable
 
 from ..assistant.checkpoint import Projector, ProjectorMeta, to_bytes
 from ..assistant.routing import ALIGNED_WER, CASCADE_WER
-from ..memory import release_memory
 from ..metrics import normalize, wer
 from ..settings import check_choices, setting
 from ..speech.asr import SERVED_BEAM_SIZE
@@ -421,8 +420,7 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
     re-encoded on the padded 30 s window; an utterance longer than one window is left out),
     keeping what the configured LoRA targets and the user's ``current`` adapter (a
     RecognizerAdapter, which the gate decodes with) need."""
-    from ..speech.audio import SAMPLE_RATE
-    from .recognizer_adapt import RecognizerItem, item_depth
+    from .recognizer_adapt import encode_items, item_depth
 
     corrected = store.utterances(user_id, corrected_only=True)
     usable = newest_for_recognizer([u for u in corrected if u.has_audio], config)
@@ -439,23 +437,24 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
             f"user {user_id!r} has {len(usable)} corrected utterances with logged audio (of "
             f"{len(corrected)} corrected); recogniser adaptation needs at least {need} (the "
             f"ASR node's publish_audio must be on when they are spoken)")
-    items = []
-    for i, u in enumerate(usable):
+    def load(u):
+        try:
+            return u.audio()
+        except FileNotFoundError:   # dropped by retention since it was listed
+            return None
+
+    def check_cancel():
         if cancel is not None and cancel.is_set():
             raise _Cancelled
-        try:
-            audio = u.audio()
-        except FileNotFoundError:   # dropped by retention since it was listed
-            continue
-        if audio is None or audio.size > 30 * SAMPLE_RATE:
-            continue
-        items.append(RecognizerItem.of_audio(recognizer, audio, u.label, u.utterance_id,
-                                             served=u.transcript, depth=depth))
+
+    def progress(done, total):
         if report:
-            report({"stage": "recognizer_encoding", "step": i + 1, "total_steps": len(usable),
+            report({"stage": "recognizer_encoding", "step": done, "total_steps": total,
                     "loss": 0.0, "eta_s": 0.0})
-    release_memory()   # the encoder's temporaries, freed between the kept states
-    return items
+
+    return encode_items(recognizer, [((lambda u=u: load(u)), u.label, u.utterance_id,
+                                      u.transcript) for u in usable], depth,
+                        check_cancel, progress)
 
 
 def recognizer_version(user_id: str, data: bytes) -> str:

@@ -42,6 +42,7 @@ from ..speech.whisper_encoder import (BELOW_KEYS, ENCODER_KEYS, TOP_KEYS, encode
 METHODS = ("lora", "last_block")
 VALIDATIONS = ("crossfit", "split")
 REFITS = ("steps", "epochs")
+PADDING_DTYPES = ("int8", "float16")
 DECODER_TARGETS = ("self_qkv", "self_out", "cross_q", "cross_kv", "cross_out", "ffn1", "ffn2")
 # the encoder's last layer (attention output projection and FFN, over the frames that hold
 # audio): acoustics the decoder's LoRA cannot reach; its keys and values stay the base's, so the
@@ -92,6 +93,11 @@ class RecognizerAdaptConfig:
     # with an encoder adapter: 16 windows in batches of 2 peaked 115 MB above the job's floor
     # against 234-299 MB for 4, in the same time (docs/RECOGNIZER.md)
     decode_batch_size: int = 2
+    # how the prepared keys and values of the padding frames (those an encoder adapter never
+    # moves, ~85 % of a 30 s window) are kept: "int8" (a scale per head and channel; half of
+    # float16's ~8 MB an utterance) or "float16". int8 trained adapters within a word of
+    # float16's on the whisper and croaky voices (docs/RECOGNIZER.md)
+    padding_dtype: str = "int8"
     val_fraction: float = 0.2           # validation "split": the held-out share
     # "crossfit": two adapters, each trained on half the utterances, decode the other half (every
     # utterance held out once: at K = 50 the gate sees 50, not 10); the adapter kept trains on
@@ -118,6 +124,9 @@ class RecognizerAdaptConfig:
                              f"{self.validation!r}")
         if self.refit not in REFITS:
             raise ValueError(f"refit must be one of {REFITS}, got {self.refit!r}")
+        if self.padding_dtype not in PADDING_DTYPES:
+            raise ValueError(f"padding_dtype must be one of {PADDING_DTYPES}, got "
+                             f"{self.padding_dtype!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         unknown = set(self.targets) - set(LORA_TARGETS)
@@ -183,6 +192,28 @@ class RecognizerItem:
 
     def max_new_tokens(self) -> int:
         return int(min(self.duration_s, 30) * 8) + 16 if self.duration_s > 0 else 96
+
+
+def encode_items(recognizer: WhisperRecognizer, utterances, depth: int, before_each=None,
+                 report=None) -> list[RecognizerItem]:
+    """RecognizerItems of ``utterances`` ((load_audio, text, id, served) each), in order, their
+    freed encoder temporaries handed back at the end. One whose ``load_audio()`` gives None
+    (its audio is gone) or more than one 30 s window is left out. ``before_each()`` runs before
+    each (the node's cancel check raises there); ``report(done, total)`` after each."""
+    from ..speech.audio import SAMPLE_RATE
+
+    utterances = list(utterances)
+    items = []
+    for i, (load_audio, text, id, served) in enumerate(utterances):
+        if before_each is not None:
+            before_each()
+        audio = load_audio()
+        if audio is not None and audio.size <= 30 * SAMPLE_RATE:
+            items.append(RecognizerItem.of_audio(recognizer, audio, text, id, served, depth))
+        if report is not None:
+            report(i + 1, len(utterances))
+    release_memory()   # the encoder's temporaries, freed between the kept states
+    return items
 
 
 @dataclass
@@ -256,12 +287,48 @@ def _batch_tokens(recognizer: WhisperRecognizer, texts: list[str]):
     return inp, tgt
 
 
+class _Frames:
+    """One utterance's keys or values (..., frames, d) as training keeps them: the first ``n``
+    frames (those with audio, which an encoder adapter moves) in float16, the rest (the
+    padding, which stays the base's) in float16 or in int8 with one scale per channel over
+    the padding frames (~half the memory)."""
+
+    __slots__ = ("audio", "padding", "scale")
+
+    def __init__(self, t: torch.Tensor, n: int, dtype: str):
+        self.audio = t[..., :n, :].half()
+        pad = t[..., n:, :]
+        if dtype == "int8" and pad.shape[-2] > 0:
+            self.scale = pad.abs().amax(-2, keepdim=True).float().clamp_min(1e-8) / 127
+            self.padding = torch.round(pad.float() / self.scale).clamp(-127, 127).to(torch.int8)
+        else:
+            self.scale, self.padding = None, pad.half()
+
+    @property
+    def shape(self) -> tuple:
+        return self.audio.shape[:-2] + (self.audio.shape[-2] + self.padding.shape[-2],
+                                        self.audio.shape[-1])
+
+    def into(self, out: torch.Tensor) -> torch.Tensor:
+        """Writes the float32 frames into ``out`` (of ``shape``) and returns it."""
+        n = self.audio.shape[-2]
+        out[..., :n, :].copy_(self.audio)
+        out[..., n:, :].copy_(self.padding)
+        if self.scale is not None:
+            out[..., n:, :].mul_(self.scale)   # in place: ~2x faster than mul with out=
+        return out
+
+    def float(self) -> torch.Tensor:
+        return self.into(torch.empty(self.shape))
+
+
 class _Prepared:
     """What training reads per utterance, computed once per job (the cross-fitted folds and the
     refit share it): the cross-attention keys/values of the frozen layers (+ for last_block the
     input of the last block; for encoder targets the encoder's top inputs). Kept in float16,
     half the memory (~12 MB an utterance for tiny.en, most of it the 1500 frames' keys and
-    values); each batch is read back in float32."""
+    values, or ~8 MB with the padding frames in int8: ``padding_dtype``); each batch is read
+    back in float32."""
 
     def __init__(self, recognizer, items, config, start_layer):
         dec = recognizer.decoder
@@ -287,7 +354,9 @@ class _Prepared:
                                          "below the last needs its inputs "
                                          "(RecognizerItem.of_audio)")
                     xb, cb, padding = _tensors(it.below)
-                    self.below.append(half((xb, cb) + recognizer.encoder.padding_kv(padding)))
+                    pk, pv = recognizer.encoder.padding_kv(padding)   # every frame is padding
+                    self.below.append(half((xb, cb)) + tuple(
+                        _Frames(t, 0, config.padding_dtype) for t in (pk, pv)))
                 mem = torch.from_numpy(np.asarray(it.memory, dtype=np.float32))[None]
                 cross = dec.cross_kv(mem)
                 inp, tgt = _batch_tokens(recognizer, [it.text])
@@ -299,7 +368,10 @@ class _Prepared:
                     x0 = x[0].clone()
                 self.inp.append(inp[0])
                 self.tgt.append(tgt[0])
-                self.cross.append([half((k[0], v[0])) for k, v in cross[start_layer:]])
+                # the frames an encoder adapter moves stay float16; without one none move
+                n = len(it.top[0]) if self.top is not None else mem.shape[1]
+                self.cross.append([tuple(_Frames(t[0], n, config.padding_dtype) for t in kv)
+                                   for kv in cross[start_layer:]])
                 self.x0.append(x0)
                 self.mem.append(mem[0].half() if "cross_kv" in config.targets
                                 and config.method == "lora" else None)
@@ -327,11 +399,11 @@ class _Prepared:
         return inp, tgt, cross, x0, mem
 
     @staticmethod
-    def _stacked(halves: list) -> torch.Tensor:
-        """float16 tensors of one shape, stacked into float32 in one copy each."""
-        out = torch.empty((len(halves),) + tuple(halves[0].shape))
-        for j, t in enumerate(halves):
-            out[j].copy_(t)
+    def _stacked(frames: list) -> torch.Tensor:
+        """_Frames of one shape, stacked into float32 in one copy each."""
+        out = torch.empty((len(frames),) + tuple(frames[0].shape))
+        for j, f in enumerate(frames):
+            f.into(out[j])
         return out
 
     def n_targets(self, i) -> int:
@@ -368,7 +440,7 @@ def _loss(recognizer, prep: _Prepared, idx, ad: DecoderAdapter | None):
         x, c, base, mask = prep.top_batch(idx)
         if prep.below is not None:   # the last layer's inputs move: per utterance (their
             for j, i in enumerate(idx):   # padding keys and values differ in length)
-                xb, cb, pk, pv = (t.float() for t in prep.below[i])
+                xb, cb, pk, pv = (t.float() for t in prep.below[i])   # _Frames: pk, pv
                 xj, cj = recognizer.encoder.top_from_below(xb, cb, (pk, pv), ad)
                 x[j, :xj.shape[1]], c[j, :xj.shape[1]] = xj[0], cj[0]
         delta = (recognizer.encoder.top(x, c, ad) - base) * mask
