@@ -254,12 +254,18 @@ def _adapt_projector_offline(args, config, asr, items, rec_result, recognizer) -
         items = items[-config.max_utterances:]
     if rec_result is not None and rec_result.adapter is not None:
         # the node's both job: the hints of the recogniser the user is now served, held out
-        # where it was validated, and without a confidence (redecoded_hints; it reads a logged
+        # where it was validated, the others (older than the recogniser's newest utterances)
+        # decoded by it, and without a confidence (redecoded_hints; it reads a logged
         # utterance's id, transcript and audio, and an utterance too long for the recogniser
         # keeps its transcript)
+        from .core.learning.data import load_examples
+        from .core.speech.audio import load_audio
+
+        audio_of = {ex.id: ex.audio for ex in load_examples(args.data)}
         hints = redecoded_hints(recognizer, rec_result, config.recognizer_beam_size)
         logged = [SimpleNamespace(utterance_id=it.id, transcript=it.transcript,
-                                  audio=lambda: None) for it in items]
+                                  audio=lambda path=audio_of[it.id]: load_audio(path))
+                  for it in items]
         for it, text in zip(items, hints(logged)):
             it.transcript, it.confidence = text, None
     train, val = train_validation(items, [], config)    # every utterance has its true text
