@@ -81,9 +81,10 @@ def test_adapt_runs_the_nodes_recipe_offline(installed, tmp_path):
     data.write_text("".join(json.dumps({"audio": str(e.audio), "text": e.text}) + "\n"
                             for e in examples))
     out = tmp_path / "alice.safetensors"
+    # the recogniser on the newest 7: the oldest utterance's hint is decoded by its adapter
     res = run_cli("adapt", "--data", data, "--out", out, "--epochs", 1,
-                  "--no-require-improvement", "--user", "alice", "--threads", 2,
-                  exe=LIB_DIR / "tinyalign")
+                  "--no-require-improvement", "--recognizer-max-utterances", 7,
+                  "--user", "alice", "--threads", 2, exe=LIB_DIR / "tinyalign")
     assert res.returncode == 0, res.stderr
     row = json.loads(res.stdout.strip().splitlines()[-1])
     assert row["published"] and row["out"] == str(out)
@@ -99,6 +100,10 @@ def test_adapt_runs_the_nodes_recipe_offline(installed, tmp_path):
     rec = row["recognizer"]
     assert rec["published"] and rec["out"] == str(tmp_path / "alice.recognizer.safetensors")
     assert Path(rec["out"]).is_file()
+    assert rec["metrics"]["recognizer_train_utterances"] == 7
+    # the projector's hints as the node's both job makes them: held out by the cross-fitted
+    # folds where the recogniser trained, decoded by its new adapter for the one older
+    assert row["hints"] == {"held_out": 7, "decoded": 1}
     # too few utterances: one clear line, nothing written
     res = run_cli("adapt", "--data", data, "--out", tmp_path / "x.safetensors", "--limit", 3,
                   exe=LIB_DIR / "tinyalign")

@@ -261,13 +261,22 @@ def _adapt_projector_offline(args, config, asr, items, rec_result, recognizer) -
         from .core.learning.data import load_examples
         from .core.speech.audio import load_audio
 
-        audio_of = {ex.id: ex.audio for ex in load_examples(args.data)}
+        audio_of, decoded = {ex.id: ex.audio for ex in load_examples(args.data)}, []
+
+        def audio(path):
+            decoded.append(path)
+            return load_audio(path)
+
         hints = redecoded_hints(recognizer, rec_result, config.recognizer_beam_size)
         logged = [SimpleNamespace(utterance_id=it.id, transcript=it.transcript,
-                                  audio=lambda path=audio_of[it.id]: load_audio(path))
+                                  audio=lambda path=audio_of[it.id]: audio(path))
                   for it in items]
         for it, text in zip(items, hints(logged)):
             it.transcript, it.confidence = text, None
+        hint_sources = {"held_out": sum(it.id in rec_result.held_out for it in items),
+                        "decoded": len(decoded)}
+    else:
+        hint_sources = {"logged": len(items)}
     train, val = train_validation(items, [], config)    # every utterance has its true text
     llm = _llm(args)
     assistant = _assistant(args, llm)
@@ -282,6 +291,9 @@ def _adapt_projector_offline(args, config, asr, items, rec_result, recognizer) -
     return {"out": str(args.out) if result.published else None,
             "published": result.published, "version": result.version,
             "message": result.message,
+            # where the projector's hints came from: the recogniser's held-out transcripts,
+            # decoded by the new adapter, or the transcripts faster-whisper gave
+            "hints": hint_sources,
             "metrics": {k: round(v, 4) if isinstance(v, float) else v
                         for k, v in result.metrics.items()}}
 
