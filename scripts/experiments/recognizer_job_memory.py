@@ -2,7 +2,8 @@
 decodes) grows its process, sampled every 50 ms, and how long it trains.
 
     PYTHONPATH=.:scripts/experiments python scripts/experiments/recognizer_job_memory.py \
-        whisper 50 --micro-batch 4 --decode-batch 2 [--padding-dtype int8] [--progress]
+        whisper 50 --micro-batch 4 --decode-batch 2 [--padding-dtype int8] [--progress] \
+        [--time-split]
 
 The voice's items come from recognizer_recipe.py's cache (encoded before the start reading), so
 the growth is preparing + training + decoding. --progress trims the heap and prints the RSS
@@ -33,6 +34,8 @@ def main():
     p.add_argument("--decode-batch", type=int, default=0, help="0: the recipe's")
     p.add_argument("--padding-dtype", default="", help="'': the recipe's (int8 or float16)")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--time-split", action="store_true",
+                   help="also time the validation losses and the optimizer steps apart")
     args = p.parse_args()
     torch.set_num_threads(2)
     rec = WhisperRecognizer()
@@ -57,6 +60,10 @@ def main():
         print(f"  {h['part']} epoch {h['epoch']}: RSS after a trim {rss_mb():.0f} MB, peak so "
               f"far +{max(samples) - start:.0f} MB", flush=True)
 
+    split = {"validation losses": [0.0, 0], "optimizer steps": [0.0, 0]}
+    if args.time_split:
+        for name, attr in (("validation losses", "_mean_loss"), ("optimizer steps", "_backward")):
+            setattr(ra, attr, timed(getattr(ra, attr), split[name]))
     t0 = time.perf_counter()
     _, m = ra.crossfit_recognizer(rec, items, config,
                                   progress=progress if args.progress else None)
@@ -67,6 +74,21 @@ def main():
           f"{m['train_s']:.1f}, held-out WER {m['val_wer']:.4f} (unadapted "
           f"{m['base_val_wer']:.4f}), fold best epochs {m['fold_best_epochs']}, refit steps "
           f"{m['refit_steps']}", flush=True)
+    if args.time_split:
+        print("  of train_s: " + ", ".join(f"{n} {t:.1f} s ({c} calls)"
+                                          for n, (t, c) in split.items()), flush=True)
+
+
+def timed(fn, acc: list):
+    """``fn``, adding its wall time and call count to ``acc``."""
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            acc[0] += time.perf_counter() - t
+            acc[1] += 1
+    return wrapper
 
 
 if __name__ == "__main__":
