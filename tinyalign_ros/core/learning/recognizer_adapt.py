@@ -95,8 +95,8 @@ class RecognizerAdaptConfig:
     decode_batch_size: int = 2
     # how the prepared keys and values of the padding frames (those an encoder adapter never
     # moves, ~85 % of a 30 s window) are kept: "int8" (a scale per head and channel; half of
-    # float16's ~8 MB an utterance) or "float16". int8 trained adapters within a word of
-    # float16's on the whisper and croaky voices (docs/RECOGNIZER.md)
+    # float16's ~8 MB an utterance) or "float16". With int8 the test WERs of the whisper,
+    # croaky and slow_telephone voices were the same or a word better (docs/RECOGNIZER.md)
     padding_dtype: str = "int8"
     val_fraction: float = 0.2           # validation "split": the held-out share
     # "crossfit": two adapters, each trained on half the utterances, decode the other half (every
@@ -296,13 +296,14 @@ class _Frames:
     __slots__ = ("audio", "padding", "scale")
 
     def __init__(self, t: torch.Tensor, n: int, dtype: str):
-        self.audio = t[..., :n, :].half()
+        # copies (never views that would keep the whole float32 tensor alive)
+        self.audio = t[..., :n, :].to(torch.float16, copy=True)
         pad = t[..., n:, :]
         if dtype == "int8" and pad.shape[-2] > 0:
             self.scale = pad.abs().amax(-2, keepdim=True).float().clamp_min(1e-8) / 127
             self.padding = torch.round(pad.float() / self.scale).clamp(-127, 127).to(torch.int8)
         else:
-            self.scale, self.padding = None, pad.half()
+            self.scale, self.padding = None, pad.to(torch.float16, copy=True)
 
     @property
     def shape(self) -> tuple:
