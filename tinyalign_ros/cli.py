@@ -66,12 +66,18 @@ def _assistant(args, llm):
                      args.audio_only_tokens)
 
 
-def _load_items(args, asr, with_transcripts: bool):
-    from .core.learning.data import encode_examples, load_examples
+def _examples(args) -> list:
+    """--data's examples, the first --limit of them."""
+    from .core.learning.data import load_examples
 
     examples = load_examples(args.data)
-    if args.limit:
-        examples = examples[:args.limit]
+    return examples[:args.limit] if args.limit else examples
+
+
+def _load_items(args, asr, with_transcripts: bool, examples=None):
+    from .core.learning.data import encode_examples
+
+    examples = examples if examples is not None else _examples(args)
     print(f"{len(examples)} examples from {args.data}; encoding (cached in {args.cache})",
           file=sys.stderr)
     # transcripts cost ~0.4 s per file: only made when the hint or the cascade needs them
@@ -177,10 +183,11 @@ def cmd_adapt(args) -> int:
     # encoded once for both targets: the projector's features, and the transcripts the ASR node
     # would have served (the recogniser gate's "before"; the projector's hints)
     asr = _asr(args)
-    items = _load_items(args, asr, with_transcripts=True)
+    examples = _examples(args)     # read once: the features, the recogniser, the hints
+    items = _load_items(args, asr, with_transcripts=True, examples=examples)
     if wants_recognizer:
         try:
-            rec_result, recognizer = _adapt_recognizer_offline(args, config, items)
+            rec_result, recognizer = _adapt_recognizer_offline(args, config, examples, items)
         except (ValueError, AdaptationError) as exc:
             if config.target == "recognizer":
                 raise
@@ -198,14 +205,14 @@ def cmd_adapt(args) -> int:
             "metrics": {k: round(v, 4) if isinstance(v, float) else v
                         for k, v in rec_result.metrics.items()}}
     if wants_projector:
-        row.update(_adapt_projector_offline(args, config, asr, items, rec_result, recognizer))
+        row.update(_adapt_projector_offline(args, config, asr, examples, items, rec_result,
+                                            recognizer))
     print(json.dumps(row))
     return 0
 
 
-def _adapt_recognizer_offline(args, config, feature_items):
+def _adapt_recognizer_offline(args, config, examples, feature_items):
     from .core.learning.adapt import adapt_recognizer_items, newest_for_recognizer
-    from .core.learning.data import load_examples
     from .core.learning.recognizer_adapt import RecognizerAdapter, encode_items, item_depth
     from .core.speech.audio import load_audio
     from .core.speech.whisper_decoder import WhisperRecognizer
@@ -215,9 +222,6 @@ def _adapt_recognizer_offline(args, config, feature_items):
     if args.recognizer:
         current = RecognizerAdapter.from_bytes(Path(args.recognizer).read_bytes())
         current.check_base(recognizer)
-    examples = load_examples(args.data)
-    if args.limit:
-        examples = examples[:args.limit]
     examples = newest_for_recognizer(examples, config)   # as the node picks them
     # what the ASR node would have served (and logged): the gate's "before" for a new user
     served = {it.id: it.transcript for it in feature_items}
@@ -239,7 +243,8 @@ def _adapt_recognizer_offline(args, config, feature_items):
     return result, recognizer
 
 
-def _adapt_projector_offline(args, config, asr, items, rec_result, recognizer) -> dict:
+def _adapt_projector_offline(args, config, asr, examples, items, rec_result,
+                             recognizer) -> dict:
     from types import SimpleNamespace
 
     from .core.assistant.checkpoint import load_checkpoint
@@ -258,10 +263,9 @@ def _adapt_projector_offline(args, config, asr, items, rec_result, recognizer) -
         # decoded by it, and without a confidence (redecoded_hints; it reads a logged
         # utterance's id, transcript and audio, and an utterance too long for the recogniser
         # keeps its transcript)
-        from .core.learning.data import load_examples
         from .core.speech.audio import load_audio
 
-        audio_of, decoded = {ex.id: ex.audio for ex in load_examples(args.data)}, []
+        audio_of, decoded = {ex.id: ex.audio for ex in examples}, []
 
         def audio(path):
             decoded.append(path)

@@ -447,11 +447,9 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
         if cancel is not None and cancel.is_set():
             raise _Cancelled
 
-    def progress(done, total):
-        if report:
-            report({"stage": "recognizer_encoding", "step": done, "total_steps": total,
-                    "loss": 0.0, "eta_s": 0.0})
-
+    progress = None if report is None else (
+        lambda done, total: report({"stage": "recognizer_encoding", "step": done,
+                                    "total_steps": total, "loss": 0.0, "eta_s": 0.0}))
     return encode_items(recognizer, [((lambda u=u: load(u)), u.label, u.utterance_id,
                                       u.transcript) for u in usable], depth,
                         check_cancel, progress)
