@@ -183,7 +183,8 @@ def test_adapter_round_trip_gives_identical_logits(rec, method):
 
 
 @pytest.fixture(scope="module")
-def croaky_items(rec, tmp_path_factory):
+def croaky_corpus(tmp_path_factory) -> list[tuple]:
+    """30 utterances of the croaky hard speaker: (audio path, text, id) each."""
     if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
         pytest.skip("espeak-ng / sox missing")
     import json
@@ -193,11 +194,14 @@ def croaky_items(rec, tmp_path_factory):
     texts = sentences(30, seed=11)
     out = tmp_path_factory.mktemp("croaky")
     man = make_corpus(out, texts, HARD_SPEAKERS["croaky"], seed=5)
-    items = []
-    for row in map(json.loads, man.read_text().splitlines()):
-        items.append(RecognizerItem.of_audio(rec, load_audio(out / row["audio"]), row["text"],
-                                             row["id"]))
-    return items
+    return [(out / row["audio"], row["text"], row["id"])
+            for row in map(json.loads, man.read_text().splitlines())]
+
+
+@pytest.fixture(scope="module")
+def croaky_items(rec, croaky_corpus):
+    return [RecognizerItem.of_audio(rec, load_audio(path), text, id)
+            for path, text, id in croaky_corpus]
 
 
 def test_adaptation_lowers_held_out_loss_and_gates(rec, croaky_items):
@@ -532,11 +536,11 @@ def test_the_nodes_recipe_gates_against_the_users_current_adapter(rec, croaky_it
         assert (meta["user_id"], meta["parent_version"]) == ("alice", "rec-alice-old")
 
 
-def test_the_both_jobs_hints_are_the_new_adapters_held_out_transcripts(rec, croaky_items):
+def test_the_both_jobs_hints_are_the_new_adapters_held_out_transcripts(rec, croaky_corpus,
+                                                                      croaky_items):
     """redecoded_hints: an utterance the new adapter trained on gets its held-out transcript
-    (the adapter knows its training utterances by heart); another one is decoded with it."""
-    from types import SimpleNamespace
-
+    (the adapter knows its training utterances by heart); another one is decoded with it, from
+    the states the job kept or, for one older than the job's utterances, from its audio."""
     from tinyalign_ros.core.learning.adapt import RecognizerResult, redecoded_hints
     from tinyalign_ros.core.learning.recognizer_adapt import transcribe_items
 
@@ -545,12 +549,22 @@ def test_the_both_jobs_hints_are_the_new_adapters_held_out_transcripts(rec, croa
     result = RecognizerResult(True, True, adapter=adapter, items=[first, second],
                               held_out={first.id: "as the fold adapter heard it"})
     hints = redecoded_hints(rec, result, beam_size=1)
-    gone = SimpleNamespace(utterance_id="dropped", transcript="as logged", audio=lambda: None)
-    logged = [SimpleNamespace(utterance_id=u.id, transcript="as logged") for u in (first, second)]
-    assert hints(logged + [gone]) == [
-        "as the fold adapter heard it",
-        transcribe_items(rec, [second], adapter.decoder_adapter(), beam_size=1)[0],
-        "as logged"]                         # no audio any more: its logged transcript stays
+    def removed():
+        raise FileNotFoundError("dropped by retention")
+
+    def unused():
+        raise AssertionError("an utterance with a held-out transcript or kept states was loaded")
+
+    older_path, _, older_id = croaky_corpus[2]
+    logged = [(u.id, "as logged", unused) for u in (first, second)]
+    decoded = transcribe_items(rec, [second, croaky_items[2]], adapter.decoder_adapter(),
+                               beam_size=1)
+    assert hints(logged + [(older_id, "as logged", lambda: load_audio(older_path)),
+                           ("gone", "as logged", lambda: None),
+                           ("removed", "as logged", removed)]) == [
+        "as the fold adapter heard it", *decoded,
+        "as logged", "as logged"]     # no audio any more: their logged transcripts stay
+    assert decoded[1] != "as logged"
 
 
 def test_a_new_users_adapter_must_beat_what_they_were_served(rec, croaky_items):

@@ -245,7 +245,7 @@ def _adapt_recognizer_offline(args, config, examples, feature_items):
 
 def _adapt_projector_offline(args, config, asr, examples, items, rec_result,
                              recognizer) -> dict:
-    from types import SimpleNamespace
+    import functools
 
     from .core.assistant.checkpoint import load_checkpoint
     from .core.assistant.llm import EmbeddingTable
@@ -260,9 +260,8 @@ def _adapt_projector_offline(args, config, asr, examples, items, rec_result,
     if rec_result is not None and rec_result.adapter is not None:
         # the node's both job: the hints of the recogniser the user is now served, held out
         # where it was validated, the others (older than the recogniser's newest utterances)
-        # decoded by it, and without a confidence (redecoded_hints; it reads a logged
-        # utterance's id, transcript and audio, and an utterance too long for the recogniser
-        # keeps its transcript)
+        # decoded by it from their audio, and without a confidence (redecoded_hints; an
+        # utterance too long for the recogniser keeps its transcript)
         from .core.speech.audio import load_audio
 
         audio_of, decoded = {ex.id: ex.audio for ex in examples}, []
@@ -272,10 +271,9 @@ def _adapt_projector_offline(args, config, asr, examples, items, rec_result,
             return load_audio(path)
 
         hints = redecoded_hints(recognizer, rec_result, config.recognizer_beam_size)
-        logged = [SimpleNamespace(utterance_id=it.id, transcript=it.transcript,
-                                  audio=lambda path=audio_of[it.id]: audio(path))
-                  for it in items]
-        for it, text in zip(items, hints(logged)):
+        texts = hints([(it.id, it.transcript, functools.partial(audio, audio_of[it.id]))
+                       for it in items])
+        for it, text in zip(items, texts):
             it.transcript, it.confidence = text, None
         hint_sources = {"held_out": sum(it.id in rec_result.held_out for it in items),
                         "decoded": len(decoded)}

@@ -28,7 +28,7 @@ from ..metrics import normalize, wer
 from ..settings import check_choices, setting
 from ..speech.asr import SERVED_BEAM_SIZE
 from .data import FeatureItem, split
-from .store import LoggedUtterance, UtteranceStore
+from .store import UtteranceStore
 from .train import LLM_OBJECTIVES, OBJECTIVES, TrainConfig, Trainer
 
 
@@ -182,7 +182,7 @@ class AdaptationError(RuntimeError):
 
 def user_items(store: UtteranceStore, user_id: str, config: AdaptConfig,
                asr_model_id: str,
-               hint: Callable[[list[LoggedUtterance]], list[str]] | None = None
+               hint: Callable[[list[tuple[str, str, Callable]]], list[str]] | None = None
                ) -> tuple[list[FeatureItem], list[FeatureItem]]:
     """(train, validation) items of a user; validation prefers corrected utterances.
     ``hint``: the transcripts of logged utterances by the recogniser the user is served with
@@ -206,7 +206,8 @@ def user_items(store: UtteranceStore, user_id: str, config: AdaptConfig,
                               f"or confident enough for pseudo-labels); at least "
                               f"{config.min_utterances} are needed")
     hints = dict(zip((u.utterance_id for u in logged),
-                     hint(logged) if hint else [u.transcript for u in logged]))
+                     hint([(u.utterance_id, u.transcript, u.audio) for u in logged]) if hint
+                     else [u.transcript for u in logged]))
     # the logged confidence belongs to the logged transcript, not to a re-recognised hint
     confidence = {u.utterance_id: None if hint else u.confidence for u in logged}
     corrected = [FeatureItem(features[u.utterance_id], u.label, u.utterance_id,
@@ -268,7 +269,7 @@ def adapt_user(store: UtteranceStore, user_id: str, current: Projector, assistan
                asr_model_id: str, config: AdaptConfig,
                progress: Callable[[dict], None] | None = None,
                cancel: threading.Event | None = None, job_id: str | None = None,
-               hint: Callable[[list[LoggedUtterance]], list[str]] | None = None
+               hint: Callable[[list[tuple[str, str, Callable]]], list[str]] | None = None
                ) -> AdaptResult:
     """Train a copy of ``current`` on the user's log; keep it only if it beats ``current``.
 
@@ -437,12 +438,6 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
             f"user {user_id!r} has {len(usable)} corrected utterances with logged audio (of "
             f"{len(corrected)} corrected); recogniser adaptation needs at least {need} (the "
             f"ASR node's publish_audio must be on when they are spoken)")
-    def load(u):
-        try:
-            return u.audio()
-        except FileNotFoundError:   # dropped by retention since it was listed
-            return None
-
     def check_cancel():
         if cancel is not None and cancel.is_set():
             raise _Cancelled
@@ -450,9 +445,8 @@ def recognizer_items(store: UtteranceStore, user_id: str, config: AdaptConfig, r
     progress = None if report is None else (
         lambda done, total: report({"stage": "recognizer_encoding", "step": done,
                                     "total_steps": total, "loss": 0.0, "eta_s": 0.0}))
-    return encode_items(recognizer, [((lambda u=u: load(u)), u.label, u.utterance_id,
-                                      u.transcript) for u in usable], depth,
-                        check_cancel, progress)
+    return encode_items(recognizer, [(u.audio, u.label, u.utterance_id, u.transcript)
+                                     for u in usable], depth, check_cancel, progress)
 
 
 def recognizer_version(user_id: str, data: bytes) -> str:
@@ -605,19 +599,20 @@ def adapt_user_recognizer(store: UtteranceStore, user_id: str, recognizer, confi
 
 
 def redecoded_hints(recognizer, result: RecognizerResult, beam_size: int, cancel=None):
-    """``hint`` for user_items after a recogniser step: for a list of logged utterances, the
-    transcript of each by the adapter the user is served with now (``result.adapter``; None:
-    the logged faster-whisper transcripts stay). An utterance the new adapter was validated
-    on gets its held-out transcript (``result.held_out``: every utterance when cross-fitted,
-    the held-out share with ``split``): the refit adapter has all but learned its training
-    utterances by heart, so its own transcripts of them are far better than the ones it
-    gives on new speech, and a projector trained and validated on them is judged against a
-    cascade it will not meet (docs/BENCHMARKS.md, "The adapted cascade for K = 10 / 25 / 50 /
-    100"). Encoder states computed for training are reused; the others are encoded and
-    decoded ``DECODE_BATCH`` at a time (a long log holds hundreds)."""
-    from ..speech.audio import SAMPLE_RATE
+    """``hint`` for user_items after a recogniser step: for a list of (utterance id, logged
+    transcript, load_audio) of logged utterances, the transcript of each by the adapter the
+    user is served with now (``result.adapter``; None: the logged faster-whisper transcripts
+    stay). An utterance the new adapter was validated on gets its held-out transcript
+    (``result.held_out``: every utterance when cross-fitted, the held-out share with
+    ``split``): the refit adapter has all but learned its training utterances by heart, so its
+    own transcripts of them are far better than the ones it gives on new speech, and a
+    projector trained and validated on them is judged against a cascade it will not meet
+    (docs/BENCHMARKS.md, "The adapted cascade for K = 10 / 25 / 50 / 100"). Encoder states
+    computed for training are reused; the others are encoded (encode_items) and decoded
+    ``DECODE_BATCH`` at a time (a long log holds hundreds). One whose audio is gone or longer
+    than a window keeps its logged transcript."""
     from ..speech.whisper_encoder import encoder_depth
-    from .recognizer_adapt import DECODE_BATCH, RecognizerItem, transcribe_items
+    from .recognizer_adapt import DECODE_BATCH, encode_items, transcribe_items
 
     adapter = result.adapter
     if adapter is None:
@@ -626,30 +621,24 @@ def redecoded_hints(recognizer, result: RecognizerResult, beam_size: int, cancel
     # encoder states kept only for what has no held-out transcript (~2.4 MB an utterance)
     known = {it.id: it for it in result.items if it.id not in result.held_out}
 
-    def item(u: LoggedUtterance):
+    def check_cancel():
         if cancel is not None and cancel.is_set():
             raise AdaptationError("cancelled")
-        it = known.get(u.utterance_id)
-        if it is not None:
-            return it
-        try:
-            audio = u.audio()
-        except FileNotFoundError:   # dropped by retention meanwhile
-            audio = None
-        if audio is None or audio.size > 30 * SAMPLE_RATE:
-            return None             # it keeps its logged transcript
-        return RecognizerItem.of_audio(recognizer, audio, "", u.utterance_id,
-                                       depth=encoder_depth(ad))
 
-    def hints(utterances: list) -> list[str]:
-        out = [result.held_out.get(u.utterance_id, u.transcript) for u in utterances]
-        todo = [i for i, u in enumerate(utterances) if u.utterance_id not in result.held_out]
+    def hints(utterances: list[tuple[str, str, Callable]]) -> list[str]:
+        out = [result.held_out.get(id, transcript) for id, transcript, _ in utterances]
+        todo = [i for i, (id, _, _) in enumerate(utterances) if id not in result.held_out]
         for s in range(0, len(todo), DECODE_BATCH):
-            chunk = [(i, item(utterances[i])) for i in todo[s:s + DECODE_BATCH]]
-            chunk = [(i, it) for i, it in chunk if it is not None]
-            texts = transcribe_items(recognizer, [it for _, it in chunk], ad,
+            chunk = todo[s:s + DECODE_BATCH]
+            check_cancel()
+            new = encode_items(recognizer, [(utterances[i][2], "", utterances[i][0], None)
+                                            for i in chunk if utterances[i][0] not in known],
+                               encoder_depth(ad), check_cancel)
+            items = {**known, **{it.id: it for it in new}}
+            decode = [i for i in chunk if utterances[i][0] in items]
+            texts = transcribe_items(recognizer, [items[utterances[i][0]] for i in decode], ad,
                                      beam_size=beam_size)
-            for (i, _), text in zip(chunk, texts):
+            for i, text in zip(decode, texts):
                 out[i] = text
         return out
     return hints

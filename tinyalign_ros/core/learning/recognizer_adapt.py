@@ -197,9 +197,10 @@ class RecognizerItem:
 def encode_items(recognizer: WhisperRecognizer, utterances, depth: int, before_each=None,
                  report=None) -> list[RecognizerItem]:
     """RecognizerItems of ``utterances`` ((load_audio, text, id, served) each), in order, their
-    freed encoder temporaries handed back at the end. One whose ``load_audio()`` gives None
-    (its audio is gone) or more than one 30 s window is left out. ``before_each()`` runs before
-    each (the node's cancel check raises there); ``report(done, total)`` after each."""
+    freed encoder temporaries handed back at the end. One whose audio is gone (``load_audio()``
+    gives None or raises FileNotFoundError: retention dropped it since it was listed) or is
+    longer than one 30 s window is left out. ``before_each()`` runs before each (the node's
+    cancel check raises there); ``report(done, total)`` after each."""
     from ..speech.audio import SAMPLE_RATE
 
     utterances = list(utterances)
@@ -207,7 +208,10 @@ def encode_items(recognizer: WhisperRecognizer, utterances, depth: int, before_e
     for i, (load_audio, text, id, served) in enumerate(utterances):
         if before_each is not None:
             before_each()
-        audio = load_audio()
+        try:
+            audio = load_audio()
+        except FileNotFoundError:
+            audio = None
         if audio is not None and audio.size <= 30 * SAMPLE_RATE:
             items.append(RecognizerItem.of_audio(recognizer, audio, text, id, served, depth))
         if report is not None:
