@@ -52,6 +52,50 @@ def test_the_flags_reach_the_bench_config():
         bench_config(parse(["bench", "--recognizer-lora-on", "everything"]))
 
 
+def test_the_targets_say_met_or_by_how_much_they_are_missed():
+    from tinyalign_ros.bench.report import target_rows, targets_table
+
+    def user(name, kind, cascade, base, **k50):
+        row = {"user": name, "kind": kind, "wer": {"cascade": cascade, "base": base}}
+        if k50:
+            row.update(wer_served={"served (mode auto) K=50": k50["served"]},
+                       served={"50": {"path": k50["path"]}},
+                       recognizer_adapt={"50": {"published": k50["published"]}},
+                       wer_adapted_cascade={"adapted cascade K=50": k50["adapted"]},
+                       wer_both={"adapted rec.+proj. K=50+hint (CE)": k50["both"]},
+                       both_train_s={"50": {"recognizer_s": k50["rec_s"],
+                                            "projector_s": k50["proj_s"]}})
+        return row
+
+    report = {"quality": [
+        user("real", "real", 0.04, 0.044, served=0.04, path="cascade", published=False,
+             adapted=0.04, both=0.1, rec_s=40.0, proj_s=19.0),
+        user("hard", "synthetic", 0.40, 0.41, served=0.30, path="cascade", published=True,
+             adapted=0.30, both=0.25, rec_s=50.0, proj_s=20.0),
+        user("sentences", "synthetic-base", 0.30, 0.30)],
+        "intents": {"accuracy": {"cascade": 0.8, "base": 0.75}},
+        "latency": {"command_s": 3.0, "end_of_speech_to_first_token_s": 0.7}}
+    k, rows = target_rows(report)
+    verdicts = {(row[0][:28], row[1]): row[4] for row in rows}
+    assert k == 50 and len(rows) == 12
+    assert verdicts[("base, default aligned mode: ", "real")] == "met"   # +0.4 pt
+    assert verdicts[("base, default aligned mode: ", "hard")] == \
+        "**missed by 0.5 pt**"                                        # +1.0 pt: 0.5 over
+    assert verdicts[("base: intent accuracy not be", "intents")] == "**missed by 5.0 pt**"
+    assert verdicts[("after K = 50: what mode auto", "real")] == "met"      # the cascade's
+    assert verdicts[("after K = 50: what mode auto", "hard")] == "met"      # 0.75x: the limit
+    assert verdicts[("after K = 50: the adapted ca", "hard")] == \
+        "**missed by 2.0 pt**"                                        # 0.75x > 0.7x
+    assert verdicts[("after K = 50: the aligned pa", "hard")] == "met"  # 25 % below 30 %
+    assert verdicts[("K = 50: the both job's train", "real")] == "met"      # 59 s
+    assert verdicts[("K = 50: the both job's train", "hard")] == "**missed by 10.0 s**"
+    assert verdicts[("end of speech to first token", "aligned")] == "met"
+    served = next(row for row in rows if row[0].startswith("after K = 50: what") and
+                  row[1] == "hard")
+    assert served[2] == "30.0 % (adapted cascade; 0.75x)"   # published: the adapted one
+    assert targets_table(report)[0] == "### Targets: 8 of 12 met"
+
+
 SYSTEMS = ("whisper", "cascade", "ceiling", "base")
 
 
@@ -248,6 +292,13 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     job = users[synthetic]["recognizer_adapt"][str(k)]
     assert (" (refused)" in row) == (not job["published"])
     assert f"refused {0 if job['published'] else 1} of 1 adapters" in table
+    # the targets: every user's base row, the intents, the synthetic user's adaptation rows
+    # at the quick K, and both paths' first token
+    from tinyalign_ros.bench.report import target_rows
+    target_k, rows = target_rows(report)
+    assert target_k == k and "### Targets: " in md
+    assert [row[1] for row in rows] == [*users, "intents", *[synthetic] * 4,
+                                        "aligned", "cascade"]
     assert len(report["plots"]) == 4
     for name in report["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
