@@ -43,6 +43,15 @@ def quality_table(r: dict) -> list[str]:
     return out
 
 
+def _served_path(row: dict, k: str) -> str:
+    """The path mode auto serves a bench user after the both job at K: "aligned", or the
+    cascade, "adapted cascade" where the user's recogniser adapter was published."""
+    path = row["served"][k]["path"]
+    if path == "cascade" and row.get("recognizer_adapt", {}).get(k, {}).get("published"):
+        return "adapted cascade"
+    return path
+
+
 def adapted_cascade_table(rows: list[dict]) -> list[str]:
     """The recogniser adapted per user (bench/recognizer.py): its WER, the adapted cascade,
     and the combination with the adapted projector; a refused adapter's cells say so."""
@@ -66,7 +75,7 @@ def adapted_cascade_table(rows: list[dict]) -> list[str]:
         k = col.split("K=")[1].split("+")[0] if "K=" in col and not col.startswith(
             "adapted K=") else None
         if col.startswith("served") and value is not None:   # which path mode auto chose
-            return f"{_pct(value)} ({row['served'][k]['path']})"
+            return f"{_pct(value)} ({_served_path(row, k)})"
         refused = k is not None and not row["recognizer_adapt"].get(k, {}).get("published",
                                                                               True)
         return _pct(value) + (" (refused)" if refused and value is not None else "")
@@ -149,9 +158,7 @@ def target_rows(r: dict) -> tuple[int | None, list[tuple[str, str, str, str, str
             continue
         cascade = u["wer"]["cascade"]
         ratio = 1.0 if u["kind"] == "real" else SERVED_RATIO
-        path = u["served"][str(k)]["path"]
-        if path == "cascade" and u.get("recognizer_adapt", {}).get(str(k), {}).get("published"):
-            path = "adapted cascade"
+        path = _served_path(u, str(k))
         rows.append((f"after K = {k}: what mode auto serves, WER " + _versus(ratio), u["user"],
                      f"{_pct(served)} ({path}" + (f"; {served / cascade:.2f}x)" if cascade
                                                   else ")"),
