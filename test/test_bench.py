@@ -303,6 +303,14 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     for name in report["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # --report-only writes the same report again from bench.json, running nothing
+    (out / "bench.md").unlink()
+    proc = subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", "bench", "--report-only",
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "bench.md").read_text() == md
+    assert json.loads((out / "bench.json").read_text()) == report
+
     # the design section runs only when named, and its results join the existing report
     proc = subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", "bench", "--quick",
                            "--out", str(out), "--sections", "design"], capture_output=True,

@@ -453,11 +453,14 @@ def cmd_bench(args) -> int:
     from . import bench
     from .bench.report import markdown
 
-    config = bench_config(args)
     t0 = time.perf_counter()
     try:
-        report = bench.run(Path(args.out), config, "quick" if args.quick else "full",
-                           log=lambda m: print(m, file=sys.stderr, flush=True))
+        if args.report_only:
+            report = bench.render(Path(args.out))
+        else:
+            report = bench.run(Path(args.out), bench_config(args),
+                               "quick" if args.quick else "full",
+                               log=lambda m: print(m, file=sys.stderr, flush=True))
     except bench.BenchError as exc:
         print(f"tinyalign bench: {exc}", file=sys.stderr)
         return 1
@@ -664,6 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true",
                    help="a few utterances per section (minutes): proves the command, for CI")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: write bench.md and the plots again from --out's "
+                        "bench.json (e.g. to read an older run with today's tables)")
     p.add_argument("--base", help="score this projector checkpoint as the base (a candidate "
                                   "before it ships; default: the shipped one)")
     p.add_argument("--ks", type=int, nargs="*",

@@ -396,5 +396,21 @@ def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> di
     return ctx.report
 
 
+def render(out_dir: Path) -> dict:
+    """bench.md and the plots again from out_dir/bench.json, nothing run (after the report's
+    code changed, or to read an older run with today's tables)."""
+    from .report import markdown, plots
+
+    path = out_dir / "bench.json"
+    if not path.is_file():
+        raise BenchError(f"no bench report in {out_dir} (bench.json): run tinyalign bench "
+                         f"--out {out_dir} first")
+    report = json.loads(path.read_text())
+    report["plots"] = plots(report, out_dir)
+    path.write_text(json.dumps(report, indent=1))
+    (out_dir / "bench.md").write_text(markdown(report))
+    return report
+
+
 class BenchError(RuntimeError):
     pass
