@@ -133,8 +133,11 @@ class BenchContext:
                                                                  None))
         return self._recognizer
 
-    def save(self) -> None:
+    def stamp(self) -> None:
         self.report["wall_s"] = round(time.perf_counter() - self.t_start, 1)
+
+    def save(self) -> None:
+        self.stamp()
         (self.out_dir / "bench.json").write_text(json.dumps(self.report, indent=1))
 
     def users(self) -> list:
@@ -380,35 +383,37 @@ def run_section(ctx: BenchContext, name: str) -> None:
 def run(out_dir: Path, config: BenchConfig, mode: str = "full", log=print) -> dict:
     """Run ``config.sections`` into out_dir/bench.json, bench.md and the plots; BenchError
     (after writing everything) when a section failed."""
-    from .report import markdown, plots
-
     unknown = set(config.sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown bench sections {sorted(unknown)}; known: {sorted(SECTIONS)}")
     ctx = load(out_dir, config, mode, log)
     for name in config.sections:
         run_section(ctx, name)
-    ctx.report["plots"] = plots(ctx.report, out_dir)
-    ctx.save()
-    (out_dir / "bench.md").write_text(markdown(ctx.report))
+    ctx.stamp()
+    write_report(ctx.report, out_dir)
     if ctx.report["errors"]:
         raise BenchError(f"sections failed: {ctx.report['errors']} (the rest is in {out_dir})")
     return ctx.report
 
 
+def write_report(report: dict, out_dir: Path) -> None:
+    """The plots, bench.json and bench.md of ``report`` in out_dir."""
+    from .report import markdown, plots
+
+    report["plots"] = plots(report, out_dir)
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "bench.md").write_text(markdown(report))
+
+
 def render(out_dir: Path) -> dict:
     """bench.md and the plots again from out_dir/bench.json, nothing run (after the report's
     code changed, or to read an older run with today's tables)."""
-    from .report import markdown, plots
-
     path = out_dir / "bench.json"
     if not path.is_file():
         raise BenchError(f"no bench report in {out_dir} (bench.json): run tinyalign bench "
                          f"--out {out_dir} first")
     report = json.loads(path.read_text())
-    report["plots"] = plots(report, out_dir)
-    path.write_text(json.dumps(report, indent=1))
-    (out_dir / "bench.md").write_text(markdown(report))
+    write_report(report, out_dir)
     return report
 
 
