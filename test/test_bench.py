@@ -310,6 +310,12 @@ def test_quick_bench_writes_every_section_report_and_plots(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "bench.md").read_text() == md
     assert json.loads((out / "bench.json").read_text()) == report
+    # with a run's flags it refuses rather than ignore them
+    proc = subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", "bench", "--report-only",
+                           "--out", str(out), "--ks", "50", "--quick"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "--ks --quick would be ignored" in proc.stderr, proc.stderr
+    assert (out / "bench.md").read_text() == md
 
     # the design section runs only when named, and its results join the existing report
     proc = subprocess.run([sys.executable, "-m", "tinyalign_ros.cli", "bench", "--quick",

@@ -476,6 +476,16 @@ def test_cross_fitting_holds_every_utterance_out_once_then_trains_on_all(rec, cr
         assert adapter.metadata["validation"] == "crossfit"
         assert adapter.metadata["refit"] == refit
         assert m["publish"] == (m["val_wer"] < m["base_val_wer"])
+    if refit == "steps":
+        # require_improvement off: folds that never beat the unadapted loss (a learning rate too
+        # small to move it) still refit and publish, for the configured epochs
+        rows = []
+        adapter, m = crossfit_recognizer(rec, items, RecognizerAdaptConfig(
+            epochs=2, batch_size=4, learning_rate=1e-30, require_improvement=False),
+            progress=rows.append, decode_unadapted=False)
+        assert m["fold_best_epochs"] == [0, 0], m["fold_best_epochs"]
+        assert adapter is not None and m["publish"], m["reason"]
+        assert [h["part"] for h in rows].count("all") == 2    # config.epochs, from scratch
     with pytest.raises(ValueError, match="validation"):
         RecognizerAdaptConfig(validation="holdout")
     with pytest.raises(ValueError, match="refit"):

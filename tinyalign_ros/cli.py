@@ -454,6 +454,16 @@ def cmd_bench(args) -> int:
     from .bench.report import markdown
 
     t0 = time.perf_counter()
+    if args.report_only:
+        # a run's flags with --report-only would silently do nothing: say so instead
+        defaults = build_parser().parse_args(["bench"])
+        ignored = sorted(f"--{k.replace('_', '-')}" for k, v in vars(args).items()
+                         if k not in ("out", "report_only", "func") and
+                         v != getattr(defaults, k, None))
+        if ignored:
+            print(f"tinyalign bench: --report-only runs nothing, so {' '.join(ignored)} would "
+                  f"be ignored; leave them out, or drop --report-only to run", file=sys.stderr)
+            return 2
     try:
         if args.report_only:
             report = bench.render(Path(args.out))

@@ -749,7 +749,7 @@ def crossfit_recognizer(recognizer: WhisperRecognizer, items: list[RecognizerIte
                       time.perf_counter())
         train_s += m["train_s"]
         stops.append(m["stopped"])
-        best_epochs.append(m["best_epoch"])
+        best_epochs.append(max(m["best_epoch"], 0))   # -1: no epoch beat the unadapted loss
         best_steps.append(m["best_steps"])
         history += [dict(h, part=f"fold {n}") for h in m["history"]]
         for i, h, b in zip(held, m["val_hypotheses"],
