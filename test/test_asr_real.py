@@ -31,6 +31,22 @@ def test_goforward_transcript_and_features(asr):
     assert asr.model_id == "whisper-tiny.en+var:384"
 
 
+def test_a_released_transcriber_is_loaded_again_when_needed(asr):
+    """release_transcriber (called before training, which runs slower beside faster-whisper)
+    frees the CTranslate2 model; the next transcript loads it again and is the same."""
+    import gc
+    import weakref
+
+    audio = load_audio(GOFORWARD)
+    before = asr.transcribe(audio).text
+    gone = weakref.ref(asr.model)
+    asr.release_transcriber()
+    gc.collect()
+    assert gone() is None                        # nothing else held it
+    assert asr.transcribe(audio).text == before
+    assert asr.model is not None and asr.model is asr.model
+
+
 def test_the_clipping_limit_is_the_front_ends_setting(asr):
     """max_clipped_fraction above the 0.05 default must take effect (the ASR node sets it from
     its parameter; the front end used to re-check with the default)."""

@@ -155,7 +155,12 @@ class BenchContext:
         if c.heldout_voice:
             users.append(speakers.heldout_voice_family(self.asr, c.synthetic_pool,
                                                        c.synthetic_test, transcribed_pool=n))
-        return users + [speakers.heldout_base_voices(self.asr, c.heldout_test)]
+        users.append(speakers.heldout_base_voices(self.asr, c.heldout_test))
+        # every transcript is made: training follows, which runs ~1.5x slower beside
+        # faster-whisper (AsrFrontEnd.release_transcriber); the adaptation node's process
+        # has none
+        self.asr.release_transcriber()
+        return users
 
     def heldout(self):
         from . import speakers
@@ -285,6 +290,7 @@ def cost_section(ctx: BenchContext) -> None:
                 f" per epoch")
         ctx.save()
     real = speakers.real_speaker(ctx.asr, c.convergence_k, c.convergence_val)
+    ctx.asr.release_transcriber()       # as in BenchContext.users
     out["convergence"] = [cost.convergence(ctx.base, real, ctx.embeddings, ctx.systems,
                                            objective, epochs, c.convergence_val, ctx.log)
                           for objective, epochs in c.convergence_epochs.items()]

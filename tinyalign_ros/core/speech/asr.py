@@ -98,8 +98,9 @@ class AsrFrontEnd:
             compute_type = "float16" if self.device == "cuda" else "int8"
         self.compute_type = compute_type
         self.beam_size = config.beam_size
-        self.model = WhisperModel(str(self.model_path), device=self.device,
-                                  compute_type=compute_type, cpu_threads=cpu_threads)
+        self._cpu_threads = cpu_threads
+        self._model = WhisperModel(str(self.model_path), device=self.device,
+                                   compute_type=compute_type, cpu_threads=cpu_threads)
         self.encoder = encoder
         self.torch_encoder = None
         if encoder == "var":
@@ -117,6 +118,25 @@ class AsrFrontEnd:
         else:
             self.dim = self._probe_dim()
         self.english_only = not self.model.model.is_multilingual
+
+    @property
+    def model(self):
+        """faster-whisper's model (loaded again on first use after ``release_transcriber``)."""
+        if self._model is None:
+            from faster_whisper import WhisperModel
+
+            self._model = WhisperModel(str(self.model_path), device=self.device,
+                                       compute_type=self.compute_type,
+                                       cpu_threads=self._cpu_threads)
+        return self._model
+
+    def release_transcriber(self) -> None:
+        """Frees faster-whisper's CTranslate2 model until something needs it again. Why: while
+        one with more than one thread is alive in a process, torch training in that process
+        ran ~1.5x slower on 2 cores (docs/RECOGNIZER.md, "faster-whisper in the training
+        process"). `tinyalign adapt` and the bench call this before they train; the adaptation
+        node's process never loads it."""
+        self._model = None
 
     def _probe_dim(self) -> int:
         mel = np.zeros((1, self.model.feature_extractor.mel_filters.shape[0], 3000), np.float32)
