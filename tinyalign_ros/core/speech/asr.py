@@ -35,6 +35,11 @@ class AsrConfig:
     compute_type: str = setting("default", "CTranslate2 compute type; default = int8 on CPU, "
                                            "float16 on CUDA")
     cpu_threads: int = setting(0, "threads for Whisper on CPU; 0 = CTranslate2's default")
+    transcriber_threads: int = setting(
+        1, "CTranslate2 threads of faster-whisper (the transcript; the ct2 encoder) on CPU; "
+           "0 = cpu_threads. 1: on 2 cores a second thread made a transcript ~5 % faster, and "
+           "made torch training in the same process (the single-process graph's adaptation "
+           "jobs) 1.4-2.5x slower (docs/RECOGNIZER.md)")
     beam_size: int = setting(SERVED_BEAM_SIZE, "Whisper beam size for the transcript (1 = "
                                                "greedy); adapted users are decoded with it too")
     encoder: str = setting("var", "features from 'var' (torch, speech frames only, ~15x "
@@ -98,9 +103,9 @@ class AsrFrontEnd:
             compute_type = "float16" if self.device == "cuda" else "int8"
         self.compute_type = compute_type
         self.beam_size = config.beam_size
-        self._cpu_threads = cpu_threads
+        self._ct2_threads = config.transcriber_threads or cpu_threads
         self._model = WhisperModel(str(self.model_path), device=self.device,
-                                   compute_type=compute_type, cpu_threads=cpu_threads)
+                                   compute_type=compute_type, cpu_threads=self._ct2_threads)
         self.encoder = encoder
         self.torch_encoder = None
         if encoder == "var":
@@ -127,15 +132,15 @@ class AsrFrontEnd:
 
             self._model = WhisperModel(str(self.model_path), device=self.device,
                                        compute_type=self.compute_type,
-                                       cpu_threads=self._cpu_threads)
+                                       cpu_threads=self._ct2_threads)
         return self._model
 
     def release_transcriber(self) -> None:
         """Frees faster-whisper's CTranslate2 model until something needs it again. Why: while
-        one with more than one thread is alive in a process, torch training in that process
-        ran ~1.5x slower on 2 cores (docs/RECOGNIZER.md, "faster-whisper in the training
-        process"). `tinyalign adapt` and the bench call this before they train; the adaptation
-        node's process never loads it."""
+        one that ran with more than one thread (``transcriber_threads``) is alive in a process,
+        torch training in that process ran 1.4-2.5x slower on 2 cores (docs/RECOGNIZER.md,
+        "faster-whisper in the training process"). `tinyalign adapt` and the bench call this
+        before they train; the adaptation node's process never loads it."""
         self._model = None
 
     def _probe_dim(self) -> int:
