@@ -323,8 +323,11 @@ def test_training_computes_the_served_decoders_loss_from_half_precision_micro_ba
                                                                          adapter.scale), micro)
         grads.append({k: p.grad for k, p in params.items()})
     assert loss > 0 and k == sum(prep.n_targets(i) for i in range(4))
+    # the same sums in another order (each micro-batch pads to its own longest utterance): at
+    # worst 1.5e-4 of a gradient's norm on an AMD EPYC, under 1e-4 on an Intel Xeon; leaving
+    # out one utterance of the four would be ~0.25
     for name, g in grads[0].items():
-        assert g.norm() > 0 and (g - grads[1][name]).norm() < 1e-4 * g.norm(), name
+        assert g.norm() > 0 and (g - grads[1][name]).norm() < 1e-3 * g.norm(), name
 
 
 def test_prepared_padding_frames_are_kept_in_int8_with_a_scale_per_channel():
