@@ -36,10 +36,10 @@ class AsrConfig:
                                            "float16 on CUDA")
     cpu_threads: int = setting(0, "threads for Whisper on CPU; 0 = CTranslate2's default")
     transcriber_threads: int = setting(
-        1, "CTranslate2 threads of faster-whisper (the transcript; the ct2 encoder) on CPU; "
-           "0 = cpu_threads. 1: on 2 cores a second thread made a transcript ~5 % faster, and "
-           "made torch training in the same process (the single-process graph's adaptation "
-           "jobs) 1.4-2.5x slower (docs/RECOGNIZER.md)")
+        0, "CTranslate2 threads of faster-whisper (the transcript; the ct2 encoder) on CPU; "
+           "0 = cpu_threads. 1 made torch training beside a used faster-whisper faster in a "
+           "one-process test, but the single-process demo's job slower in one run each, so it "
+           "is not the default (docs/RECOGNIZER.md)")
     beam_size: int = setting(SERVED_BEAM_SIZE, "Whisper beam size for the transcript (1 = "
                                                "greedy); adapted users are decoded with it too")
     encoder: str = setting("var", "features from 'var' (torch, speech frames only, ~15x "
