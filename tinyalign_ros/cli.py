@@ -131,7 +131,7 @@ def cmd_train(args) -> int:
     asr = _asr(args)
     prompt_cfg = _prompt_config(args)
     items = _load_items(args, asr, with_transcripts=prompt_cfg.transcript_hint)
-    asr.release_transcriber()    # training below runs ~1.5x slower beside it
+    asr.release_transcriber()    # training below runs slower beside it (its docstring)
     train, val = split(items, args.val_fraction, args.seed)
     emb = EmbeddingTable(args.llm_model or None)
     parent = ""
@@ -186,7 +186,7 @@ def cmd_adapt(args) -> int:
     asr = _asr(args)
     examples = _examples(args)     # read once: the features, the recogniser, the hints
     items = _load_items(args, asr, with_transcripts=True, examples=examples)
-    asr.release_transcriber()    # training below runs ~1.5x slower beside it (its docstring)
+    asr.release_transcriber()    # training below runs slower beside it (its docstring)
     if wants_recognizer:
         try:
             rec_result, recognizer = _adapt_recognizer_offline(args, config, examples, items)

@@ -156,7 +156,7 @@ class BenchContext:
             users.append(speakers.heldout_voice_family(self.asr, c.synthetic_pool,
                                                        c.synthetic_test, transcribed_pool=n))
         users.append(speakers.heldout_base_voices(self.asr, c.heldout_test))
-        # every transcript is made: training follows, which runs ~1.5x slower beside
+        # every transcript is made: training follows, which runs slower beside
         # faster-whisper (AsrFrontEnd.release_transcriber); the adaptation node's process
         # has none
         self.asr.release_transcriber()

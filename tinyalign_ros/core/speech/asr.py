@@ -138,7 +138,7 @@ class AsrFrontEnd:
     def release_transcriber(self) -> None:
         """Frees faster-whisper's CTranslate2 model until something needs it again. Why: while
         one that ran with more than one thread (``transcriber_threads``) is alive in a process,
-        torch training in that process ran 1.4-2.5x slower on 2 cores (docs/RECOGNIZER.md,
+        torch training in that process ran 1.2-2.5x slower on 2 cores (docs/RECOGNIZER.md,
         "faster-whisper in the training process"). `tinyalign adapt` and the bench call this
         before they train; the adaptation node's process never loads it."""
         self._model = None
