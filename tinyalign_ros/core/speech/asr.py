@@ -92,8 +92,6 @@ class AsrFrontEnd:
 
     def __init__(self, config: AsrConfig | None = None, **overrides):
         """``overrides``: AsrConfig fields to change, e.g. ``AsrFrontEnd(cpu_threads=2)``."""
-        from faster_whisper import WhisperModel
-
         self.config = config = dataclasses.replace(config or AsrConfig(), **overrides)
         compute_type, cpu_threads, encoder = (config.compute_type, config.cpu_threads,
                                               config.encoder)
@@ -104,8 +102,8 @@ class AsrFrontEnd:
         self.compute_type = compute_type
         self.beam_size = config.beam_size
         self._ct2_threads = config.transcriber_threads or cpu_threads
-        self._model = WhisperModel(str(self.model_path), device=self.device,
-                                   compute_type=compute_type, cpu_threads=self._ct2_threads)
+        self._model = None       # loaded by the model property, here and after a release
+        self.model   # noqa: B018 (loads it)
         self.encoder = encoder
         self.torch_encoder = None
         if encoder == "var":
